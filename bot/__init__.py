@@ -1,0 +1,1 @@
+"""paybot: acknowledges every customer payment, at once, on the customer's channels."""

@@ -1,0 +1,1 @@
+"""The pure core: money, customers, invoices, payments and matching. No I/O imports here (a test enforces it)."""

@@ -1,0 +1,99 @@
+"""Money as integer minor units of an ISO 4217 currency; precision and formatting come from babel's CLDR data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
+
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+
+class CurrencyError(ValueError):
+    """Not an ISO 4217 currency code."""
+
+
+@lru_cache(maxsize=None)
+def _known_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+@lru_cache(maxsize=None)
+def exponent(currency: str) -> int:
+    """Decimal places of the currency's minor unit: USD 2, JPY 0, BHD 3."""
+    return get_currency_precision(currency)
+
+
+def normalise_currency(code: str) -> str:
+    currency = code.strip().upper()
+    if currency not in _known_currencies():
+        raise CurrencyError(f"unknown currency {code!r}")
+    return currency
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Money:
+    """An exact amount: `minor` units of `currency` (cents for USD, yen for JPY)."""
+
+    currency: str
+    minor: int
+
+    @classmethod
+    def of(cls, amount: Decimal | str | int, currency: str) -> Money:
+        """From major units, e.g. `Money.of("1250.00", "USD")`; more decimals than the currency has is an error."""
+        currency = normalise_currency(currency)
+        try:
+            value = Decimal(amount)
+        except (InvalidOperation, TypeError) as exc:
+            raise ValueError(f"not an amount: {amount!r}") from exc
+        if not value.is_finite():
+            raise ValueError(f"not an amount: {amount!r}")
+        scaled = value.scaleb(exponent(currency))
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{amount} has more decimals than {currency} allows")
+        return cls(currency, int(scaled))
+
+    @classmethod
+    def from_minor(cls, minor: int, currency: str) -> Money:
+        return cls(normalise_currency(currency), int(minor))
+
+    @classmethod
+    def rounded(cls, amount: Decimal, currency: str) -> Money:
+        """From a platform's JSON number (parsed as Decimal), rounded half-even to the currency's precision."""
+        currency = normalise_currency(currency)
+        quantum = Decimal(1).scaleb(-exponent(currency))
+        return cls(currency, int(amount.quantize(quantum, rounding=ROUND_HALF_EVEN).scaleb(exponent(currency))))
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(normalise_currency(currency), 0)
+
+    @property
+    def amount(self) -> Decimal:
+        """The value in major units, with exactly the currency's decimals."""
+        return Decimal(self.minor).scaleb(-exponent(self.currency))
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise CurrencyError(f"cannot combine {self.currency} with {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.currency, self.minor + other.minor)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.currency, self.minor - other.minor)
+
+    def __neg__(self) -> Money:
+        return Money(self.currency, -self.minor)
+
+    def __bool__(self) -> bool:
+        return self.minor != 0
+
+    def format(self, locale: str = "en_US") -> str:
+        """Locale-aware, e.g. `$1,250.00` (en-US) or `1.250,00 €` (de-DE)."""
+        return format_currency(self.amount, self.currency, locale=locale.replace("-", "_"))
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"

@@ -1,0 +1,70 @@
+"""Errors typed by what the caller should do.
+
+    BotError
+    ├── InboundError                 a request we refuse (nothing is stored but an audit entry)
+    │   ├── SignatureInvalid         → 401
+    │   ├── PayloadInvalid           → 400, with the reason
+    │   └── PayloadTooLarge          → 413
+    ├── ProviderError                an outbound call failed; carries provider, status and a short body
+    │   ├── ProviderUnavailable      retry later (also a ConnectionError)
+    │   └── ProviderRejected         permanent: do not retry
+    └── ConfigError                  a setting or input file is wrong → exit code 2
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """paybot failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InboundError(BotError):
+    status = 400
+
+
+class SignatureInvalid(InboundError):
+    """missing or invalid signature"""
+
+    status = 401
+
+
+class PayloadInvalid(InboundError):
+    """unparseable body"""
+
+    status = 400
+
+
+class PayloadTooLarge(InboundError):
+    """body too large"""
+
+    status = 413
+
+
+class ProviderError(BotError):
+    """a provider call failed"""
+
+    def __init__(self, provider: str, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(f"{provider}: {message}" + (f" (HTTP {status})" if status else ""))
+        self.provider = provider
+        self.status = status
+        self.body = body[:500]
+
+
+class ProviderUnavailable(ProviderError, ConnectionError):
+    """the provider is unreachable or failing; try again later"""
+
+    def __init__(self, provider: str, message: str, *, status: int | None = None, body: str = "",
+                 retry_after: float | None = None) -> None:
+        super().__init__(provider, message, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class ProviderRejected(ProviderError):
+    """the provider refused the request; retrying will not help"""
+
+
+class ConfigError(BotError):
+    """bad configuration"""

@@ -1,0 +1,1 @@
+"""Inbound surfaces: HTTP webhooks, health and metrics, Slack, Teams."""

@@ -1,0 +1,92 @@
+"""`/webhooks/{source}`: handshake, verify on the raw bytes, parse, store in one transaction, then answer.
+
+2xx only after the commit (or for a recognised duplicate); 401 bad signature, 400 unparseable (with the reason),
+413 oversized, 404 unknown source, 503 when the platform should try again. Never 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.errors import InboundError, PayloadTooLarge, ProviderError
+from bot.integrations.sources.base import InboundRequest, Reply
+from bot.keys import RUNTIME
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def reply(answer: Reply) -> web.Response:
+    return web.Response(status=answer.status, text=answer.body, content_type=answer.content_type)
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes is over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65_536):
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+    return bytes(body)
+
+
+async def inbound(request: web.Request, runtime: Runtime) -> InboundRequest:
+    body = await read_body(request, runtime.settings.max_body_bytes) if request.can_read_body else b""
+    return InboundRequest(
+        method=request.method, url=runtime.settings.public_base_url.rstrip("/") + request.path_qs,
+        headers=request.headers, query=request.query, body=body, received_at=runtime.db.clock(),
+    )
+
+
+async def receive(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    name = request.match_info["source"]
+    source = runtime.sources.get(name)
+    if source is None:
+        why = "not configured" if name in runtime.disabled else "unknown"
+        return error(404, f"payment source {name!r} is {why}")
+    with runtime.metrics.webhook_seconds.labels(name).time():
+        try:
+            req = await inbound(request, runtime)
+            handshake = await source.handshake(req)
+            if handshake is not None:
+                return reply(handshake)
+            if request.method != "POST":
+                return error(405, "only POST delivers notifications here")
+            source.verify(req)
+            received = await source.parse(req)
+        except InboundError as exc:
+            await reject(runtime, name, exc, request)
+            return error(exc.status, str(exc))
+        except ProviderError as exc:
+            # Details could not be fetched: the platform keeps the event and retries; nothing is lost.
+            log.warning("webhook %s: %s", name, exc)
+            runtime.metrics.rejected.labels(name, "provider_unavailable").inc()
+            return error(503, f"could not read the payment's details yet: {exc}")
+        recorded = await runtime.ingest.record(name, req, received)
+    runtime.metrics.webhooks.labels(name, "duplicate" if recorded.duplicate else "stored").inc()
+    if recorded.notification_ids:
+        runtime.worker.wake()
+    if received.reply is not None:
+        return reply(received.reply)
+    return web.json_response({"received": True, "duplicate": recorded.duplicate})
+
+
+async def reject(runtime: Runtime, source: str, exc: InboundError, request: web.Request) -> None:
+    """The one trace of a refused request: an audit entry (no body, no headers: they may carry secrets)."""
+    runtime.metrics.rejected.labels(source, type(exc).__name__).inc()
+    log.warning("webhook %s rejected (%s): %s", source, exc.status, exc)
+    async with runtime.db.transaction() as uow:
+        uow.audit("webhook.rejected", source=source, detail={
+            "status": exc.status, "reason": str(exc), "remote": request.remote, "bytes": request.content_length})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/webhooks/{source}", receive), web.get("/webhooks/{source}", receive)]

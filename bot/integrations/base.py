@@ -1,0 +1,57 @@
+"""What every integration shares: its settings, read from `<NAME>_…` variables, and whether it is enabled."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, TypeVar
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.settings import ENV_FILE
+
+
+class IntegrationSettings(BaseSettings):
+    """Subclass per integration with `model_config = settings_config("STRIPE")` and its fields.
+
+    `required` names the fields without which the integration is disabled.
+    """
+
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+    required: ClassVar[tuple[str, ...]] = ()
+
+    def missing(self) -> list[str]:
+        """The unset required settings, as environment variable names."""
+        prefix = self.model_config.get("env_prefix", "")
+        return [f"{prefix}{name}".upper() for name in self.required if not getattr(self, name)]
+
+
+def settings_config(name: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=f"{name}_", env_file=ENV_FILE, extra="ignore", frozen=True)
+
+
+def secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def secrets(value: SecretStr | None) -> list[str]:
+    """A comma-separated secret setting (several keys during rotation) as a list."""
+    return [part.strip() for part in secret(value).split(",") if part.strip()]
+
+
+def env_name(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+class Named(Protocol):
+    name: ClassVar[str]
+
+
+N = TypeVar("N", bound=Named)
+
+
+def registry(*factories: N) -> dict[str, N]:
+    """Integrations by name; a name used twice is a programming error, caught at import."""
+    names = [f.name for f in factories]
+    if len(set(names)) != len(names):
+        raise RuntimeError(f"duplicate integration names in {names}")
+    return {f.name: f for f in factories}

@@ -1,0 +1,15 @@
+"""The channel registry: every module here, listed once by provider name."""
+
+from __future__ import annotations
+
+from bot.integrations.base import registry
+from bot.integrations.channels.base import ChannelFactory
+from bot.integrations.channels.sendgrid import SendGridChannel
+from bot.integrations.channels.slack import SlackChannel
+
+
+
+CHANNELS: dict[str, ChannelFactory] = registry(
+    SendGridChannel,
+    SlackChannel,
+)

@@ -1,0 +1,43 @@
+"""The Protocol every channel implements.
+
+    channel.address(customer)        → where this customer is reached on it, or None
+    channel.render(message)          → the provider request, stored in the outbox (so what was sent is on record)
+    await channel.send(payload, key) → Sent | Retry | Failed; raises only for bugs
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+
+from bot.domain.parties import Customer
+from bot.integrations.base import IntegrationSettings
+from bot.integrations.http import Delivery
+from bot.messages import Message
+
+Payload = dict[str, Any]
+
+
+class Channel(Protocol):
+    name: ClassVar[str]          # the provider: "sendgrid"
+    serves: ClassVar[str]        # the customer preference it fulfils: "email"
+    Settings: ClassVar[type[IntegrationSettings]]
+
+    def address(self, customer: Customer) -> str | None: ...
+
+    def render(self, message: Message) -> Payload: ...
+
+    async def send(self, payload: Payload, *, key: str) -> Delivery: ...
+
+    def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
+        """A key shared by every worker and the minimum seconds between two sends on it, if the provider has one."""
+        ...
+
+
+class ChannelFactory(Protocol):
+    name: ClassVar[str]
+    serves: ClassVar[str]
+    Settings: ClassVar[type[IntegrationSettings]]
+
+    def __call__(self, settings: Any, http: aiohttp.ClientSession) -> Channel: ...

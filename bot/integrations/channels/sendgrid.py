@@ -1,0 +1,85 @@
+"""SendGrid v3 Mail Send: `POST /v3/mail/send`, Bearer key, 202 + `X-Message-Id`.
+
+The request body is built with the official SDK's `Mail` helper; it is sent with aiohttp (the SDK is sync-only).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import SecretStr
+from sendgrid.helpers.mail import CustomArg, Mail
+
+from bot.domain.parties import Customer
+from bot.integrations.base import IntegrationSettings, secret, settings_config
+from bot.integrations.channels.base import Payload
+from bot.integrations.http import Delivery, Retry, Sent, outcome_of_status
+from bot.messages import Message, render
+
+
+class SendGridSettings(IntegrationSettings):
+    model_config = settings_config("SENDGRID")
+    required = ("api_key", "from_email")
+
+    api_key: SecretStr | None = None
+    from_email: str | None = None
+    from_name: str | None = None
+    base_url: str = "https://api.sendgrid.com"
+    event_public_key: SecretStr | None = None
+
+
+class SendGridChannel:
+    name: ClassVar[str] = "sendgrid"
+    serves: ClassVar[str] = "email"
+    Settings: ClassVar[type[IntegrationSettings]] = SendGridSettings
+
+    def __init__(self, settings: SendGridSettings, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.http = http
+
+    def address(self, customer: Customer) -> str | None:
+        return customer.email or None
+
+    def render(self, message: Message) -> Payload:
+        words = render(message)
+        mail = Mail(
+            from_email=(self.settings.from_email, self.settings.from_name) if self.settings.from_name
+            else self.settings.from_email,
+            to_emails=message.recipient,
+            subject=words.subject,
+            plain_text_content=words.text,
+            html_content=words.html,
+        )
+        mail.custom_arg = [CustomArg("payment_id", str(message.receipt.payment_id)),
+                           CustomArg("purpose", message.purpose.value)]
+        return dict(mail.get())
+
+    async def send(self, payload: Payload, *, key: str) -> Delivery:
+        body: dict[str, Any] = dict(payload)
+        # SendGrid has no idempotency key; ours rides along in custom_args so events can be joined back.
+        for personalization in body.get("personalizations", []):
+            personalization.setdefault("custom_args", {})["notification_key"] = key
+        headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}"}
+        url = f"{self.settings.base_url.rstrip('/')}/v3/mail/send"
+        try:
+            async with self.http.post(url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                text = await resp.text()
+                outcome = outcome_of_status(self.name, resp.status, _reason(text), resp.headers)
+                return Sent(resp.headers.get("X-Message-Id")) if isinstance(outcome, Sent) else outcome
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Retry(f"sendgrid unreachable: {exc.__class__.__name__}")
+
+    def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
+        return None
+
+
+def _reason(body: str) -> str:
+    """SendGrid's `{"errors":[{"message": …}]}`, shortened."""
+    import json
+
+    try:
+        errors = json.loads(body).get("errors") or []
+        return "; ".join(str(e.get("message")) for e in errors)[:300] or body[:300]
+    except (ValueError, AttributeError):
+        return body[:300]

@@ -1,0 +1,180 @@
+"""Stripe: signed Event objects (`Stripe-Signature`), amounts in Stripe's minor units.
+
+Acts on `invoice.paid` / `invoice.payment_succeeded` (the invoice's state), `invoice_payment.paid` (one payment,
+partial ones included; the invoice is read back with `GET /v1/invoices/{id}`), and `payment_intent.succeeded` /
+`charge.succeeded` when their metadata names an invoice. Everything else is answered 200 and ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.domain.money import CurrencyError, Money
+from bot.domain.payments import PaymentEvent, PaymentKind
+from bot.errors import PayloadInvalid, ProviderUnavailable, SignatureInvalid
+from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.http import raise_for_status
+from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.common import digest_matches, field, from_unix, json_object
+
+# Stripe's own minor units differ from ISO 4217 for a few currencies (ISK is sent in hundredths, for one).
+ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
+THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
+INVOICE_STATE_EVENTS = frozenset({"invoice.paid", "invoice.payment_succeeded"})
+MONEY_MOVEMENT_EVENTS = frozenset({"payment_intent.succeeded", "charge.succeeded"})
+
+
+class StripeSettings(IntegrationSettings):
+    model_config = settings_config("STRIPE")
+    required = ("webhook_secret",)
+
+    webhook_secret: SecretStr | None = None  # whsec_…; several comma-separated while rotating
+    api_key: SecretStr | None = None         # for reading invoices back (invoice_payment.paid)
+    base_url: str = "https://api.stripe.com"
+    tolerance_seconds: int = 300
+
+
+def stripe_money(minor: Any, currency: Any) -> Money:
+    try:
+        code = str(currency).upper()
+        places = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+        return Money.rounded(Decimal(int(minor)).scaleb(-places), code)
+    except (TypeError, ValueError, CurrencyError) as exc:
+        raise PayloadInvalid(f"bad amount or currency: {minor!r} {currency!r}") from exc
+
+
+def sign(body: bytes, secret_key: str, timestamp: int) -> str:
+    """The `Stripe-Signature` header Stripe would send (used by `paybot demo` and the tests)."""
+    mac = hmac.new(secret_key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def invoice_refs(metadata: Any) -> tuple[str, ...]:
+    """Invoice numbers a payer's metadata names (keys such as `invoice`, `invoice_number`)."""
+    if not isinstance(metadata, dict):
+        return ()
+    return tuple(str(v) for k, v in metadata.items() if "invoice" in str(k).lower() and v)
+
+
+class StripeSource:
+    name: ClassVar[str] = "stripe"
+    Settings: ClassVar[type[IntegrationSettings]] = StripeSettings
+
+    def __init__(self, settings: StripeSettings, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def handshake(self, request: InboundRequest) -> Reply | None:
+        return None
+
+    def verify(self, request: InboundRequest) -> None:
+        header = request.headers.get("Stripe-Signature", "")
+        pairs = [item.split("=", 1) for item in header.split(",") if "=" in item]
+        timestamps = [v for k, v in pairs if k.strip() == "t"]
+        signatures = [v.strip() for k, v in pairs if k.strip() == "v1"]
+        if not timestamps or not signatures or not timestamps[0].strip().isdigit():
+            raise SignatureInvalid("Stripe-Signature header missing or malformed")
+        timestamp = int(timestamps[0])
+        signed = f"{timestamp}.".encode() + request.body
+        expected = [hmac.new(key.encode(), signed, hashlib.sha256).hexdigest()
+                    for key in secrets(self.settings.webhook_secret)]
+        if not any(digest_matches(e, signatures) for e in expected):
+            raise SignatureInvalid("no v1 signature matches")
+        if abs(request.received_at.timestamp() - timestamp) > self.settings.tolerance_seconds:
+            raise SignatureInvalid("timestamp outside the tolerance: a replay?")
+
+    async def parse(self, request: InboundRequest) -> Received:
+        event = json_object(request.body)
+        event_id, event_type = str(field(event, "id")), str(field(event, "type"))
+        obj = field(event, "data", "object")
+        if not isinstance(obj, dict):
+            raise PayloadInvalid("data.object is not an object")
+        occurred = from_unix(event.get("created"), request.received_at)
+        payments: tuple[PaymentEvent, ...] = ()
+        if event_type in INVOICE_STATE_EVENTS and int(obj.get("amount_paid") or 0) > 0:
+            payments = (self._from_invoice(obj, occurred),)
+        elif event_type == "invoice_payment.paid":
+            payments = (await self._from_invoice_payment(obj, occurred),)
+        elif event_type in MONEY_MOVEMENT_EVENTS and (obj.get("invoice") or invoice_refs(obj.get("metadata"))):
+            payments = (self._from_movement(event_type, obj, occurred),)
+        return Received(event_id=event_id, event_type=event_type, payments=payments)
+
+    def _from_invoice(self, invoice: dict[str, Any], occurred: Any, **overrides: Any) -> PaymentEvent:
+        currency = field(invoice, "currency")
+        metadata = invoice.get("metadata") or {}
+        values: dict[str, Any] = dict(
+            source=self.name,
+            kind=PaymentKind.PAYMENT,
+            amount=stripe_money(invoice.get("amount_paid", 0), currency),
+            cumulative=True,
+            occurred_at=occurred,
+            invoice_numbers=tuple(n for n in (invoice.get("number"),) if n) + invoice_refs(metadata),
+            invoice_external_id=invoice.get("id"),
+            customer_external_id=invoice.get("customer") if isinstance(invoice.get("customer"), str) else None,
+            payer_email=invoice.get("customer_email"),
+            payer_name=invoice.get("customer_name"),
+            payer_phone=invoice.get("customer_phone"),
+            texts=tuple(str(v) for v in (invoice.get("description"), *metadata.values()) if v),
+            reported_balance=stripe_money(invoice["amount_remaining"], currency)
+            if invoice.get("amount_remaining") is not None else None,
+            invoice_total=stripe_money(invoice["total"], currency) if invoice.get("total") is not None else None,
+            details={"stripe_invoice": str(invoice.get("id")), "hosted_invoice_url": str(invoice.get("hosted_invoice_url") or "")},
+        )
+        values.update(overrides)
+        return PaymentEvent(**values)
+
+    async def _from_invoice_payment(self, invoice_payment: dict[str, Any], occurred: Any) -> PaymentEvent:
+        invoice_id = invoice_payment.get("invoice")
+        if not isinstance(invoice_id, str):
+            raise PayloadInvalid("invoice_payment.invoice is missing")
+        invoice = await self.fetch_invoice(invoice_id)
+        payment = invoice_payment.get("payment") or {}
+        ref = payment.get("payment_intent") or payment.get("charge") or invoice_payment.get("id")
+        paid_at = (invoice_payment.get("status_transitions") or {}).get("paid_at")
+        return self._from_invoice(
+            invoice, from_unix(paid_at, occurred),
+            amount=stripe_money(field(invoice_payment, "amount_paid"), field(invoice_payment, "currency")),
+            cumulative=False,
+            payment_ref=str(ref) if ref else None,
+        )
+
+    def _from_movement(self, event_type: str, obj: dict[str, Any], occurred: Any) -> PaymentEvent:
+        is_charge = event_type == "charge.succeeded"
+        amount_key = "amount_captured" if is_charge else "amount_received"
+        billing = obj.get("billing_details") or {}
+        metadata = obj.get("metadata") or {}
+        ref = (obj.get("payment_intent") if is_charge else None) or obj.get("id")
+        legacy_invoice = obj.get("invoice") if isinstance(obj.get("invoice"), str) else None
+        return PaymentEvent(
+            source=self.name,
+            kind=PaymentKind.PAYMENT,
+            amount=stripe_money(obj.get(amount_key, obj.get("amount")), field(obj, "currency")),
+            occurred_at=from_unix(obj.get("created"), occurred),
+            payment_ref=str(ref),
+            invoice_numbers=invoice_refs(metadata),
+            invoice_external_id=legacy_invoice,
+            customer_external_id=obj.get("customer") if isinstance(obj.get("customer"), str) else None,
+            payer_email=billing.get("email") or obj.get("receipt_email"),
+            payer_name=billing.get("name"),
+            payer_phone=billing.get("phone"),
+            texts=tuple(str(v) for v in (obj.get("description"), *metadata.values()) if v),
+        )
+
+    async def fetch_invoice(self, invoice_id: str) -> dict[str, Any]:
+        if not self.settings.api_key:
+            raise ProviderUnavailable(self.name, "STRIPE_API_KEY is needed to read invoice_payment.paid's invoice")
+        url = f"{self.settings.base_url.rstrip('/')}/v1/invoices/{invoice_id}"
+        headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": "2025-05-28.basil"}
+        try:
+            async with self.http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                body = await resp.read()
+                raise_for_status(self.name, resp.status, body.decode(errors="replace"), resp.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(self.name, f"could not read invoice {invoice_id}: {exc}") from exc
+        return json_object(body)

@@ -1,0 +1,78 @@
+"""Everything a paybot process runs on, built once at start-up from the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from bot.integrations.base import IntegrationSettings
+from bot.integrations.channels import CHANNELS
+from bot.integrations.channels.base import Channel
+from bot.integrations.sources import SOURCES
+from bot.integrations.sources.base import PaymentSource
+from bot.metrics import Metrics
+from bot.services.delivery import DeliveryWorker
+from bot.services.ingest import Ingest
+from bot.services.notify import Notifier
+from bot.settings import Settings
+from bot.storage import migrate
+from bot.storage.database import Clock, Database, utcnow
+from bot.storage.engine import create_engine, is_sqlite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    http: aiohttp.ClientSession
+    sources: dict[str, PaymentSource]
+    channels: dict[str, Channel]
+    notifier: Notifier
+    ingest: Ingest
+    worker: DeliveryWorker
+    metrics: Metrics
+    disabled: dict[str, list[str]] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.db.dispose()
+
+
+def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name: str,
+                         cls: type[IntegrationSettings]) -> IntegrationSettings | None:
+    """Given `configs` (tests, demo), exactly those integrations run; otherwise each reads its environment."""
+    if configs is not None:
+        return configs.get(name)
+    return cls()
+
+
+async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
+                clock: Clock = utcnow, migrate_sqlite: bool = True) -> Runtime:
+    engine = create_engine(settings.database_url)
+    db = Database(engine, clock)
+    if migrate_sqlite and is_sqlite(settings.database_url):
+        await migrate.upgrade(engine)  # the zero-set-up default: an empty file becomes a database
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    disabled: dict[str, list[str]] = {}
+    sources: dict[str, PaymentSource] = {}
+    channels: dict[str, Channel] = {}
+    for registry, enabled in ((SOURCES, sources), (CHANNELS, channels)):
+        for name, factory in registry.items():
+            config = integration_settings(configs, name, factory.Settings)
+            missing = config.missing() if config is not None else ["(not configured)"]
+            if config is None or missing:
+                disabled[name] = missing
+                continue
+            enabled[name] = factory(config, http)  # type: ignore[assignment]
+    for name, missing in disabled.items():
+        log.info("integration %s disabled: %s not set", name, ", ".join(missing))
+    metrics = Metrics()
+    notifier = Notifier(settings, channels)
+    worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
+    return Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
+                   ingest=Ingest(db, notifier), worker=worker, metrics=metrics, disabled=disabled)

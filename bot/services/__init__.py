@@ -1,0 +1,1 @@
+"""Orchestration: handlers call these; they call storage and integrations."""

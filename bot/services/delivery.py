@@ -1,0 +1,193 @@
+"""The delivery worker: claims due outbox rows, sends them, records what happened.
+
+Outcomes: sent; retried with exponential backoff and jitter (never sooner than the provider's Retry-After);
+or dead after a permanent error, too many attempts or too much age. A dead customer message falls back to the
+customer's next channel and is reported to finance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import uuid4
+
+from bot.integrations.channels.base import Channel
+from bot.integrations.http import Delivery, Failed, Retry, Sent
+from bot.messages import Message, Purpose
+from bot.metrics import Metrics
+from bot.services import receipts
+from bot.services.notify import Notifier, key_for, redact
+from bot.settings import Settings
+from bot.storage import outbox
+from bot.storage.database import Database, UnitOfWork
+from bot.storage.models import Notification
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PeriodicJob:
+    name: str
+    every: timedelta
+    run: Callable[[], Awaitable[None]]
+    next_at: datetime | None = None
+
+
+class DeliveryWorker:
+    def __init__(self, db: Database, channels: Mapping[str, Channel], notifier: Notifier, settings: Settings, *,
+                 metrics: Metrics, rng: random.Random | None = None, worker_id: str | None = None) -> None:
+        self.db = db
+        self.channels = channels
+        self.notifier = notifier
+        self.settings = settings
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{uuid4().hex[:8]}"
+        self.periodic: list[PeriodicJob] = []
+        self._wake = asyncio.Event()
+
+    def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]]) -> None:
+        """Run `job` about every `interval` from the worker loop (renewals, catch-up sweeps, re-escalations)."""
+        self.periodic.append(PeriodicJob(name, interval, job))
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("delivery worker %s started", self.worker_id)
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+                await self.run_periodic()
+            except Exception:  # the loop must outlive any one bad row or database blip
+                log.exception("delivery worker iteration failed")
+                busy = 0
+            if busy:
+                continue
+            self._wake.clear()
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
+                                            return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+
+    async def run_periodic(self) -> None:
+        now = self.db.clock()
+        for job in self.periodic:
+            if job.next_at is None or job.next_at <= now:
+                job.next_at = now + job.every
+                try:
+                    await job.run()
+                except Exception:
+                    log.exception("periodic job %s failed", job.name)
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it; returns how many rows were handled."""
+        async with self.db.transaction() as uow:
+            rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id,
+                                      lease=timedelta(seconds=self.settings.worker_lease_seconds),
+                                      limit=self.settings.worker_batch)
+        for row in rows:
+            await self.deliver(row)
+        return len(rows)
+
+    async def deliver(self, row: Notification) -> None:
+        channel = self.channels.get(row.channel)
+        if channel is None:
+            await self._finish(row, Failed(f"channel {row.channel} is not configured"))
+            return
+        limit = channel.rate_limit(row.payload)
+        if limit is not None:
+            async with self.db.transaction() as uow:
+                slot = await outbox.reserve(uow.session, limit[0], limit[1], uow.clock())
+                if slot > uow.clock():
+                    # Not an attempt: wait for the slot without spending the retry budget.
+                    mine = await outbox.still_mine(uow.session, row.id, self.worker_id)
+                    if mine is not None:
+                        mine.status, mine.available_at, mine.attempts = outbox.PENDING, slot, mine.attempts - 1
+                    return
+        started = self.db.clock()
+        result = await channel.send(row.payload, key=row.idempotency_key)
+        self.metrics.delivery_seconds.labels(row.channel).observe((self.db.clock() - started).total_seconds())
+        await self._finish(row, result)
+
+    async def _finish(self, row: Notification, result: Delivery) -> None:
+        async with self.db.transaction() as uow:
+            mine = await outbox.still_mine(uow.session, row.id, self.worker_id)
+            if mine is None:
+                log.warning("notification %s was taken over by another worker before we recorded it", row.id)
+                return
+            now = uow.clock()
+            audit = dict(channel=mine.channel, detail={"notification_id": mine.id, "purpose": mine.purpose,
+                                                       "attempts": mine.attempts})
+            match result:
+                case Sent(provider_id):
+                    mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
+                    uow.audit("notification.sent", **audit, **await self._subject(uow, mine))
+                    self.metrics.deliveries.labels(mine.channel, "sent").inc()
+                    log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
+                case Retry(reason, after) if not self._exhausted(mine, now):
+                    mine.status, mine.last_error = outbox.PENDING, reason
+                    mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, after))
+                    self.metrics.deliveries.labels(mine.channel, "retry").inc()
+                    log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
+                case Retry(reason) | Failed(reason):
+                    mine.status, mine.last_error = outbox.DEAD, reason
+                    audit["detail"] |= {"reason": reason}
+                    uow.audit("notification.failed", **audit, **await self._subject(uow, mine))
+                    self.metrics.deliveries.labels(mine.channel, "dead").inc()
+                    log.warning("notification %s is dead: %s", mine.id, reason)
+                    await self._after_dead(uow, mine)
+
+    def _exhausted(self, row: Notification, now: datetime) -> bool:
+        too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds
+        return row.attempts >= self.settings.delivery_max_attempts or too_old
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Exponential with full jitter in its upper half, capped, and never before the provider asked."""
+        ceiling = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempts - 1))
+        delay = ceiling * (0.5 + self.rng.random() / 2)
+        return max(delay, retry_after or 0.0)
+
+    async def _subject(self, uow: UnitOfWork, row: Notification) -> dict[str, object]:
+        """Invoice, customer and amount for the audit entry of a notification."""
+        if row.payment_id is None:
+            return {}
+        loaded = await receipts.load(uow.session, row.payment_id)
+        if loaded is None:
+            return {}
+        receipt, _ = loaded
+        return {"invoice": receipt.invoice_number, "customer_id": receipt.customer_id, "amount": receipt.amount}
+
+    async def _after_dead(self, uow: UnitOfWork, row: Notification) -> None:
+        if row.payment_id is None or row.audience != "customer":
+            return  # a staff alert that cannot be delivered has nowhere better to go; it stays dead and audited
+        loaded = await receipts.load(uow.session, row.payment_id)
+        if loaded is None:
+            return
+        receipt, customer = loaded
+        if row.fallbacks and customer is not None:
+            routes = {r.channel.name: r for r in self.notifier.customer_routes(customer)}
+            remaining = list(row.fallbacks)
+            while remaining:
+                name = remaining.pop(0)
+                if name in routes:
+                    route = routes[name]
+                    await self.notifier.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt,
+                                                                  customer),
+                                              key=f"{row.idempotency_key}>{name}", fallbacks=remaining)
+                    break
+        finance = self.notifier.finance_route()
+        if finance is not None:
+            note = f"{row.purpose} via {row.channel} ({row.last_error})"
+            await self.notifier.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer,
+                                                            note=note),
+                                      key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name,
+                                                  str(row.id)))
+

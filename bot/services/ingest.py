@@ -1,0 +1,130 @@
+"""Recording a verified webhook: in one transaction the raw event, each payment, its match and the outbox rows.
+
+The caller answers 2xx only after `record` returns, i.e. after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import select
+
+from bot.domain import matching
+from bot.domain.fingerprint import Report, fingerprint, is_same_payment
+from bot.domain.payments import PaymentEvent, PaymentKind
+from bot.integrations.sources.base import InboundRequest, Received
+from bot.services.notify import Notifier
+from bot.services.receipts import receipt_of
+from bot.storage import models, repo
+from bot.storage.database import Database, UnitOfWork
+from bot.storage.sql import insert_or_ignore
+
+
+@dataclass(slots=True)
+class Recorded:
+    duplicate: bool = False
+    payment_ids: list[int] = field(default_factory=list)
+    notification_ids: list[int] = field(default_factory=list)
+
+
+class Ingest:
+    def __init__(self, db: Database, notifier: Notifier) -> None:
+        self.db = db
+        self.notifier = notifier
+
+    async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:
+        async with self.db.transaction() as uow:
+            event_id = (await uow.session.execute(insert_or_ignore(uow.session, models.WebhookEvent, {
+                "source": source, "event_id": received.event_id, "event_type": received.event_type,
+                "received_at": request.received_at, "status": "processed" if received.payments else "ignored",
+                "body": request.body, "headers": received.headers_kept,
+            }))).scalar_one_or_none()
+            if event_id is None:
+                return Recorded(duplicate=True)
+            uow.audit("webhook.received", source=source, detail={
+                "event_id": received.event_id, "event_type": received.event_type,
+                "payments": len(received.payments)})
+            result = Recorded()
+            for event in received.payments:
+                await self._record_payment(uow, event_id, event, result)
+            return result
+
+    async def _record_payment(self, uow: UnitOfWork, webhook_event_id: int, event: PaymentEvent,
+                              result: Recorded) -> None:
+        session = uow.session
+        found = await repo.candidates(session, matching.lookup_keys(event))
+        match = matching.match(event, found)
+        invoice_row = None
+        invoice = match.invoice
+        if invoice is not None:
+            # Lock the invoice: a concurrent report of the same money waits here, then sees this one.
+            invoice_row = await session.scalar(
+                select(models.Invoice).where(models.Invoice.number == invoice.number).with_for_update())
+            assert invoice_row is not None
+            invoice = repo.to_invoice(invoice_row, invoice.external_ids)
+            match = matching.Match(match.rule, invoice, match.customer, match.reason)
+
+        amount = event.amount
+        if event.cumulative and invoice is not None and invoice.amount.currency == amount.currency:
+            amount = amount - invoice.paid  # the invoice's state: what is new since what we recorded
+        party = match.customer.id if match.customer else matching.normalise_email(event.payer_email)
+        print_ = fingerprint(amount, invoice.number if invoice else None, party, event.payment_ref)
+        new_report = Report(event.source, event.payment_ref, event.occurred_at)
+        original = await self._same_payment(uow, print_, new_report, event.kind) if amount.minor > 0 else None
+
+        payment = models.Payment(
+            webhook_event_id=webhook_event_id, source=event.source, kind=event.kind.value,
+            payment_ref=event.payment_ref, currency=amount.currency, amount_minor=amount.minor,
+            occurred_at=event.occurred_at, recorded_at=uow.clock(),
+            invoice_id=invoice_row.id if invoice_row else None,
+            customer_id=match.customer.id if match.customer else None, match_rule=match.rule.value,
+            match_reason=match.reason, fingerprint=print_, payer_email=event.payer_email,
+            payer_name=event.payer_name, details=dict(event.details),
+        )
+        audit_base = dict(source=event.source, invoice=invoice.number if invoice else None,
+                          customer_id=payment.customer_id, amount=amount)
+        if amount.minor <= 0 or original is not None:
+            # Already acknowledged: keep the report (it may add a reference), tell nobody again.
+            payment.duplicate_of = original.id if original else None
+            payment.amount_minor = max(amount.minor, 0)
+            session.add(payment)
+            if original is not None:
+                original.details = {**original.details, f"{event.source}_ref": event.payment_ref or "",
+                                    **{k: v for k, v in event.details.items() if k not in original.details}}
+                original.payer_email = original.payer_email or event.payer_email
+            await session.flush()
+            uow.audit("payment.duplicate", **audit_base, detail={
+                "payment_id": payment.id, "duplicate_of": payment.duplicate_of, "payment_ref": event.payment_ref})
+            return
+
+        outcome = None
+        if invoice is not None and invoice_row is not None:
+            if event.kind is PaymentKind.PAYMENT:
+                outcome = matching.outcome(invoice, replace(event, amount=amount))
+                invoice_row.paid_minor += amount.minor
+            elif event.kind is PaymentKind.REFUND:
+                invoice_row.paid_minor -= amount.minor
+        if outcome is not None:
+            payment.settlement = outcome.settlement.value
+            payment.balance_minor = outcome.balance.minor
+        session.add(payment)
+        await session.flush()
+        result.payment_ids.append(payment.id)
+
+        uow.audit("payment.matched" if match.matched else "payment.unmatched", **audit_base, detail={
+            "payment_id": payment.id, "kind": event.kind.value, "rule": match.rule.value, "reason": match.reason,
+            "payment_ref": event.payment_ref, "settlement": payment.settlement,
+            "balance": str(outcome.balance.amount) if outcome else None})
+        receipt = receipt_of(payment, invoice, match.customer)
+        result.notification_ids += await self.notifier.acknowledge(uow, receipt, match.customer)
+
+    async def _same_payment(self, uow: UnitOfWork, print_: str, new: Report,
+                            kind: PaymentKind) -> models.Payment | None:
+        earlier = await uow.session.scalars(select(models.Payment).where(
+            models.Payment.fingerprint == print_, models.Payment.kind == kind.value,
+            models.Payment.duplicate_of.is_(None)).order_by(models.Payment.id))
+        for old in earlier:
+            if is_same_payment(new, Report(old.source, old.payment_ref, old.occurred_at)):
+                return old
+        return None
+

@@ -1,0 +1,103 @@
+"""Deciding who hears about a payment, on which channel, and queueing it in the outbox.
+
+The customer hears on the first of their preferred channels that is configured and can reach them; the rest
+are fallbacks, tried in order when a channel fails for good. Finance staff get a card in their channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bot.domain.parties import Customer
+from bot.domain.receipt import Receipt
+from bot.integrations.channels.base import Channel
+from bot.messages import Audience, Message, Purpose
+from bot.settings import Settings
+from bot.storage import outbox
+from bot.storage.database import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    channel: Channel
+    recipient: str
+
+
+class Notifier:
+    def __init__(self, settings: Settings, channels: Mapping[str, Channel]) -> None:
+        self.settings = settings
+        self.channels = channels
+
+    def _provider_for(self, preference: str) -> Channel | None:
+        serving = [c for c in self.channels.values() if c.serves == preference]
+        if preference == "email" and self.settings.email_provider:
+            serving = [c for c in serving if c.name == self.settings.email_provider] or serving
+        return serving[0] if serving else None
+
+    def customer_routes(self, customer: Customer) -> list[Route]:
+        """The customer's usable channels, in their order of preference."""
+        routes = []
+        for preference in customer.channels:
+            channel = self._provider_for(preference)
+            recipient = channel.address(customer) if channel else None
+            if channel and recipient:
+                routes.append(Route(channel, recipient))
+        return routes
+
+    def finance_route(self) -> Route | None:
+        slack = self.channels.get("slack")
+        if slack and self.settings.finance_slack_channel:
+            return Route(slack, self.settings.finance_slack_channel)
+        return None
+
+    async def queue(self, uow: UnitOfWork, route: Route, message: Message, *, key: str,
+                    fallbacks: Sequence[str] = (), actor: str = "system") -> int | None:
+        """Render the message for the route and put it in the outbox; None if this key was queued before."""
+        audience = Audience.CUSTOMER if message.purpose is Purpose.RECEIPT else Audience.FINANCE
+        notification_id = await outbox.enqueue(
+            uow.session, now=uow.clock(), idempotency_key=key, payment_id=message.receipt.payment_id,
+            channel=route.channel.name, audience=audience.value, purpose=message.purpose.value,
+            recipient=route.recipient, payload=route.channel.render(message), fallbacks=list(fallbacks),
+        )
+        if notification_id is not None:
+            receipt = message.receipt
+            uow.audit("notification.queued", actor=actor, channel=route.channel.name, invoice=receipt.invoice_number,
+                      customer_id=receipt.customer_id, amount=receipt.amount,
+                      detail={"notification_id": notification_id, "purpose": message.purpose.value,
+                              "audience": audience.value, "recipient": redact(route.recipient)})
+        return notification_id
+
+    async def acknowledge(self, uow: UnitOfWork, receipt: Receipt, customer: Customer | None) -> list[int]:
+        """Queue everything a newly recorded payment calls for."""
+        queued: list[int | None] = []
+        if receipt.kind == "payment" and receipt.matched and customer is not None:
+            routes = self.customer_routes(customer)
+            if routes:
+                first, rest = routes[0], [r.channel.name for r in routes[1:]]
+                queued.append(await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
+                                               key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
+                                               fallbacks=rest))
+        finance = self.finance_route()
+        if finance:
+            purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
+                       else Purpose.FINANCE_CARD if receipt.matched else Purpose.NEEDS_REVIEW)
+            if receipt.kind != "pending":
+                queued.append(await self.queue(uow, finance, Message(purpose, finance.recipient, receipt, customer),
+                                               key=key_for(receipt.payment_id, purpose, finance.channel.name)))
+        return [n for n in queued if n is not None]
+
+
+def key_for(payment_id: int, purpose: Purpose, channel: str, attempt: str = "") -> str:
+    """One notification per payment, purpose and channel, unless staff ask again (`attempt` names the resend)."""
+    return f"p{payment_id}:{purpose.value}:{channel}" + (f":{attempt}" if attempt else "")
+
+
+def redact(recipient: str) -> str:
+    """Customer addresses in logs and the audit detail: enough to recognise, not to harvest."""
+    if "@" in recipient:
+        local, _, domain = recipient.partition("@")
+        return f"{local[:1]}***@{domain}"
+    if recipient.startswith("+") and len(recipient) > 6:
+        return recipient[:3] + "*" * (len(recipient) - 5) + recipient[-2:]
+    return recipient

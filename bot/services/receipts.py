@@ -1,0 +1,39 @@
+"""Rebuilding what a payment's messages say from what is stored (for fallbacks, dead letters and resends)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.matching import Settlement
+from bot.domain.money import Money
+from bot.domain.parties import Customer, Invoice
+from bot.domain.payments import PaymentKind
+from bot.domain.receipt import Receipt
+from bot.storage import models, repo
+
+
+def receipt_of(payment: models.Payment, invoice: Invoice | None, customer: Customer | None) -> Receipt:
+    currency = payment.currency
+    return Receipt(
+        payment_id=payment.id, kind=PaymentKind(payment.kind), source=payment.source,
+        amount=Money(currency, payment.amount_minor), paid_at=payment.occurred_at,
+        customer_id=payment.customer_id, customer_name=customer.name if customer else payment.payer_name,
+        locale=customer.locale if customer else "en-US",
+        invoice_number=invoice.number if invoice else None, invoice_total=invoice.amount if invoice else None,
+        balance=Money(currency, payment.balance_minor) if payment.balance_minor is not None else None,
+        settlement=Settlement(payment.settlement) if payment.settlement else None,
+        match_reason=payment.match_reason, payer_email=payment.payer_email,
+    )
+
+
+async def load(session: AsyncSession, payment_id: int) -> tuple[Receipt, Customer | None] | None:
+    payment = await session.get(models.Payment, payment_id)
+    if payment is None:
+        return None
+    invoice = None
+    if payment.invoice_id is not None:
+        row = await session.get(models.Invoice, payment.invoice_id)
+        invoice = (await repo.invoices(session, [row]))[0] if row else None
+    customers = await repo.customers_by_id(session, [payment.customer_id]) if payment.customer_id else []
+    customer = customers[0] if customers else None
+    return receipt_of(payment, invoice, customer), customer

@@ -1,0 +1,80 @@
+"""One handle on the database: transactions as units of work that carry their audit entries to the commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from bot.domain.audit import AuditRecord
+from bot.domain.money import Money
+from bot.storage import audit
+from bot.storage.engine import sessions
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnitOfWork:
+    """A session plus the audit entries to chain at commit, so that a rolled-back change leaves no entry."""
+
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+        self._audit: list[AuditRecord] = []
+
+    def audit(self, kind: str, *, actor: str = "system", source: str | None = None, channel: str | None = None,
+              invoice: str | None = None, customer_id: str | None = None, amount: Money | None = None,
+              detail: dict[str, Any] | None = None) -> None:
+        self._audit.append(AuditRecord(
+            kind=kind, at=self.clock(), actor=actor, source=source, channel=channel, invoice=invoice,
+            customer_id=customer_id, amount=str(amount.amount) if amount else None,
+            currency=amount.currency if amount else None, detail=detail or {},
+        ))
+
+    async def commit(self) -> None:
+        await audit.append(self.session, self._audit)
+        self._audit.clear()
+        await self.session.commit()
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._sessions = sessions(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        """Commits (with the audit entries) when the block ends normally, rolls back otherwise."""
+        async with self._sessions() as session:
+            uow = UnitOfWork(session, self.clock)
+            try:
+                yield uow
+                await uow.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

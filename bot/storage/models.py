@@ -1,0 +1,164 @@
+"""The tables. Money is integer minor units plus an ISO 4217 code; times are UTC-aware."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.storage.types import UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class WebhookEvent(Base):
+    """Every accepted webhook, raw; the unique (source, event_id) is what makes redelivery harmless."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_webhook_source_event"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(120))
+    received_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | pending_verification | rejected
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]]
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    country: Mapped[str] = mapped_column(String(2), default="US")
+    locale: Mapped[str] = mapped_column(String(35), default="en-US")
+    channels: Mapped[list[Any]]
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    teams_conversation: Mapped[str | None] = mapped_column(String(255))
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    number: Mapped[str] = mapped_column(String(120), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    issued_on: Mapped[date | None] = mapped_column(Date)
+    due_on: Mapped[date | None] = mapped_column(Date)
+
+
+class ExternalRef(Base):
+    """A customer's or invoice's id on a platform (`stripe:cus_Q1`), for matching on what platforms send."""
+
+    __tablename__ = "external_refs"
+    __table_args__ = (UniqueConstraint("entity", "source", "external_id", name="uq_external_ref"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(10))  # customer | invoice
+    source: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str] = mapped_column(String(255))
+    entity_id: Mapped[str] = mapped_column(String(120), index=True)
+
+
+class Payment(Base):
+    """One report of a payment. A second report of the same money points at the first (`duplicate_of`)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    webhook_event_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_events.id"))
+    source: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(20))
+    payment_ref: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    match_rule: Mapped[str] = mapped_column(String(30))
+    match_reason: Mapped[str] = mapped_column(Text)
+    settlement: Mapped[str | None] = mapped_column(String(20))
+    balance_minor: Mapped[int | None] = mapped_column(BigInteger)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    payer_email: Mapped[str | None] = mapped_column(String(320))
+    payer_name: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]]
+
+
+class Notification(Base):
+    """The transactional outbox: written with the payment, sent by a worker, never lost, never sent twice."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "available_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(40))   # the provider: sendgrid, slack, …
+    audience: Mapped[str] = mapped_column(String(20))  # customer | finance
+    purpose: Mapped[str] = mapped_column(String(30))   # receipt | finance_card | needs_review | dead_letter | …
+    recipient: Mapped[str] = mapped_column(String(320))
+    payload: Mapped[dict[str, Any]]
+    fallbacks: Mapped[list[Any]]                        # channels to try, in order, if this one fails for good
+    status: Mapped[str] = mapped_column(String(20))    # pending | sending | sent | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    delivery_status: Mapped[str | None] = mapped_column(String(40))  # from the provider's status callback
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class RateSlot(Base):
+    """The next free send time per rate-limited key (e.g. one Slack channel), shared by every worker."""
+
+    __tablename__ = "rate_slots"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    next_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """Append-only and hash-chained: each hash covers the previous hash and the entry's canonical content."""
+
+    __tablename__ = "audit_entries"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(60))
+    actor: Mapped[str] = mapped_column(String(120))
+    source: Mapped[str | None] = mapped_column(String(40))
+    channel: Mapped[str | None] = mapped_column(String(40))
+    invoice: Mapped[str | None] = mapped_column(String(120), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(120))
+    amount: Mapped[str | None] = mapped_column(String(40))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's last seq and hash. Appenders lock it, so the chain stays linear across processes."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

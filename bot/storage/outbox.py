@@ -1,0 +1,65 @@
+"""The transactional outbox: rows written in the payment's transaction, claimed by workers under a lease.
+
+On PostgreSQL workers claim with `FOR UPDATE SKIP LOCKED`, so any number run side by side; a row whose lease ran
+out (its worker died) is due again. SQLite ignores the locking clause: there one process writes at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.storage.models import Notification, RateSlot
+from bot.storage.sql import insert_or_ignore
+
+PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
+
+
+async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int | None:
+    """Queue a notification; None when its idempotency key is already queued (nothing is queued twice)."""
+    values = {"status": PENDING, "attempts": 0, "available_at": now, "created_at": now, "fallbacks": []} | fields
+    return (await session.execute(insert_or_ignore(session, Notification, values))).scalar_one_or_none()
+
+
+async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str,
+                limit: int) -> list[Notification]:
+    due = or_(
+        and_(Notification.status == PENDING, Notification.available_at <= now),
+        and_(Notification.status == SENDING, Notification.lease_until < now),
+    )
+    ids = (select(Notification.id).where(due).order_by(Notification.available_at, Notification.id)
+           .limit(limit).with_for_update(skip_locked=True))
+    claimed = (
+        update(Notification)
+        .where(Notification.id.in_(ids.scalar_subquery()))
+        .values(status=SENDING, lease_until=now + lease, claimed_by=worker, attempts=Notification.attempts + 1)
+        .returning(Notification)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.scalars(claimed)).all())
+
+
+async def still_mine(session: AsyncSession, notification_id: int, worker: str) -> Notification | None:
+    """The row, locked, if this worker's claim on it still holds (a lease can be taken over)."""
+    return await session.scalar(
+        select(Notification).where(Notification.id == notification_id, Notification.claimed_by == worker,
+                                   Notification.status == SENDING).with_for_update())
+
+
+async def reserve(session: AsyncSession, key: str, interval: float, now: datetime) -> datetime:
+    """Take the next send slot for `key`; returns when it is (now, or later if another send holds it)."""
+    await session.execute(insert_or_ignore(session, RateSlot, {"key": key, "next_at": now}).returning(RateSlot.key))
+    slot = await session.scalar(select(RateSlot).where(RateSlot.key == key).with_for_update())
+    assert slot is not None
+    at = max(slot.next_at, now)
+    if at <= now:
+        slot.next_at = now + timedelta(seconds=interval)
+    return at
+
+
+async def depth(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Notification.status, func.count()).group_by(Notification.status))
+    return {status: count for status, count in rows.all()}

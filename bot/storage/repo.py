@@ -1,0 +1,99 @@
+"""Reading and writing customers and invoices as domain objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain import parties
+from bot.domain.matching import Candidates, LookupKeys
+from bot.domain.money import Money
+from bot.storage.models import Customer, ExternalRef, Invoice
+
+
+async def external_ids(session: AsyncSession, entity: str, ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    wanted = list(set(ids))
+    found: dict[str, dict[str, str]] = {i: {} for i in wanted}
+    if wanted:
+        rows = await session.scalars(
+            select(ExternalRef).where(ExternalRef.entity == entity, ExternalRef.entity_id.in_(wanted)))
+        for ref in rows:
+            found[ref.entity_id][ref.source] = ref.external_id
+    return found
+
+
+def to_customer(row: Customer, refs: dict[str, str]) -> parties.Customer:
+    return parties.Customer(
+        id=row.id, name=row.name, email=row.email, phone=row.phone, country=row.country, locale=row.locale,
+        channels=tuple(row.channels), slack_channel=row.slack_channel, teams_conversation=row.teams_conversation,
+        external_ids=refs,
+    )
+
+
+def to_invoice(row: Invoice, refs: dict[str, str]) -> parties.Invoice:
+    return parties.Invoice(
+        number=row.number, customer_id=row.customer_id, amount=Money(row.currency, row.amount_minor),
+        paid=Money(row.currency, row.paid_minor), issued_on=row.issued_on, due_on=row.due_on, external_ids=refs,
+    )
+
+
+async def customers_by_id(session: AsyncSession, ids: Iterable[str]) -> list[parties.Customer]:
+    rows = list(await session.scalars(select(Customer).where(Customer.id.in_(set(ids)))))
+    refs = await external_ids(session, "customer", (r.id for r in rows))
+    return [to_customer(r, refs[r.id]) for r in rows]
+
+
+async def invoices(session: AsyncSession, rows: Sequence[Invoice]) -> list[parties.Invoice]:
+    refs = await external_ids(session, "invoice", (r.number for r in rows))
+    return [to_invoice(r, refs[r.number]) for r in rows]
+
+
+async def candidates(session: AsyncSession, keys: LookupKeys) -> Candidates:
+    """Every invoice and customer the keys could point at, for `bot.domain.matching.match` to choose from."""
+    invoice_conditions = []
+    if keys.invoice_numbers:
+        invoice_conditions.append(Invoice.number.in_(keys.invoice_numbers))
+    if keys.invoice_external_id:
+        source, ext = keys.invoice_external_id
+        invoice_conditions.append(Invoice.number.in_(
+            select(ExternalRef.entity_id).where(ExternalRef.entity == "invoice", ExternalRef.source == source,
+                                                ExternalRef.external_id == ext)))
+    customer_conditions = []
+    if keys.customer_external_id:
+        source, ext = keys.customer_external_id
+        customer_conditions.append(Customer.id.in_(
+            select(ExternalRef.entity_id).where(ExternalRef.entity == "customer", ExternalRef.source == source,
+                                                ExternalRef.external_id == ext)))
+    if keys.email:
+        customer_conditions.append(Customer.email == keys.email)
+    if keys.phone:
+        customer_conditions.append(Customer.phone == keys.phone)
+    if customer_conditions:
+        # The customer's open invoices are candidates for the "customer + amount" rule.
+        customer_ids = select(Customer.id).where(or_(*customer_conditions))
+        invoice_conditions.append(Invoice.customer_id.in_(customer_ids))
+    rows = list(await session.scalars(select(Invoice).where(or_(*invoice_conditions)))) if invoice_conditions else []
+    customer_ids_found = {r.customer_id for r in rows}
+    if customer_conditions:
+        customer_ids_found |= set(await session.scalars(select(Customer.id).where(or_(*customer_conditions))))
+    return Candidates(invoices=await invoices(session, rows),
+                      customers=await customers_by_id(session, customer_ids_found))
+
+
+async def invoice_row(session: AsyncSession, number: str) -> Invoice | None:
+    return await session.scalar(select(Invoice).where(Invoice.number == number))
+
+
+async def set_external_ids(session: AsyncSession, entity: str, entity_id: str, ids: dict[str, str]) -> None:
+    existing = (await external_ids(session, entity, [entity_id]))[entity_id]
+    for source, external_id in ids.items():
+        if existing.get(source) == external_id:
+            continue
+        ref = await session.scalar(select(ExternalRef).where(
+            ExternalRef.entity == entity, ExternalRef.source == source, ExternalRef.entity_id == entity_id))
+        if ref is None:
+            session.add(ExternalRef(entity=entity, source=source, external_id=external_id, entity_id=entity_id))
+        else:
+            ref.external_id = external_id

@@ -1,0 +1,18 @@
+"""Statements that differ by engine, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+
+def insert_or_ignore(session: AsyncSession, model: type[DeclarativeBase], values: dict[str, Any]) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING RETURNING id`: nothing instead of an error (which would abort a PostgreSQL
+    transaction) when a unique key already exists. Chain `.returning(...)` for another column."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model).values(**values).on_conflict_do_nothing()
+    return statement.returning(model.id) if hasattr(model, "id") else statement

@@ -1,0 +1,101 @@
+"""Fake Slack Web API: Bearer `xoxb-` tokens, HTTP 200 with `ok:false` errors, 429 + `Retry-After` when scripted."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from tests.fakes.base import FakeProvider
+
+BOT_TOKEN = "xoxb-test-token"
+
+
+def slack_error(error: str, status: int = 200, **headers: str) -> web.Response:
+    return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+
+
+def rate_limited(retry_after: int = 1) -> web.Response:
+    return slack_error("ratelimited", 429, **{"Retry-After": str(retry_after)})
+
+
+class FakeSlack(FakeProvider):
+    def __init__(self, channels: tuple[str, ...] = ("C0FINANCE", "C0ESCALATE", "C0SHARED")) -> None:
+        super().__init__()
+        self.channels = set(channels)
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> message
+        self.usergroup_members: dict[str, list[str]] = {}
+        self.views: list[dict[str, Any]] = []
+        self._ts = itertools.count(1)
+        self.app.router.add_post("/auth.test", self.auth_test)
+        self.app.router.add_post("/chat.postMessage", self.post_message)
+        self.app.router.add_post("/chat.update", self.update)
+        self.app.router.add_post("/views.open", self.views_open)
+        self.app.router.add_post("/usergroups.users.list", self.usergroup_users)
+
+    @staticmethod
+    async def _args(request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if request.content_type == "application/json":
+            return json.loads(raw or b"{}")
+        return dict(parse_qsl(raw.decode()))
+
+    @staticmethod
+    def _authorized(request: web.Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer {BOT_TOKEN}"
+
+    async def auth_test(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return slack_error("invalid_auth")
+        return web.json_response({"ok": True, "url": "https://acme.slack.com/", "team": "Acme", "user": "paybot",
+                                  "team_id": "T0ACME", "user_id": "U0PAYBOT", "bot_id": "B0PAYBOT"})
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return slack_error("invalid_auth")
+        args = await self._args(request)
+        if args.get("channel") not in self.channels:
+            return slack_error("channel_not_found")
+        if not args.get("text") and not args.get("blocks"):
+            return slack_error("no_text")
+        ts = f"1764331200.{next(self._ts):06d}"
+        message = {"type": "message", "text": args.get("text"), "blocks": args.get("blocks"), "ts": ts,
+                   "bot_id": "B0PAYBOT"}
+        self.messages[(args["channel"], ts)] = message
+        return web.json_response({"ok": True, "channel": args["channel"], "ts": ts, "message": message})
+
+    async def update(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return slack_error("invalid_auth")
+        args = await self._args(request)
+        key = (args.get("channel"), args.get("ts"))
+        if key not in self.messages:
+            return slack_error("message_not_found")
+        self.messages[key] |= {"text": args.get("text"), "blocks": args.get("blocks")}  # type: ignore[index]
+        return web.json_response({"ok": True, "channel": key[0], "ts": key[1], "text": args.get("text")})
+
+    async def views_open(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return slack_error("invalid_auth")
+        args = await self._args(request)
+        if not args.get("trigger_id"):
+            return slack_error("invalid_trigger_id")
+        view = args["view"] if isinstance(args.get("view"), dict) else json.loads(args.get("view", "{}"))
+        self.views.append(view)
+        return web.json_response({"ok": True, "view": {"id": f"V{len(self.views):04d}", **view}})
+
+    async def usergroup_users(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return slack_error("invalid_auth")
+        args = await self._args(request)
+        group = args.get("usergroup")
+        if group not in self.usergroup_members:
+            return slack_error("no_such_subteam")
+        return web.json_response({"ok": True, "users": self.usergroup_members[group]})
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """chat.postMessage calls Slack accepted, oldest first."""
+        return [m | {"channel": c} for (c, _), m in self.messages.items() if channel in (None, c)]
