@@ -1,0 +1,217 @@
+"""The `paybot` command (see CONTRACT.md). Exit codes: 0 success, 1 a failed check or run, 2 bad usage or
+configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.errors import ConfigError
+from bot.settings import Settings
+from bot.storage import audit, migrate
+from bot.storage.database import Database
+from bot.storage.engine import create_engine
+
+log = logging.getLogger("paybot")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad setting: {problems}") from exc
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("aiohttp.access", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _database(settings: Settings) -> Database:
+    return Database(create_engine(settings.database_url))
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    db = await _database(settings)
+    try:
+        await migrate.upgrade(db.engine)
+    finally:
+        await db.dispose()
+    print("database is at the latest schema")
+    return 0
+
+
+async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import create_app
+    from bot.demo import run_demo
+    from bot.runtime import start
+
+    runtime = await start(settings)
+    if not runtime.sources:
+        print("No payment source is configured (see .env.example); here is what paybot does — `paybot demo`:\n")
+        await run_demo(out=sys.stdout)
+        print(f"\nServing anyway on http://{settings.host}:{settings.port} (health, metrics; webhooks 404).")
+    app = create_app(settings, runtime=runtime, run_worker=not args.no_worker)
+    runner = web.AppRunner(app, handle_signals=True)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    log.info("paybot serving on %s:%s (worker %s)", settings.host, settings.port,
+             "off" if args.no_worker else "on")
+    try:
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+        await runtime.close()
+    return 0
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import start
+
+    runtime = await start(settings, migrate_sqlite=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.worker.run(stop)
+    finally:
+        await runtime.close()
+    return 0
+
+
+async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.services import directory
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
+    importer = directory.import_customers if args.what == "customers" else directory.import_invoices
+    db = await _database(settings)
+    try:
+        async with db.transaction() as uow:
+            report = await importer(uow, text)
+    except directory.RowError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    finally:
+        await db.dispose()
+    for line, message in report.errors:
+        print(f"{path}:{line}: {message}", file=sys.stderr)
+    print(f"imported {report.imported} {args.what}; {len(report.errors)} rows rejected")
+    return 1 if report.errors else 0
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"--since: {value!r} is not an ISO 8601 time") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    db = await _database(settings)
+    out = sys.stdout
+    try:
+        async with db.read() as session:
+            rows = audit.entries(session, since=_since(args.since), invoice=args.invoice)
+            if args.format == "csv":
+                writer = csv.DictWriter(out, fieldnames=audit.EXPORT_FIELDS, lineterminator="\n")
+                writer.writeheader()
+                async for row in rows:
+                    writer.writerow(row | {"detail": json.dumps(row["detail"], sort_keys=True)})
+            else:
+                out.write("[")
+                first = True
+                async for row in rows:
+                    out.write(("\n" if first else ",\n") + json.dumps(row, default=str))
+                    first = False
+                out.write("\n]\n")
+    finally:
+        await db.dispose()
+    return 0
+
+
+async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    db = await _database(settings)
+    try:
+        async with db.read() as session:
+            count, broken = await audit.verify(session)
+    finally:
+        await db.dispose()
+    if broken is None:
+        print(f"audit trail intact: {count} entries")
+        return 0
+    print(f"audit trail BROKEN at entry {broken.seq}: {broken.reason} ({count} entries verified before it)")
+    return 1
+
+
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return await run_demo(out=sys.stdout)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="paybot", description="Acknowledges every customer payment, at once.")
+    commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="HTTP server and an in-process delivery worker")
+    serve.add_argument("--no-worker", action="store_true", help="HTTP only (when workers run separately)")
+    serve.set_defaults(run=cmd_serve)
+    commands.add_parser("worker", help="delivery worker only").set_defaults(run=cmd_worker)
+    commands.add_parser("migrate", help="create or upgrade the schema").set_defaults(run=cmd_migrate)
+    importer = commands.add_parser("import", help="upsert customers or invoices from CSV")
+    importer.add_argument("what", choices=["customers", "invoices"])
+    importer.add_argument("file")
+    importer.set_defaults(run=cmd_import)
+    audit_cmd = commands.add_parser("audit", help="export or verify the audit trail")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
+    export = audit_sub.add_parser("export", help="the audit trail, oldest first, to stdout")
+    export.add_argument("--format", choices=["json", "csv"], default="json")
+    export.add_argument("--since", help="ISO 8601 time; entries at or after it")
+    export.add_argument("--invoice", help="only entries about this invoice number")
+    export.set_defaults(run=cmd_audit_export)
+    audit_sub.add_parser("verify", help="check the hash chain").set_defaults(run=cmd_audit_verify)
+    commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        result: Any = asyncio.run(args.run(settings, args))
+        return int(result)
+    except ConfigError as exc:
+        print(f"paybot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 1
