@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.domain.money import Money
@@ -19,6 +20,17 @@ class Report:
     source: str
     payment_ref: str | None
     occurred_at: datetime
+    other_refs: Mapping[str, str] = field(default_factory=dict)  # source -> ref of later reports of this payment
+
+
+def ref_key(source: str) -> str:
+    """The `details` key under which a payment keeps another source's reference to it."""
+    return f"{source}_ref"
+
+
+def refs_in(details: Mapping[str, object]) -> dict[str, str]:
+    """The other sources' references a recorded payment has gathered (see `ref_key`)."""
+    return {k.removesuffix("_ref"): str(v) for k, v in details.items() if k.endswith("_ref") and v}
 
 
 def fingerprint(amount: Money, invoice_number: str | None, party: str | None, payment_ref: str | None) -> str:
@@ -32,9 +44,14 @@ def fingerprint(amount: Money, invoice_number: str | None, party: str | None, pa
 
 def is_same_payment(new: Report, old: Report) -> bool:
     """Two reports with one fingerprint, close in time, are one payment unless one platform names two different
-    payments (Stripe's `invoice.paid` names none, its `invoice_payment.paid` for the same money names one)."""
+    payments (Stripe's `invoice.paid` names none, its `invoice_payment.paid` for the same money names one).
+
+    A platform's reference already attached to the old payment counts as that platform naming it: two equal
+    instalments reported by Stripe (pi_1, pi_2) and by a Wave relay are paired one to one, not both to pi_1.
+    """
     if abs(new.occurred_at - old.occurred_at) > SAME_PAYMENT_WINDOW:
         return False
-    if new.source == old.source and new.payment_ref and old.payment_ref:
-        return new.payment_ref == old.payment_ref
+    known = {**old.other_refs, **({old.source: old.payment_ref} if old.payment_ref else {})}
+    if new.payment_ref and known.get(new.source):
+        return new.payment_ref == known[new.source]
     return True

@@ -2,6 +2,7 @@
 
 Rules, in order: an invoice number named in the payment (reference, metadata, description) → the platform's
 invoice id → the platform's customer id, email or phone plus an open invoice the amount fits → unmatched.
+A payment in another currency than the invoice it names is unmatched (kept for staff), never counted against it.
 The storage layer fetches candidates for the keys `lookup_keys` names; `match` decides among them.
 """
 
@@ -101,7 +102,12 @@ def match(event: PaymentEvent, found: Candidates) -> Match:
     keys = lookup_keys(event)
 
     def result(rule: MatchRule, invoice: Invoice, reason: str) -> Match:
-        return Match(rule, invoice, customers.get(invoice.customer_id), reason)
+        customer = customers.get(invoice.customer_id)
+        if invoice.amount.currency != event.amount.currency:
+            # Named, but paid in another currency: staff decide what it settles; the customer is not told it did.
+            return Match(MatchRule.UNMATCHED, None, customer,
+                         f"{reason}, but paid in {event.amount.currency}, not the invoice's {invoice.amount.currency}")
+        return Match(rule, invoice, customer, reason)
 
     # Explicit references outrank free text: a named number first, then tokens in descriptions.
     named = [i for i in found.invoices if i.number.upper() in {n.strip().upper() for n in event.invoice_numbers}]

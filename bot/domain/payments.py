@@ -41,3 +41,4 @@ class PaymentEvent:
     reported_balance: Money | None = None
     invoice_total: Money | None = None        # the invoice total the platform states, if any
     details: dict[str, str] = field(default_factory=dict)  # extra platform facts kept on the record
+    reverses: tuple[str, ...] = ()            # refunds, disputes: the platform's ids of the payment they undo

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import matching
-from bot.domain.fingerprint import Report, fingerprint, is_same_payment
+from bot.domain.fingerprint import Report, fingerprint, is_same_payment, ref_key, refs_in
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.integrations.sources.base import InboundRequest, Received
 from bot.services.notify import Notifier
@@ -52,8 +53,7 @@ class Ingest:
     async def _record_payment(self, uow: UnitOfWork, webhook_event_id: int, event: PaymentEvent,
                               result: Recorded) -> None:
         session = uow.session
-        found = await repo.candidates(session, matching.lookup_keys(event))
-        match = matching.match(event, found)
+        match = await self._match(session, event)
         invoice_row = None
         invoice = match.invoice
         if invoice is not None:
@@ -70,7 +70,10 @@ class Ingest:
         party = match.customer.id if match.customer else matching.normalise_email(event.payer_email)
         print_ = fingerprint(amount, invoice.number if invoice else None, party, event.payment_ref)
         new_report = Report(event.source, event.payment_ref, event.occurred_at)
-        original = await self._same_payment(uow, print_, new_report, event.kind) if amount.minor > 0 else None
+        if amount.minor > 0:
+            original = await self._same_payment(uow, print_, new_report, event.kind)
+        else:  # an invoice's state with nothing new: it restates payments already recorded, most likely the last
+            original = await self._latest_on(uow, invoice_row, new_report) if invoice_row else None
 
         payment = models.Payment(
             webhook_event_id=webhook_event_id, source=event.source, kind=event.kind.value,
@@ -89,7 +92,7 @@ class Ingest:
             payment.amount_minor = max(amount.minor, 0)
             session.add(payment)
             if original is not None:
-                original.details = {**original.details, f"{event.source}_ref": event.payment_ref or "",
+                original.details = {**original.details, ref_key(event.source): event.payment_ref or "",
                                     **{k: v for k, v in event.details.items() if k not in original.details}}
                 original.payer_email = original.payer_email or event.payer_email
             await session.flush()
@@ -124,7 +127,32 @@ class Ingest:
             models.Payment.fingerprint == print_, models.Payment.kind == kind.value,
             models.Payment.duplicate_of.is_(None)).order_by(models.Payment.id))
         for old in earlier:
-            if is_same_payment(new, Report(old.source, old.payment_ref, old.occurred_at)):
+            if is_same_payment(new, report_of(old)):
                 return old
         return None
+
+    async def _latest_on(self, uow: UnitOfWork, invoice: models.Invoice, new: Report) -> models.Payment | None:
+        recorded = await uow.session.scalars(select(models.Payment).where(
+            models.Payment.invoice_id == invoice.id, models.Payment.kind == PaymentKind.PAYMENT.value,
+            models.Payment.duplicate_of.is_(None)).order_by(models.Payment.id.desc()))
+        return next((old for old in recorded if is_same_payment(new, report_of(old))), None)
+
+    async def _match(self, session: AsyncSession, event: PaymentEvent) -> matching.Match:
+        """A refund or dispute belongs where the payment it undoes went; anything else is matched afresh."""
+        if event.reverses:
+            undone = await session.scalar(select(models.Payment).where(
+                models.Payment.source == event.source, models.Payment.payment_ref.in_(event.reverses),
+                models.Payment.kind == PaymentKind.PAYMENT.value, models.Payment.invoice_id.is_not(None),
+            ).order_by(models.Payment.id))
+            row = await session.get(models.Invoice, undone.invoice_id) if undone and undone.invoice_id else None
+            if undone is not None and row is not None and row.currency == event.amount.currency:
+                [invoice] = await repo.invoices(session, [row])
+                customers = await repo.customers_by_id(session, [invoice.customer_id])
+                return matching.Match(matching.MatchRule.EXTERNAL_ID, invoice, customers[0] if customers else None,
+                                      f"{event.kind.value} of payment {undone.payment_ref}")
+        return matching.match(event, await repo.candidates(session, matching.lookup_keys(event)))
+
+
+def report_of(payment: models.Payment) -> Report:
+    return Report(payment.source, payment.payment_ref, payment.occurred_at, refs_in(payment.details))
 

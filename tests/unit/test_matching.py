@@ -77,3 +77,16 @@ def test_outcome(paid, amount, balance, settlement):
 def test_outcome_trusts_the_platforms_balance():
     result = outcome(invoice("INV-1"), payment("40.00", reported_balance=Money.of("10.00", "USD")))
     assert result.balance == Money.of("10.00", "USD") and result.settlement is Settlement.PARTIAL
+
+
+@pytest.mark.parametrize("event", [
+    PaymentEvent(source="square", kind=PaymentKind.PAYMENT, amount=Money.of("100.00", "EUR"), occurred_at=NOW,
+                 invoice_numbers=("INV-1",)),
+    PaymentEvent(source="stripe", kind=PaymentKind.PAYMENT, amount=Money.of("250.00", "CAD"), occurred_at=NOW,
+                 invoice_external_id="in_2"),
+])
+def test_a_payment_in_another_currency_does_not_settle_the_invoice_it_names(event):
+    found = match(event, ALL)
+    assert found.rule is MatchRule.UNMATCHED and found.invoice is None
+    assert found.customer == JANE  # staff see whose it is
+    assert "not the invoice's USD" in found.reason
