@@ -71,7 +71,7 @@ class Paybot:
 
 def stripe_invoice_event(event_id: str = "evt_1", *, event_type: str = "invoice.paid", number: str = "INV-1042",
                          amount_paid: int = 125000, amount_remaining: int = 0, currency: str = "usd",
-                         email: str = "jane@example.com", created: int = 1764331200, **invoice: Any) -> dict[str, Any]:
+                         email: str = "jane@example.com", created: int = 1795867200, **invoice: Any) -> dict[str, Any]:
     """An Event as Stripe sends it (API 2025-05-28.basil), trimmed to the fields paybot reads and a few more."""
     return {
         "id": event_id, "object": "event", "api_version": "2025-05-28.basil", "created": created,

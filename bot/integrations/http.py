@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from multidict import CIMultiDictProxy
 
@@ -22,7 +24,8 @@ class Sent:
 @dataclass(frozen=True, slots=True)
 class Retry:
     reason: str
-    after: float | None = None  # seconds, when the provider said (Retry-After, X-RateLimit-Reset)
+    after: float | None = None       # seconds to wait, when the provider said so (Retry-After: 30)
+    until: datetime | None = None    # or a time to wait for (Retry-After: <HTTP date>, X-RateLimit-Reset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,37 +36,45 @@ class Failed:
 Delivery = Sent | Retry | Failed
 
 
-def retry_after(headers: CIMultiDictProxy[str] | dict[str, str], now: datetime | None = None) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds or an HTTP date) or an epoch `X-RateLimit-Reset`."""
-    value = headers.get("Retry-After")
-    now = now or datetime.now(UTC)
+Headers = CIMultiDictProxy[str] | Mapping[str, str]
+
+
+def retry_hint(headers: Headers) -> dict[str, Any]:
+    """`Retry` arguments from `Retry-After` (seconds or an HTTP date) or an epoch `X-RateLimit-Reset`.
+
+    Absolute times stay absolute: the worker compares them with its own (injected) clock."""
+    value = (headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return {"after": float(value)}
     if value:
-        if value.strip().isdigit():
-            return float(value)
         try:
-            when = email.utils.parsedate_to_datetime(value)
+            return {"until": email.utils.parsedate_to_datetime(value).astimezone(UTC)}
         except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - now).total_seconds())
-    reset = headers.get("X-RateLimit-Reset")
-    if reset and reset.strip().isdigit():
-        return max(0.0, float(reset) - now.timestamp())
-    return None
+            return {}
+    reset = (headers.get("X-RateLimit-Reset") or "").strip()
+    if reset.isdigit():
+        return {"until": datetime.fromtimestamp(int(reset), UTC)}
+    return {}
 
 
-def outcome_of_status(provider: str, status: int, reason: str, headers: CIMultiDictProxy[str] | dict[str, str]) -> Delivery:
+def seconds_after(headers: Headers) -> float | None:
+    """For reads inside a request: a relative Retry-After only."""
+    return retry_hint(headers).get("after")
+
+
+def outcome_of_status(provider: str, status: int, reason: str, headers: Headers) -> Delivery:
     if 200 <= status < 300:
         return Sent()
     if status in RETRYABLE:
-        return Retry(f"{provider} answered {status}: {reason}", retry_after(headers))
+        return Retry(f"{provider} answered {status}: {reason}", **retry_hint(headers))
     return Failed(f"{provider} answered {status}: {reason}")
 
 
-def raise_for_status(provider: str, status: int, body: str, headers: CIMultiDictProxy[str] | dict[str, str]) -> None:
+def raise_for_status(provider: str, status: int, body: str, headers: Headers) -> None:
     """For reads (fetching a payment's details): retryable statuses become ProviderUnavailable."""
     if 200 <= status < 300:
         return
     if status in RETRYABLE:
         raise ProviderUnavailable(provider, "temporarily unavailable", status=status, body=body,
-                                  retry_after=retry_after(headers))
+                                  retry_after=seconds_after(headers))
     raise ProviderRejected(provider, "request refused", status=status, body=body)

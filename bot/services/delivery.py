@@ -50,6 +50,7 @@ class DeliveryWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{uuid4().hex[:8]}"
         self.periodic: list[PeriodicJob] = []
         self._wake = asyncio.Event()
+        self._lease = timedelta(seconds=settings.worker_lease_seconds)
 
     def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]]) -> None:
         """Run `job` about every `interval` from the worker loop (renewals, catch-up sweeps, re-escalations)."""
@@ -90,8 +91,7 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were handled."""
         async with self.db.transaction() as uow:
-            rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id,
-                                      lease=timedelta(seconds=self.settings.worker_lease_seconds),
+            rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id, lease=self._lease,
                                       limit=self.settings.worker_batch)
         for row in rows:
             await self.deliver(row)
@@ -112,6 +112,10 @@ class DeliveryWorker:
                     if mine is not None:
                         mine.status, mine.available_at, mine.attempts = outbox.PENDING, slot, mine.attempts - 1
                     return
+        async with self.db.transaction() as uow:
+            if not await outbox.renew(uow.session, row.id, self.worker_id, uow.clock(), self._lease):
+                log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
+                return
         started = self.db.clock()
         result = await channel.send(row.payload, key=row.idempotency_key)
         self.metrics.delivery_seconds.labels(row.channel).observe((self.db.clock() - started).total_seconds())
@@ -132,9 +136,10 @@ class DeliveryWorker:
                     uow.audit("notification.sent", **audit, **await self._subject(uow, mine))
                     self.metrics.deliveries.labels(mine.channel, "sent").inc()
                     log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
-                case Retry(reason, after) if not self._exhausted(mine, now):
+                case Retry(reason, after, until) if not self._exhausted(mine, now):
+                    wait = max(after or 0.0, (until - now).total_seconds() if until else 0.0)
                     mine.status, mine.last_error = outbox.PENDING, reason
-                    mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, after))
+                    mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, wait))
                     self.metrics.deliveries.labels(mine.channel, "retry").inc()
                     log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
                 case Retry(reason) | Failed(reason):

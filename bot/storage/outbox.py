@@ -42,6 +42,18 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worke
     return list((await session.scalars(claimed)).all())
 
 
+async def renew(session: AsyncSession, notification_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
+    """Extend this worker's lease right before sending; False if the lease ran out or was taken over (a stalled
+    worker must not send what another worker now owns)."""
+    renewed = await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.claimed_by == worker,
+               Notification.status == SENDING, Notification.lease_until > now)
+        .values(lease_until=now + lease)
+        .execution_options(synchronize_session=False))
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+
 async def still_mine(session: AsyncSession, notification_id: int, worker: str) -> Notification | None:
     """The row, locked, if this worker's claim on it still holds (a lease can be taken over)."""
     return await session.scalar(

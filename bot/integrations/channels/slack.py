@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
-from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_after
+from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
 from bot.messages import Message, Purpose, render
 from cards import slack as cards
 
@@ -65,7 +65,7 @@ class SlackChannel:
             status = exc.response.status_code if exc.response is not None else 0
             if status == 429 or error in TRANSIENT:
                 headers = dict(exc.response.headers) if exc.response is not None else {}
-                return Retry(f"slack: {error or status}", retry_after(headers))
+                return Retry(f"slack: {error or status}", **retry_hint(headers))
             return Failed(f"slack: {error or status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Retry(f"slack unreachable: {exc.__class__.__name__}")
