@@ -162,3 +162,50 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class StaffAction(Base):
+    """One staff request from chat (a command, a button, a modal), kept once: its unique `request_key` makes a
+    Slack retry or a double click a no-op. `summary` is what the payment's card shows about it afterwards."""
+
+    __tablename__ = "staff_actions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_key: Mapped[str] = mapped_column(String(200), unique=True)
+    actor: Mapped[str] = mapped_column(String(120))  # slack:U…
+    action: Mapped[str] = mapped_column(String(40))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    summary: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class Escalation(Base):
+    """A payment handed to the on-call person; re-posted every interval until someone acknowledges it."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_due", "next_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    escalated_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime]
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))  # the latest post
+    rounds: Mapped[int] = mapped_column(Integer, default=1)
+    next_at: Mapped[datetime | None]  # when to re-escalate; None once acknowledged or out of rounds
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class MessageEdit(Base):
+    """Staff rewording of a payment's customer message; the latest `after` is what later resends say."""
+
+    __tablename__ = "message_edits"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id"))
+    before: Mapped[str] = mapped_column(Text)
+    after: Mapped[str] = mapped_column(Text)
+    edited_by: Mapped[str] = mapped_column(String(120))
+    edited_at: Mapped[datetime]
