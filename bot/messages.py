@@ -19,6 +19,7 @@ class Purpose(StrEnum):
     NEEDS_REVIEW = "needs_review"    # to staff: a payment we could not match
     REVERSAL = "reversal"            # to staff: a refund or dispute against a payment
     DEAD_LETTER = "dead_letter"      # to staff: a message that could not be delivered
+    ESCALATION = "escalation"        # to the on-call person: staff escalated a payment
 
 
 class Audience(StrEnum):

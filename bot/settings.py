@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     escalation_slack_channel: str | None = None
     finance_slack_users: str = ""
     finance_slack_usergroup: str | None = None
+    escalation_oncall_slack_users: str = ""  # comma-separated Slack user ids mentioned on an escalation
+    escalation_oncall_slack_usergroup: str | None = None  # a user group (S…) mentioned on an escalation
+    escalation_reescalate_seconds: float = 1800.0  # unacknowledged this long: post it again
+    escalation_max_rounds: int = 4  # posts per escalation, the first included
     email_provider: Literal["sendgrid", "mailgun"] | None = None
 
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")

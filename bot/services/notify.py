@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
-from bot.integrations.channels.base import Channel
+from bot.integrations.channels.base import Channel, Payload
 from bot.messages import Audience, Message, Purpose
 from bot.settings import Settings
 from bot.storage import outbox
@@ -52,13 +52,15 @@ class Notifier:
         return None
 
     async def queue(self, uow: UnitOfWork, route: Route, message: Message, *, key: str,
-                    fallbacks: Sequence[str] = (), actor: str = "system") -> int | None:
-        """Render the message for the route and put it in the outbox; None if this key was queued before."""
+                    fallbacks: Sequence[str] = (), actor: str = "system", payload: Payload | None = None) -> int | None:
+        """Render the message for the route (or take `payload` as already rendered, e.g. a resend of exactly what
+        was sent) and put it in the outbox; None if this key was queued before."""
         audience = Audience.CUSTOMER if message.purpose is Purpose.RECEIPT else Audience.FINANCE
         notification_id = await outbox.enqueue(
             uow.session, now=uow.clock(), idempotency_key=key, payment_id=message.receipt.payment_id,
             channel=route.channel.name, audience=audience.value, purpose=message.purpose.value,
-            recipient=route.recipient, payload=route.channel.render(message), fallbacks=list(fallbacks),
+            recipient=route.recipient, payload=payload if payload is not None else route.channel.render(message),
+            fallbacks=list(fallbacks),
         )
         if notification_id is not None:
             receipt = message.receipt
@@ -72,12 +74,7 @@ class Notifier:
         """Queue everything a newly recorded payment calls for."""
         queued: list[int | None] = []
         if receipt.kind == "payment" and receipt.matched and customer is not None:
-            routes = self.customer_routes(customer)
-            if routes:
-                first, rest = routes[0], [r.channel.name for r in routes[1:]]
-                queued.append(await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
-                                               key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
-                                               fallbacks=rest))
+            queued.append(await self.thank(uow, receipt, customer))
         finance = self.finance_route()
         if finance:
             purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
@@ -86,6 +83,17 @@ class Notifier:
                 queued.append(await self.queue(uow, finance, Message(purpose, finance.recipient, receipt, customer),
                                                key=key_for(receipt.payment_id, purpose, finance.channel.name)))
         return [n for n in queued if n is not None]
+
+
+    async def thank(self, uow: UnitOfWork, receipt: Receipt, customer: Customer, *, actor: str = "system") -> int | None:
+        """Queue the customer's receipt on their first usable channel, the others as fallbacks."""
+        routes = self.customer_routes(customer)
+        if not routes:
+            return None
+        first, rest = routes[0], [r.channel.name for r in routes[1:]]
+        return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
+                                key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
+                                fallbacks=rest, actor=actor)
 
 
 def key_for(payment_id: int, purpose: Purpose, channel: str, attempt: str = "") -> str:
