@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from bot.integrations.base import registry
 from bot.integrations.sources.base import SourceFactory
+from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
+from bot.integrations.sources.wave import WaveSource
 
 
 
 SOURCES: dict[str, SourceFactory] = registry(
     StripeSource,
+    SquareSource,
+    WaveSource,
 )

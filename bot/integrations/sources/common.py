@@ -42,3 +42,14 @@ def from_unix(seconds: int | str | None, default: datetime) -> datetime:
         return datetime.fromtimestamp(int(seconds), UTC) if seconds is not None else default
     except (TypeError, ValueError, OverflowError):
         return default
+
+
+def parse_time(value: Any, default: datetime) -> datetime:
+    """An ISO 8601 / RFC 3339 time (a bare date is midnight UTC; no offset means UTC), else `default`."""
+    if not isinstance(value, str) or not value.strip():
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return default
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -2,13 +2,16 @@
 
 Acts on `invoice.paid` / `invoice.payment_succeeded` (the invoice's state), `invoice_payment.paid` (one payment,
 partial ones included; the invoice is read back with `GET /v1/invoices/{id}`), and `payment_intent.succeeded` /
-`charge.succeeded` when their metadata names an invoice. Everything else is answered 200 and ignored.
+`charge.succeeded` when their metadata names an invoice. `charge.refunded` and `charge.dispute.created` are
+reversals of a payment already recorded: finance hears, the customer is never thanked. Everything else is answered
+200 and ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -103,16 +106,23 @@ class StripeSource:
             payments = (await self._from_invoice_payment(obj, occurred),)
         elif event_type in MONEY_MOVEMENT_EVENTS and (obj.get("invoice") or invoice_refs(obj.get("metadata"))):
             payments = (self._from_movement(event_type, obj, occurred),)
+        elif event_type == "charge.refunded":
+            payments = (self._from_refund(obj, event["data"].get("previous_attributes"), occurred),)
+        elif event_type == "charge.dispute.created":
+            payments = (self._from_dispute(obj, occurred),)
         return Received(event_id=event_id, event_type=event_type, payments=payments)
 
     def _from_invoice(self, invoice: dict[str, Any], occurred: Any, **overrides: Any) -> PaymentEvent:
         currency = field(invoice, "currency")
         metadata = invoice.get("metadata") or {}
+        # Before API 2025-03-31.basil the invoice names its PaymentIntent: a later refund can then find it.
+        legacy_ref = next((v for v in (invoice.get("payment_intent"), invoice.get("charge")) if isinstance(v, str)), None)
         values: dict[str, Any] = dict(
             source=self.name,
             kind=PaymentKind.PAYMENT,
             amount=stripe_money(invoice.get("amount_paid", 0), currency),
             cumulative=True,
+            payment_ref=legacy_ref,
             occurred_at=occurred,
             invoice_numbers=tuple(n for n in (invoice.get("number"),) if n) + invoice_refs(metadata),
             invoice_external_id=invoice.get("id"),
@@ -164,6 +174,43 @@ class StripeSource:
             payer_name=billing.get("name"),
             payer_phone=billing.get("phone"),
             texts=tuple(str(v) for v in (obj.get("description"), *metadata.values()) if v),
+        )
+
+    def _from_refund(self, charge: dict[str, Any], previous: Any, occurred: Any) -> PaymentEvent:
+        """The refund this event announces. `amount_refunded` is the charge's running total, so the amount is the
+        newest refund in `refunds` (older API versions expand it), else the growth since `previous_attributes`."""
+        refunds = [r for r in (charge.get("refunds") or {}).get("data") or [] if isinstance(r, dict)]
+        latest = max(refunds, key=lambda r: int(r.get("created") or 0)) if refunds else None
+        before = (previous or {}).get("amount_refunded") if isinstance(previous, dict) else None
+        if latest is not None:
+            minor, ref, when = latest.get("amount"), latest.get("id"), latest.get("created")
+        else:
+            total = int(field(charge, "amount_refunded"))
+            minor, ref, when = total - int(before or 0), f"{charge.get('id')}:refunded:{total}", None
+        return self._reversal(PaymentKind.REFUND, charge, charge, stripe_money(minor, field(charge, "currency")),
+                              str(ref), from_unix(when, occurred))
+
+    def _from_dispute(self, dispute: dict[str, Any], occurred: Any) -> PaymentEvent:
+        charge = dispute.get("charge") if isinstance(dispute.get("charge"), dict) else {}
+        money = stripe_money(field(dispute, "amount"), field(dispute, "currency"))
+        event = self._reversal(PaymentKind.DISPUTE, dispute, charge, money, str(field(dispute, "id")),
+                               from_unix(dispute.get("created"), occurred))
+        return replace(event, details={**event.details, "reason": str(dispute.get("reason") or "")})
+
+    def _reversal(self, kind: PaymentKind, obj: dict[str, Any], charge: dict[str, Any], amount: Money, ref: str,
+                  occurred: Any) -> PaymentEvent:
+        """A refund or dispute, tied to the charge and PaymentIntent it undoes (how the payment was recorded)."""
+        undone = tuple(str(i) for i in (obj.get("payment_intent"), charge.get("id") or obj.get("charge")) if i
+                       and isinstance(i, str))
+        billing = charge.get("billing_details") or {}
+        metadata = {**(charge.get("metadata") or {}), **(obj.get("metadata") or {})}
+        return PaymentEvent(
+            source=self.name, kind=kind, amount=amount, occurred_at=occurred, payment_ref=ref,
+            invoice_numbers=invoice_refs(metadata), reverses=undone,
+            customer_external_id=charge.get("customer") if isinstance(charge.get("customer"), str) else None,
+            payer_email=billing.get("email") or charge.get("receipt_email"), payer_name=billing.get("name"),
+            payer_phone=billing.get("phone"),
+            details={"reverses": ",".join(undone)},
         )
 
     async def fetch_invoice(self, invoice_id: str) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""Square: `x-square-hmacsha256-signature` over the notification URL and the raw body; amounts in minor units.
+
+Acts on `payment.created` / `payment.updated` once the payment is `COMPLETED` (both may arrive for one payment:
+the payment id is the `payment_ref`, so the second is recognised as the same money) and on `invoice.payment_made`
+(the Square invoice's state: everything completed so far, `PARTIALLY_PAID` while something is owed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any, ClassVar
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.domain.money import CurrencyError, Money
+from bot.domain.payments import PaymentEvent, PaymentKind
+from bot.errors import PayloadInvalid, SignatureInvalid
+from bot.integrations.base import IntegrationSettings, secrets, settings_config
+from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.common import digest_matches, field, json_object, parse_time
+
+PAYMENT_EVENTS = frozenset({"payment.created", "payment.updated"})
+
+
+class SquareSettings(IntegrationSettings):
+    model_config = settings_config("SQUARE")
+    required = ("signature_key",)
+
+    signature_key: SecretStr | None = None  # the subscription's signature key; several comma-separated while rotating
+    notification_url: str | None = None     # exactly as registered; default PUBLIC_BASE_URL + /webhooks/square
+
+
+def sign(body: bytes, key: str, notification_url: str) -> str:
+    """The `x-square-hmacsha256-signature` Square would send (used by the tests and the contract samples)."""
+    mac = hmac.new(key.encode(), notification_url.encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def square_money(money: Any, what: str) -> Money:
+    """`{"amount": 20000, "currency": "USD"}`: Square's amounts are ISO 4217 minor units."""
+    if not isinstance(money, dict):
+        raise PayloadInvalid(f"missing field {what}")
+    try:
+        return Money.from_minor(int(money["amount"]), str(money["currency"]))
+    except (KeyError, TypeError, ValueError, CurrencyError) as exc:
+        raise PayloadInvalid(f"bad {what}: {money!r}") from exc
+
+
+def total(moneys: list[Money], currency: str) -> Money:
+    return sum(moneys, Money.zero(currency))
+
+
+class SquareSource:
+    name: ClassVar[str] = "square"
+    Settings: ClassVar[type[IntegrationSettings]] = SquareSettings
+
+    def __init__(self, settings: SquareSettings, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def handshake(self, request: InboundRequest) -> Reply | None:
+        return None
+
+    def verify(self, request: InboundRequest) -> None:
+        given = request.headers.get("x-square-hmacsha256-signature", "").strip()
+        if not given:
+            raise SignatureInvalid("x-square-hmacsha256-signature header missing")
+        # Behind a proxy the URL we reconstruct may differ from the registered one: the setting wins.
+        url = self.settings.notification_url or request.url
+        expected = [sign(request.body, key, url) for key in secrets(self.settings.signature_key)]
+        if not digest_matches(given, expected):
+            raise SignatureInvalid("x-square-hmacsha256-signature does not match")
+
+    async def parse(self, request: InboundRequest) -> Received:
+        event = json_object(request.body)
+        event_id, event_type = str(field(event, "event_id")), str(field(event, "type"))
+        occurred = parse_time(event.get("created_at"), request.received_at)
+        payments: tuple[PaymentEvent, ...] = ()
+        if event_type in PAYMENT_EVENTS:
+            payment = field(event, "data", "object", "payment")
+            if not isinstance(payment, dict):
+                raise PayloadInvalid("data.object.payment is not an object")
+            if payment.get("status") == "COMPLETED":
+                payments = (self._from_payment(payment, occurred),)
+        elif event_type == "invoice.payment_made":
+            invoice = field(event, "data", "object", "invoice")
+            if not isinstance(invoice, dict):
+                raise PayloadInvalid("data.object.invoice is not an object")
+            payments = (self._from_invoice(invoice, occurred),)
+        return Received(event_id=event_id, event_type=event_type, payments=payments, headers_kept={
+            k: request.headers[k] for k in ("square-environment", "square-retry-number") if k in request.headers})
+
+    def _from_payment(self, payment: dict[str, Any], occurred: Any) -> PaymentEvent:
+        reference = payment.get("reference_id")
+        return PaymentEvent(
+            source=self.name,
+            kind=PaymentKind.PAYMENT,
+            amount=square_money(payment.get("amount_money"), "amount_money"),
+            occurred_at=parse_time(payment.get("updated_at") or payment.get("created_at"), occurred),
+            payment_ref=str(field(payment, "id")),
+            invoice_numbers=(str(reference),) if reference else (),
+            customer_external_id=payment.get("customer_id"),
+            payer_email=payment.get("buyer_email_address"),
+            texts=tuple(str(t) for t in (payment.get("note"),) if t),
+            details={k: str(payment[k]) for k in ("order_id", "receipt_url", "location_id") if payment.get(k)},
+        )
+
+    def _from_invoice(self, invoice: dict[str, Any], occurred: Any) -> PaymentEvent:
+        requests = invoice.get("payment_requests")
+        if not isinstance(requests, list) or not requests:
+            raise PayloadInvalid("missing field data.object.invoice.payment_requests")
+        computed = [square_money(r.get("computed_amount_money"), "payment_requests[].computed_amount_money")
+                    for r in requests]
+        currency = computed[0].currency
+        completed = [square_money(r["total_completed_amount_money"], "total_completed_amount_money")
+                     for r in requests if r.get("total_completed_amount_money")]
+        try:
+            invoice_total, paid = total(computed, currency), total(completed, currency)
+        except CurrencyError as exc:
+            raise PayloadInvalid(f"payment requests in several currencies: {exc}") from exc
+        recipient = invoice.get("primary_recipient") or {}
+        name = " ".join(str(n) for n in (recipient.get("given_name"), recipient.get("family_name")) if n)
+        number = invoice.get("invoice_number")
+        return PaymentEvent(
+            source=self.name,
+            kind=PaymentKind.PAYMENT,
+            amount=paid,
+            cumulative=True,  # the invoice's state: everything completed so far
+            occurred_at=parse_time(invoice.get("updated_at"), occurred),
+            invoice_numbers=(str(number),) if number else (),
+            invoice_external_id=invoice.get("id"),
+            customer_external_id=recipient.get("customer_id"),
+            payer_email=recipient.get("email_address"),
+            payer_name=name or recipient.get("company_name"),
+            payer_phone=recipient.get("phone_number"),
+            reported_balance=invoice_total - paid,
+            invoice_total=invoice_total,
+            details={"square_invoice": str(invoice.get("id")), "square_status": str(invoice.get("status")),
+                     "public_url": str(invoice.get("public_url") or "")},
+        )

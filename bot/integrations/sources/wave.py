@@ -1,0 +1,131 @@
+"""Wave (waveapps) through a relay: a "Webhooks by Zapier" POST (JSON or form) with the `X-Webhook-Secret` header.
+
+Zapier does not sign requests, so the shared secret in a header is the whole check. The body is the flat shape
+the README documents (`invoice_number`, `status` PAID|PARTIAL, `amount_paid`, `payment_amount`, …). Wave's own
+webhooks are not accepted: their signing scheme is not published where we could verify it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.domain.money import CurrencyError, Money
+from bot.domain.payments import PaymentEvent, PaymentKind
+from bot.errors import PayloadInvalid, SignatureInvalid
+from bot.integrations.base import IntegrationSettings, secrets, settings_config
+from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.common import json_object, parse_time
+
+HEADER = "X-Webhook-Secret"
+PAID_STATUSES = frozenset({"PAID", "PARTIAL"})
+
+
+class WaveSettings(IntegrationSettings):
+    model_config = settings_config("WAVE")
+    required = ("webhook_secret",)
+
+    webhook_secret: SecretStr | None = None  # the Zap's X-Webhook-Secret; several comma-separated while rotating
+
+
+def flat_fields(request: InboundRequest) -> dict[str, str]:
+    """The relay's fields, whichever payload type the Zap uses (JSON or form-encoded)."""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(request.body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PayloadInvalid(f"body is not valid form data: {exc}") from exc
+        return dict(pairs)
+    data = json_object(request.body)
+    return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in data.items() if v is not None}
+
+
+def decimal_of(fields: dict[str, str], name: str) -> Decimal | None:
+    value = fields.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise PayloadInvalid(f"{name} is not a number: {value!r}") from exc
+    if not amount.is_finite():
+        raise PayloadInvalid(f"{name} is not a number: {value!r}")
+    return amount
+
+
+class WaveSource:
+    name: ClassVar[str] = "wave"
+    Settings: ClassVar[type[IntegrationSettings]] = WaveSettings
+
+    def __init__(self, settings: WaveSettings, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def handshake(self, request: InboundRequest) -> Reply | None:
+        return None
+
+    def verify(self, request: InboundRequest) -> None:
+        given = request.headers.get(HEADER, "").encode()
+        if not given or not any(hmac.compare_digest(given, key.encode())
+                                for key in secrets(self.settings.webhook_secret)):
+            raise SignatureInvalid(f"{HEADER} header missing or wrong")
+
+    async def parse(self, request: InboundRequest) -> Received:
+        fields = flat_fields(request)
+        invoice_id = fields.get("invoice_id", "").strip()
+        number = fields.get("invoice_number", "").strip()
+        if not invoice_id and not number:
+            raise PayloadInvalid("missing field invoice_id or invoice_number")
+        status = fields.get("status", "").strip().upper()
+        amount_paid = decimal_of(fields, "amount_paid")
+        payment_id = fields.get("payment_id", "").strip()
+        # Without a payment id, one invoice's state is one event: a replayed Zap run is recognised as such.
+        position = f"{invoice_id or number}@{amount_paid}"
+        event_id = payment_id or "wave:" + hashlib.sha256(position.encode()).hexdigest()[:40]
+        event_type = f"invoice.{status.lower() or 'unknown'}"
+        if status not in PAID_STATUSES:
+            return Received(event_id=event_id, event_type=event_type)
+        return Received(event_id=event_id, event_type=event_type,
+                        payments=(self._payment(fields, invoice_id, number, payment_id or position, request),))
+
+    def _payment(self, fields: dict[str, str], invoice_id: str, number: str, payment_ref: str,
+                 request: InboundRequest) -> PaymentEvent:
+        currency = fields.get("currency", "").strip()
+        if not currency:
+            raise PayloadInvalid("missing field currency")
+        this_payment = decimal_of(fields, "payment_amount")
+        reported = this_payment if this_payment is not None else decimal_of(fields, "amount_paid")
+        if reported is None:
+            raise PayloadInvalid("missing field payment_amount or amount_paid")
+        due, invoice_total = decimal_of(fields, "amount_due"), decimal_of(fields, "total")
+        try:
+            amount = Money.rounded(reported, currency)
+            balance = Money.rounded(due, currency) if due is not None else None
+            stated_total = Money.rounded(invoice_total, currency) if invoice_total is not None else None
+        except CurrencyError as exc:
+            raise PayloadInvalid(f"bad currency: {currency!r}") from exc
+        return PaymentEvent(
+            source=self.name,
+            kind=PaymentKind.PAYMENT,
+            amount=amount,
+            cumulative=this_payment is None,  # amount_paid alone is everything paid so far
+            occurred_at=parse_time(fields.get("payment_date"), request.received_at),
+            payment_ref=payment_ref,
+            invoice_numbers=(number,) if number else (),
+            invoice_external_id=invoice_id or None,
+            customer_external_id=fields.get("customer_id") or None,
+            payer_email=fields.get("customer_email") or None,
+            payer_name=fields.get("customer_name") or None,
+            payer_phone=fields.get("customer_phone") or None,
+            reported_balance=balance,
+            invoice_total=stated_total,
+            details={"wave_invoice": invoice_id, **{k: fields[k] for k in ("view_url", "business_name") if fields.get(k)}},
+        )

@@ -1,0 +1,126 @@
+"""How to build a genuine request for each payment source, for the contract suite (`test_sources.py`).
+
+Every entry of `bot.integrations.sources.SOURCES` needs a `SourceSample` registered in `SAMPLES` under its name;
+the suite fails for a source without one. A sample signs the way the platform signs and may start local fake
+servers (e.g. a verification API) in `configure`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from bot.integrations.base import IntegrationSettings
+from bot.integrations.sources import square, stripe, wave
+from tests.harness import STRIPE_SECRET, stripe_invoice_event
+
+PAYLOADS = Path(__file__).parent.parent / "payloads"
+PUBLIC_BASE_URL = "https://paybot.example.com"  # what the `settings_for` fixture configures
+ServerFactory = Callable[[Any], Awaitable[Any]]  # pytest-aiohttp's `aiohttp_server`
+
+
+def payload(source: str, name: str) -> bytes:
+    return (PAYLOADS / source / name).read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A request as the platform would send it."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+class SourceSample(Protocol):
+    #: Does the platform's check cover the body (a changed byte is refused)? A shared-secret header does not.
+    signs_body: ClassVar[bool]
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        """The source's settings, pointed at any fake servers it needs."""
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value in the settings: none may appear in a repr, a log line or an audit entry."""
+
+    def payment(self) -> bytes:
+        """The body of a notification that records one payment."""
+
+    def malformed(self) -> bytes:
+        """A body that cannot be parsed."""
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        """The request carrying `body`, signed as the platform signs (with a wrong secret when `forged`)."""
+
+
+class StripeSample:
+    signs_body: ClassVar[bool] = True
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return stripe.StripeSettings(_env_file=None, webhook_secret=STRIPE_SECRET)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (STRIPE_SECRET,)
+
+    def payment(self) -> bytes:
+        return json.dumps(stripe_invoice_event("evt_contract")).encode()
+
+    def malformed(self) -> bytes:
+        return b'{"id": "evt_broken", "type": "invoice.paid", "data": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        header = stripe.sign(body, "whsec_not_the_secret" if forged else STRIPE_SECRET, int(now.timestamp()))
+        return Signed(body, {"Stripe-Signature": header, "Content-Type": "application/json; charset=utf-8"})
+
+
+class SquareSample:
+    signs_body: ClassVar[bool] = True
+    KEY = "sq-signature-key-contract"
+    URL = f"{PUBLIC_BASE_URL}/webhooks/square"  # unset SQUARE_NOTIFICATION_URL: PUBLIC_BASE_URL + the path
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return square.SquareSettings(_env_file=None, signature_key=self.KEY)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.KEY,)
+
+    def payment(self) -> bytes:
+        return payload("square", "payment_updated_completed.json")
+
+    def malformed(self) -> bytes:
+        return b'{"merchant_id": "ML82H4QPKMGXY", "type": "payment.updated", "event_id": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        signature = square.sign(body, "sq-some-other-key" if forged else self.KEY, self.URL)
+        return Signed(body, {"x-square-hmacsha256-signature": signature, "Content-Type": "application/json",
+                             "square-environment": "Production", "User-Agent": "Square Connect v2"})
+
+
+class WaveSample:
+    signs_body: ClassVar[bool] = False  # Zapier cannot sign; the secret header is the whole check
+    SECRET = "wave-relay-secret-contract"
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return wave.WaveSettings(_env_file=None, webhook_secret=self.SECRET)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.SECRET,)
+
+    def payment(self) -> bytes:
+        return payload("wave", "zapier_partial.json")
+
+    def malformed(self) -> bytes:
+        return b'{"source": "wave", "invoice_number": "INV-1042", "amount_paid": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        return Signed(body, {wave.HEADER: "a-guess" if forged else self.SECRET, "Content-Type": "application/json",
+                             "User-Agent": "Zapier"})
+
+
+SAMPLES: dict[str, SourceSample] = {
+    "stripe": StripeSample(),
+    "square": SquareSample(),
+    "wave": WaveSample(),
+}

@@ -1,0 +1,113 @@
+"""One contract, every registered payment source: HTTP in, what is stored, what is answered.
+
+A source joins by being registered in `bot.integrations.sources.SOURCES`; its sample (how to sign a genuine
+request) lives in `tests/contract/samples.py`. A source without a sample fails here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.integrations.sources import SOURCES
+from bot.storage import models
+from tests.contract.samples import SAMPLES, SourceSample
+
+
+def missing_sample(name: str) -> str:
+    return (f"payment source {name!r} is registered in bot.integrations.sources.SOURCES but has no contract "
+            f"sample: add a class implementing SourceSample (configure, secrets, payment, malformed, sign, "
+            f"signs_body) to tests/contract/samples.py and register it as SAMPLES[{name!r}]")
+
+
+@pytest.fixture(params=sorted(SOURCES))
+def source_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def sample(source_name: str) -> SourceSample:
+    if source_name not in SAMPLES:
+        pytest.fail(missing_sample(source_name))
+    return SAMPLES[source_name]
+
+
+@pytest.fixture
+async def configs(source_name, sample, aiohttp_server):  # type: ignore[no-untyped-def]
+    """Only the source under test runs (no channels: the contract is about what is received and stored)."""
+    return {source_name: await sample.configure(aiohttp_server)}
+
+
+async def post(paybot, name, signed):  # type: ignore[no-untyped-def]
+    return await paybot.client.post(f"/webhooks/{name}", data=signed.body, headers=signed.headers)
+
+
+async def stored(paybot) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    return (len(await paybot.rows(models.WebhookEvent)), len(await paybot.rows(models.Payment)),
+            len(await paybot.notifications()))
+
+
+def test_every_registered_source_has_a_sample() -> None:
+    missing = sorted(set(SOURCES) - set(SAMPLES))
+    assert not missing, "\n".join(missing_sample(name) for name in missing)
+
+
+async def test_a_genuine_request_is_stored_and_answered_2xx(paybot, source_name, sample, caplog):
+    response = await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock()))
+    assert 200 <= response.status < 300, await response.text()
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.source == source_name and event.body == sample.payment()
+    assert "webhook.received" in await paybot.audit_kinds()
+
+
+async def assert_refused_and_nothing_stored(paybot, response, status, sample, logs):  # type: ignore[no-untyped-def]
+    assert response.status == status
+    assert (await response.json())["error"]
+    assert await stored(paybot) == (0, 0, 0)
+    [entry] = await paybot.rows(models.AuditEntry)
+    assert entry.kind == "webhook.rejected" and entry.detail["status"] == status
+    assert not any(secret in json.dumps(entry.detail) or secret in logs.text for secret in sample.secrets())
+
+
+async def test_a_wrong_secret_is_401(paybot, source_name, sample, caplog):
+    response = await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock(), forged=True))
+    await assert_refused_and_nothing_stored(paybot, response, 401, sample, caplog)
+
+
+async def test_a_tampered_body_is_401(paybot, source_name, sample, caplog):
+    if not sample.signs_body:
+        pytest.skip(f"{source_name}'s check is a shared secret header: it cannot cover the body")
+    genuine = sample.sign(sample.payment(), paybot.clock())
+    tampered = genuine.body.replace(b"0", b"9", 1)
+    assert tampered != genuine.body
+    response = await paybot.client.post(f"/webhooks/{source_name}", data=tampered, headers=genuine.headers)
+    await assert_refused_and_nothing_stored(paybot, response, 401, sample, caplog)
+
+
+async def test_a_malformed_body_is_400_with_the_reason(paybot, source_name, sample, caplog):
+    response = await post(paybot, source_name, sample.sign(sample.malformed(), paybot.clock()))
+    await assert_refused_and_nothing_stored(paybot, response, 400, sample, caplog)
+
+
+async def test_an_oversized_body_is_413(paybot, source_name, sample, caplog):
+    limit = paybot.runtime.settings.max_body_bytes
+    response = await post(paybot, source_name, sample.sign(b"{" + b" " * limit + b"}", paybot.clock()))
+    await assert_refused_and_nothing_stored(paybot, response, 413, sample, caplog)
+
+
+async def test_a_duplicate_delivery_is_2xx_and_stores_nothing_new(paybot, source_name, sample, caplog):
+    first = await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock()))
+    assert 200 <= first.status < 300
+    before = await stored(paybot)
+    paybot.clock.advance(60)  # a platform's retry comes later, freshly signed
+    again = await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock()))
+    assert 200 <= again.status < 300
+    assert await stored(paybot) == before
+    assert before[0] == 1
+
+
+async def test_settings_never_show_their_secrets(source_name, sample, configs):  # type: ignore[no-untyped-def]
+    settings = configs[source_name]
+    shown = repr(settings) + str(settings) + repr(settings.model_dump())
+    assert sample.secrets() and not any(secret in shown for secret in sample.secrets())
