@@ -151,3 +151,23 @@ def test_backoff_grows_with_jitter_and_respects_retry_after(paybot):
         ceiling = min(cap, base * 2 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling
     assert worker.backoff(1, 120.0) == 120.0
+
+
+async def test_periodic_jobs_run_on_the_injected_clock(paybot, clock):
+    runs: list[object] = []
+
+    async def job() -> None:
+        runs.append(clock())
+
+    async def broken() -> None:
+        raise RuntimeError("a failing job must not stop the others")
+
+    worker = paybot.runtime.worker
+    worker.every("broken", timedelta(minutes=1), broken)
+    worker.every("sweep", timedelta(minutes=5), job)
+    await worker.run_periodic()
+    clock.advance(60)
+    await worker.run_periodic()
+    clock.advance(240)
+    await worker.run_periodic()
+    assert len(runs) == 2
