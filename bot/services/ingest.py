@@ -59,7 +59,8 @@ class Ingest:
         if invoice is not None:
             # Lock the invoice: a concurrent report of the same money waits here, then sees this one.
             invoice_row = await session.scalar(
-                select(models.Invoice).where(models.Invoice.number == invoice.number).with_for_update())
+                select(models.Invoice).where(models.Invoice.number == invoice.number).with_for_update()
+                .execution_options(populate_existing=True))  # the row as it is now, not as matching read it
             assert invoice_row is not None
             invoice = repo.to_invoice(invoice_row, invoice.external_ids)
             match = matching.Match(match.rule, invoice, match.customer, match.reason)

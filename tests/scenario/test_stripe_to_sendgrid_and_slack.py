@@ -48,3 +48,20 @@ async def test_partial_payment_names_the_balance(paybot, sendgrid):
     [mail] = sendgrid.accepted
     text = next(c["value"] for c in mail["content"] if c["type"] == "text/plain")
     assert "$400.00" in text and "$600.00 is still owed on invoice INV-7" in text
+
+
+async def test_two_reports_of_one_payment_at_the_same_moment_acknowledge_once(paybot, sendgrid):
+    """Stripe sends `invoice.paid` and `invoice.payment_succeeded` together: the invoice lock orders them."""
+    import asyncio
+
+    await paybot.add_customer()
+    await paybot.add_invoice()
+    responses = await asyncio.gather(
+        paybot.post_stripe(stripe_invoice_event("evt_paid", event_type="invoice.paid")),
+        paybot.post_stripe(stripe_invoice_event("evt_succeeded", event_type="invoice.payment_succeeded")),
+    )
+    assert [r.status for r in responses] == [200, 200]
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    [invoice] = await paybot.rows(models.Invoice)
+    assert invoice.paid_minor == 125000
