@@ -22,7 +22,6 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.storage import audit, migrate
 from bot.storage.database import Database
-from bot.storage.engine import create_engine
 
 log = logging.getLogger("paybot")
 
@@ -43,7 +42,7 @@ def configure_logging(level: str) -> None:
 
 
 async def _database(settings: Settings) -> Database:
-    return Database(create_engine(settings.database_url))
+    return Database.open(settings.database_url)
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import aiohttp
 
@@ -20,9 +22,12 @@ from bot.services.notify import Notifier
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.database import Clock, Database, utcnow
-from bot.storage.engine import create_engine, is_sqlite
+from bot.storage.engine import is_sqlite
 
 log = logging.getLogger(__name__)
+
+#: How often events stored unverified (PayPal IPN) are swept, besides right after each is answered.
+CONFIRM_SWEEP = timedelta(seconds=60)
 
 
 @dataclass
@@ -37,8 +42,30 @@ class Runtime:
     worker: DeliveryWorker
     metrics: Metrics
     disabled: dict[str, list[str]] = field(default_factory=dict)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def confirm_soon(self) -> None:
+        """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
+        task = asyncio.create_task(self.confirm_pending())
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def confirm_pending(self) -> None:
+        try:
+            confirmed = await self.ingest.confirm_pending()
+        except Exception:  # a background task has nobody to raise to; the periodic sweep tries again
+            log.exception("confirming pending webhooks failed")
+            return
+        if confirmed.notification_ids:
+            self.worker.wake()
+
+    async def settle(self) -> None:
+        """Wait for the work requests left running after their answer (at shutdown; in tests)."""
+        while self.background:
+            await asyncio.gather(*self.background)
 
     async def close(self) -> None:
+        await self.settle()
         await self.http.close()
         await self.db.dispose()
 
@@ -53,10 +80,9 @@ def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name
 
 async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
                 clock: Clock = utcnow, migrate_sqlite: bool = True) -> Runtime:
-    engine = create_engine(settings.database_url)
-    db = Database(engine, clock)
+    db = Database.open(settings.database_url, clock)
     if migrate_sqlite and is_sqlite(settings.database_url):
-        await migrate.upgrade(engine)  # the zero-set-up default: an empty file becomes a database
+        await migrate.upgrade(db.engine)  # the zero-set-up default: an empty file becomes a database
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     disabled: dict[str, list[str]] = {}
     sources: dict[str, PaymentSource] = {}
@@ -74,5 +100,7 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     metrics = Metrics()
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
-    return Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
-                   ingest=Ingest(db, notifier), worker=worker, metrics=metrics, disabled=disabled)
+    runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
+                      ingest=Ingest(db, notifier, sources), worker=worker, metrics=metrics, disabled=disabled)
+    worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
+    return runtime

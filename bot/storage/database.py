@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bot.domain.audit import AuditRecord
 from bot.domain.money import Money
 from bot.storage import audit
-from bot.storage.engine import sessions
+from bot.storage.engine import create_engine, is_sqlite, sessions
 
 Clock = Callable[[], datetime]
 
@@ -46,10 +46,17 @@ class UnitOfWork:
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow, *, reader: AsyncEngine | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        self._reader = reader
         self._sessions = sessions(engine)
+        self._read_sessions = sessions(reader or engine)
+
+    @classmethod
+    def open(cls, url: str, clock: Clock = utcnow) -> Database:
+        """Writer and readers for `url` (on SQLite, separate engines so that reading never blocks writing)."""
+        return cls(create_engine(url), clock, reader=create_engine(url, read_only=True) if is_sqlite(url) else None)
 
     @property
     def dialect(self) -> str:
@@ -69,7 +76,8 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
+        """A session for reading only (an export, a status page): on SQLite it never holds the write lock."""
+        async with self._read_sessions() as session:
             yield session
 
     async def ping(self) -> None:
@@ -78,3 +86,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._reader is not None:
+            await self._reader.dispose()

@@ -13,11 +13,19 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An engine for `url`. On SQLite, `read_only` gives the readers' engine: several connections that begin
+    deferred and, under WAL, never block (or wait for) the single writer."""
     if not is_sqlite(url):
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("pool_pre_ping", True)
         return create_async_engine(url, **kwargs)
+    # One connection: every transaction begins IMMEDIATE (below), so two connections could never work at once
+    # anyway; with one, waiting writers queue on the pool instead of in SQLite's busy handler, which polls with
+    # sleeps of up to 100 ms. Other processes on the same file still wait through busy_timeout.
+    kwargs.setdefault("pool_size", 4 if read_only else 1)
+    kwargs.setdefault("max_overflow", 0)
+    kwargs.setdefault("pool_timeout", 30)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -30,12 +38,14 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin_immediate(conn: Any) -> None:
-        # Take the write lock at BEGIN, so two writers queue instead of failing with "database is locked".
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn: Any) -> None:
+        # Writers take the lock at BEGIN, so two of them queue instead of failing with "database is locked".
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

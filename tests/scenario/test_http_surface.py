@@ -85,3 +85,11 @@ async def test_health_readiness_and_metrics(paybot):
     assert 'paybot_webhooks_received_total{outcome="stored",source="stripe"} 1.0' in text
     assert 'paybot_webhooks_rejected_total{reason="PayloadInvalid",source="stripe"} 1.0' in text
     assert 'paybot_outbox_depth{status="pending"}' in text
+
+
+async def test_a_long_read_never_blocks_a_webhook(paybot):
+    """An audit export streaming on SQLite must not hold the write lock (WAL readers don't block writers)."""
+    async with paybot.runtime.db.read() as session:
+        await session.execute(models.AuditEntry.__table__.select())
+        response = await paybot.post_stripe(stripe_invoice_event())
+        assert response.status == 200
