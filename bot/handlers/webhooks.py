@@ -74,6 +74,8 @@ async def receive(request: web.Request) -> web.StreamResponse:
     runtime.metrics.webhooks.labels(name, "duplicate" if recorded.duplicate else "stored").inc()
     if recorded.notification_ids:
         runtime.worker.wake()
+    if recorded.pending:
+        runtime.confirm_soon()  # after this answer goes out: the platform wants it first
     if received.reply is not None:
         return reply(received.reply)
     return web.json_response({"received": True, "duplicate": recorded.duplicate})

@@ -1,54 +1,125 @@
 """Recording a verified webhook: in one transaction the raw event, each payment, its match and the outbox rows.
 
-The caller answers 2xx only after `record` returns, i.e. after the commit.
+The caller answers 2xx only after `record` returns, i.e. after the commit. An event its source confirms later
+(`Received.confirm_later`, PayPal IPN) is stored `pending_verification` with no payments; `confirm_pending` then
+verifies it and records its payments the same way, or marks it `rejected`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from multidict import CIMultiDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import matching
 from bot.domain.fingerprint import Report, fingerprint, is_same_payment, ref_key, refs_in
 from bot.domain.payments import PaymentEvent, PaymentKind
-from bot.integrations.sources.base import InboundRequest, Received
+from bot.errors import InboundError, ProviderError
+from bot.integrations.sources.base import ConfirmsLater, InboundRequest, PaymentSource, Received
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
 from bot.storage import models, repo
 from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
 
+log = logging.getLogger(__name__)
+PENDING, PROCESSED, IGNORED, REJECTED = "pending_verification", "processed", "ignored", "rejected"
+
 
 @dataclass(slots=True)
 class Recorded:
     duplicate: bool = False
+    pending: bool = False  # stored unverified, for `confirm_pending`
     payment_ids: list[int] = field(default_factory=list)
     notification_ids: list[int] = field(default_factory=list)
 
 
 class Ingest:
-    def __init__(self, db: Database, notifier: Notifier) -> None:
+    def __init__(self, db: Database, notifier: Notifier, sources: Mapping[str, PaymentSource] | None = None) -> None:
         self.db = db
         self.notifier = notifier
+        self.sources = sources or {}
 
     async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:
         async with self.db.transaction() as uow:
             event_id = (await uow.session.execute(insert_or_ignore(uow.session, models.WebhookEvent, {
                 "source": source, "event_id": received.event_id, "event_type": received.event_type,
-                "received_at": request.received_at, "status": "processed" if received.payments else "ignored",
-                "body": request.body, "headers": received.headers_kept,
+                "received_at": request.received_at, "body": request.body, "headers": received.headers_kept,
+                "status": PENDING if received.confirm_later else PROCESSED if received.payments else IGNORED,
             }))).scalar_one_or_none()
             if event_id is None:
                 return Recorded(duplicate=True)
             uow.audit("webhook.received", source=source, detail={
                 "event_id": received.event_id, "event_type": received.event_type,
-                "payments": len(received.payments)})
-            result = Recorded()
-            for event in received.payments:
-                await self._record_payment(uow, event_id, event, result)
-            return result
+                "payments": len(received.payments), **({"verification": "pending"} if received.confirm_later else {})})
+            if received.confirm_later:
+                return Recorded(pending=True)
+            return await self._record_payments(uow, event_id, received.payments)
+
+    async def confirm_pending(self, limit: int = 50) -> Recorded:
+        """Verify the events stored unconfirmed and record what they hold; returns the payments and notifications.
+
+        Safe to run from several places at once: the verification is repeated, the recording is not (the event row
+        is locked and must still be pending). One whose platform cannot answer stays pending for the next sweep.
+        """
+        async with self.db.read() as session:
+            waiting = list(await session.scalars(select(models.WebhookEvent).where(
+                models.WebhookEvent.status == PENDING).order_by(models.WebhookEvent.id).limit(limit)))
+        done = Recorded()
+        unreachable: set[str] = set()
+        for row in waiting:
+            source = self.sources.get(row.source)
+            if not isinstance(source, ConfirmsLater) or row.source in unreachable:
+                continue  # disabled or down: the event waits
+            stored = InboundRequest(method="POST", url="", headers=CIMultiDict(row.headers), query={}, body=row.body,
+                                    received_at=row.received_at)
+            try:
+                received = await source.confirm(stored)
+            except ProviderError as exc:
+                log.warning("webhook %s %s stays pending: %s", row.source, row.event_id, exc)
+                unreachable.add(row.source)
+                continue
+            except InboundError as exc:
+                await self._reject_pending(row.id, exc)
+                continue
+            async with self.db.transaction() as uow:
+                event = await self._still_pending(uow, row.id)
+                if event is None:
+                    continue  # another sweep got there first
+                event.status = PROCESSED if received.payments else IGNORED
+                uow.audit("webhook.verified", source=event.source, detail={
+                    "event_id": event.event_id, "event_type": received.event_type, "payments": len(received.payments)})
+                result = await self._record_payments(uow, event.id, received.payments)
+            done.payment_ids += result.payment_ids
+            done.notification_ids += result.notification_ids
+        return done
+
+    async def _reject_pending(self, row_id: int, exc: InboundError) -> None:
+        async with self.db.transaction() as uow:
+            event = await self._still_pending(uow, row_id)
+            if event is None:
+                return
+            log.warning("webhook %s %s rejected after it was answered: %s", event.source, event.event_id, exc)
+            uow.audit("webhook.rejected", source=event.source, detail={
+                "event_id": event.event_id, "status": exc.status, "reason": str(exc), "stage": "confirmation"})
+            event.status = REJECTED
+            # Free the id: a forgery must not hold the place of the genuine message, which may still come.
+            event.event_id = f"{event.event_id[:200]}#rejected-{event.id}"
+
+    async def _still_pending(self, uow: UnitOfWork, row_id: int) -> models.WebhookEvent | None:
+        return await uow.session.scalar(select(models.WebhookEvent).where(
+            models.WebhookEvent.id == row_id, models.WebhookEvent.status == PENDING).with_for_update())
+
+    async def _record_payments(self, uow: UnitOfWork, webhook_event_id: int,
+                               payments: tuple[PaymentEvent, ...]) -> Recorded:
+        result = Recorded()
+        for event in payments:
+            await self._record_payment(uow, webhook_event_id, event, result)
+        return result
 
     async def _record_payment(self, uow: UnitOfWork, webhook_event_id: int, event: PaymentEvent,
                               result: Recorded) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from bot.integrations.base import IntegrationSettings
-from bot.integrations.sources import square, stripe, wave
+from bot.integrations.sources import paypal, square, stripe, wave
+from tests.fakes.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal
 from tests.harness import STRIPE_SECRET, stripe_invoice_event
 
 PAYLOADS = Path(__file__).parent.parent / "payloads"
@@ -119,8 +120,39 @@ class WaveSample:
                              "User-Agent": "Zapier"})
 
 
+class PayPalSample:
+    """REST webhooks, verified through the fake's verify-webhook-signature API. (IPN is answered 200 before it can
+    be verified, so it cannot meet this contract's 401; tests/sources/test_paypal.py covers it.)"""
+
+    signs_body: ClassVar[bool] = True
+    fake: FakePayPal | None = None
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        self.fake = FakePayPal()
+        self.fake.server = await aiohttp_server(self.fake.app)
+        return paypal.PayPalSettings(  # type: ignore[call-arg]
+            _env_file=None, receiver_email="billing@weld.example", webhook_id=WEBHOOK_ID, client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET, base_url=str(self.fake.server.make_url("/")),
+            ipn_verify_url=str(self.fake.server.make_url("/cgi-bin/webscr")))
+
+    def secrets(self) -> tuple[str, ...]:
+        return (CLIENT_SECRET,)
+
+    def payment(self) -> bytes:
+        return payload("paypal", "rest_capture_completed.json")
+
+    def malformed(self) -> bytes:
+        return b'{"id": "WH-2CL46544TB770421K", "event_type": "PAYMENT.CAPTURE.COMPLETED", "resource": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        assert self.fake is not None, "configure first"
+        # A forgery cannot produce PayPal's signature for our subscription: here, one made for another webhook.
+        return Signed(body, self.fake.transmit(body, now, webhook_id="3HV58741XF905712A" if forged else WEBHOOK_ID))
+
+
 SAMPLES: dict[str, SourceSample] = {
     "stripe": StripeSample(),
+    "paypal": PayPalSample(),
     "square": SquareSample(),
     "wave": WaveSample(),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.integrations.base import registry
 from bot.integrations.sources.base import SourceFactory
+from bot.integrations.sources.paypal import PayPalSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
@@ -12,6 +13,7 @@ from bot.integrations.sources.wave import WaveSource
 
 SOURCES: dict[str, SourceFactory] = registry(
     StripeSource,
+    PayPalSource,
     SquareSource,
     WaveSource,
 )

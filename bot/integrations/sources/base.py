@@ -5,6 +5,10 @@ A source is verified on the raw bytes first, then parsed; it never touches the d
     reply = await source.handshake(request)   # subscription handshakes; None for an ordinary notification
     source.verify(request)                    # raises SignatureInvalid
     received = await source.parse(request)    # raises PayloadInvalid; may fetch details from the platform
+
+A platform that wants its answer before it can be verified (PayPal IPN: an empty 200 at once, then a postback)
+returns `Received(confirm_later=True)`: the event is stored unconfirmed and answered, and the source's `confirm`
+(see `ConfirmsLater`) verifies it afterwards, from the stored bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -50,6 +54,7 @@ class Received:
     payments: tuple[PaymentEvent, ...] = ()
     reply: Reply | None = None  # how to answer instead of the default JSON 200
     headers_kept: dict[str, str] = field(default_factory=dict)  # non-secret headers worth keeping on the record
+    confirm_later: bool = False  # store now, unverified; `ConfirmsLater.confirm` verifies it after the answer
 
 
 class PaymentSource(Protocol):
@@ -61,6 +66,16 @@ class PaymentSource(Protocol):
     def verify(self, request: InboundRequest) -> None: ...
 
     async def parse(self, request: InboundRequest) -> Received: ...
+
+
+@runtime_checkable
+class ConfirmsLater(Protocol):
+    """A source whose notifications are verified after they are answered (see `Received.confirm_later`)."""
+
+    async def confirm(self, stored: InboundRequest) -> Received:
+        """Verify a stored notification and say what it holds: raises InboundError if it is not genuine (it is
+        then rejected), ProviderError if the platform cannot answer now (it stays pending for the next sweep)."""
+        ...
 
 
 class SourceFactory(Protocol):

@@ -1,0 +1,275 @@
+"""PayPal in, through HTTP, the database, the confirmation sweep and the worker, to fake SendGrid and Slack.
+
+IPN is answered with an empty 200 before anything else and confirmed afterwards by the postback to the fake
+PayPal; REST events are verified through its verify-webhook-signature API before the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.integrations.sources.paypal import PayPalSettings
+from bot.storage import models
+from tests.contract.samples import payload
+from tests.fakes.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal
+from tests.sources.helpers import mail_text
+
+RECEIVER = "billing@weld.example"
+
+
+@pytest.fixture
+async def paypal(aiohttp_server):  # type: ignore[no-untyped-def]
+    fake = FakePayPal()
+    fake.server = await aiohttp_server(fake.app)
+    return fake
+
+
+@pytest.fixture
+def configs(configs, paypal):  # type: ignore[no-untyped-def]
+    return configs | {"paypal": PayPalSettings(  # type: ignore[call-arg]
+        _env_file=None, ipn_verify_url=str(paypal.server.make_url("/cgi-bin/webscr")), receiver_email=RECEIVER,
+        webhook_id=WEBHOOK_ID, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        base_url=str(paypal.server.make_url("/")))}
+
+
+def ipn(name: str = "ipn_completed.form", **changes: str) -> bytes:
+    """A committed IPN body with some fields' (already URL-encoded) values replaced, order kept."""
+    pairs = [pair.split(b"=", 1) for pair in payload("paypal", name).split(b"&")]
+    return b"&".join(k + b"=" + (changes[k.decode()].encode() if k.decode() in changes else v) for k, v in pairs)
+
+
+async def post_ipn(paybot, body: bytes, paypal: FakePayPal | None = None) -> Any:  # type: ignore[no-untyped-def]
+    """PayPal's delivery (when `paypal` is given, PayPal really sent it), then the confirmation it kicks off."""
+    if paypal is not None:
+        paypal.sent_ipn(body)
+    response = await paybot.client.post("/webhooks/paypal", data=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "PayPal IPN ( https://www.paypal.com/ipn )"})
+    assert response.status == 200, await response.text()
+    assert await response.read() == b""
+    await paybot.runtime.settle()
+    return response
+
+
+async def post_rest(paybot, paypal: FakePayPal, body: bytes, **headers: str) -> Any:  # type: ignore[no-untyped-def]
+    signed = paypal.transmit(body, paybot.clock()) | headers
+    return await paybot.client.post("/webhooks/paypal", data=body, headers=signed)
+
+
+async def customer_and_invoice(paybot, amount: str = "2000.00", number: str = "INV-1042") -> None:  # type: ignore[no-untyped-def]
+    await paybot.add_customer("C1", name="José Müller", email="jose.muller@example.com")
+    await paybot.add_invoice(number, amount)
+
+
+async def test_a_verified_ipn_is_answered_empty_then_thanked_with_the_balance(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot)
+    body = ipn()
+    await post_ipn(paybot, body, paypal)
+
+    # The postback is the raw bytes, windows-1252 escapes and all, behind the command.
+    [postback] = paypal.to("/cgi-bin/webscr")
+    assert postback.body == b"cmd=_notify-validate&" + body
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert (event.event_id, event.status) == ("61E67681CH3238416:Completed", "processed")
+    [payment] = await paybot.rows(models.Payment)
+    assert payment.payer_name == "José Müller" and payment.payment_ref == "61E67681CH3238416"
+    assert payment.occurred_at.isoformat() == "2026-11-28T11:12:59+00:00"  # 03:12:59 PST
+
+    assert await paybot.deliver() == 2
+    [mail] = sendgrid.accepted
+    assert mail["personalizations"][0]["to"] == [{"email": "jose.muller@example.com"}]
+    text = mail_text(mail)
+    assert "$1,250.00" in text and "INV-1042" in text and "$750.00 is still owed on invoice INV-1042" in text
+    assert len(slack.posted("C0FINANCE")) == 1
+    kinds = await paybot.audit_kinds()
+    assert kinds.index("webhook.received") < kinds.index("webhook.verified") < kinds.index("payment.matched")
+
+
+async def test_an_invalid_ipn_is_rejected_and_nobody_hears(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot)
+    await post_ipn(paybot, ipn(), paypal=None)  # PayPal never sent this: its postback answers INVALID
+
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "rejected"
+    assert await paybot.rows(models.Payment) == [] and await paybot.notifications() == []
+    [rejection] = await paybot.rows(models.AuditEntry, models.AuditEntry.kind == "webhook.rejected")
+    assert "INVALID" in rejection.detail["reason"] and rejection.detail["event_id"] == "61E67681CH3238416:Completed"
+    await paybot.deliver()
+    assert sendgrid.accepted == [] and slack.posted() == []
+
+
+async def test_a_forgery_does_not_take_the_genuine_messages_place(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot)
+    await post_ipn(paybot, ipn(), paypal=None)
+    await post_ipn(paybot, ipn(), paypal)  # PayPal's own delivery of the same transaction comes afterwards
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    assert sorted(e.status for e in await paybot.rows(models.WebhookEvent)) == ["processed", "rejected"]
+
+
+async def test_a_resent_ipn_sends_one_email(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot)
+    body = ipn()
+    await post_ipn(paybot, body, paypal)
+    await post_ipn(paybot, body + b"&resend=true", paypal)  # PayPal's resend of the same transaction
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    assert len(await paybot.rows(models.WebhookEvent)) == 1
+
+
+async def test_a_pending_payment_is_recorded_without_a_word(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot)
+    await post_ipn(paybot, ipn("ipn_pending.form"), paypal)
+    [payment] = await paybot.rows(models.Payment)
+    assert payment.kind == "pending" and payment.details["pending_reason"] == "echeck"
+    [invoice] = await paybot.rows(models.Invoice)
+    assert invoice.paid_minor == 0
+    await paybot.deliver()
+    assert sendgrid.accepted == [] and slack.posted() == []
+
+
+async def test_a_refund_after_the_payment_tells_finance_not_the_customer(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot, amount="1250.00")
+    await post_ipn(paybot, ipn(), paypal)
+    await paybot.deliver()
+    await post_ipn(paybot, ipn("ipn_refunded.form"), paypal)
+    paybot.clock.advance(2)  # Slack: one message per second per channel
+    await paybot.deliver()
+
+    assert len(sendgrid.accepted) == 1  # the thank-you for the payment, nothing for the refund
+    refund = (await paybot.rows(models.Payment, models.Payment.kind == "refund"))[0]
+    assert refund.amount_minor == 125000 and refund.payment_ref == "2JM91027HW466412F"
+    [invoice] = await paybot.rows(models.Invoice)
+    assert invoice.paid_minor == 0
+    first, reversal = slack.posted("C0FINANCE")
+    assert "refund" in reversal["text"] and "INV-1042" in reversal["text"] and "$1,250.00" in reversal["text"]
+
+
+async def test_an_ipn_for_another_receiver_is_rejected(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot)
+    await post_ipn(paybot, ipn(receiver_email="someone-else%40example.org"), paypal)
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "rejected"
+    [rejection] = await paybot.rows(models.AuditEntry, models.AuditEntry.kind == "webhook.rejected")
+    assert "receiver_email" in rejection.detail["reason"]
+    assert await paybot.rows(models.Payment) == []
+    await paybot.deliver()
+    assert sendgrid.accepted == [] and slack.posted() == []
+
+
+async def test_a_payment_in_another_currency_goes_to_finance_for_review(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot)
+    await post_ipn(paybot, ipn(mc_currency="EUR"), paypal)
+    [payment] = await paybot.rows(models.Payment)
+    assert payment.invoice_id is None and "EUR" in payment.match_reason
+    [invoice] = await paybot.rows(models.Invoice)
+    assert invoice.paid_minor == 0
+    await paybot.deliver()
+    assert sendgrid.accepted == []
+    [card] = slack.posted("C0FINANCE")
+    assert "EUR" in card["text"]
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(b"\xff\xfeinvoice=INV-1042", id="not-url-encoded"),
+    pytest.param(b"hello world", id="no-ipn-fields"),
+    pytest.param(ipn(mc_gross=""), id="completed-without-amount"),
+    pytest.param(ipn(mc_gross="12.3.4"), id="bad-amount"),
+    pytest.param(ipn(charset="x-no-such-charset"), id="unknown-charset"),
+])
+async def test_a_malformed_ipn_is_400_with_the_reason(paybot, paypal, body):
+    paypal.sent_ipn(body)
+    response = await paybot.client.post("/webhooks/paypal", data=body,
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 400
+    assert (await response.json())["error"]
+    assert await paybot.rows(models.WebhookEvent) == []
+    assert await paybot.audit_kinds() == ["webhook.rejected"]
+
+
+async def test_an_oversized_ipn_is_413(paybot):
+    body = ipn(custom="x" * paybot.runtime.settings.max_body_bytes)
+    response = await paybot.client.post("/webhooks/paypal", data=body,
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 413
+    assert await paybot.rows(models.WebhookEvent) == []
+
+
+async def test_an_unreachable_postback_waits_for_the_sweep(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot)
+    paypal.script("/cgi-bin/webscr", web.Response(status=503, text="Service Unavailable"))
+    await post_ipn(paybot, ipn(), paypal)
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "pending_verification"
+
+    await paybot.runtime.worker.run_periodic()  # the worker's sweep, once PayPal answers again
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "processed"
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+
+
+async def test_a_verified_capture_is_thanked(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot, amount="1250.00")
+    body = payload("paypal", "rest_capture_completed.json")
+    response = await post_rest(paybot, paypal, body)
+    assert response.status == 200, await response.text()
+
+    [token_call] = paypal.to("/v1/oauth2/token")
+    assert token_call.headers["Authorization"].startswith("Basic ")
+    [verify] = paypal.to("/v1/notifications/verify-webhook-signature")
+    sent = verify.json()
+    assert sent["webhook_id"] == WEBHOOK_ID and sent["webhook_event"] == json.loads(body)
+    assert body in verify.body  # the event goes back byte for byte
+    [payment] = await paybot.rows(models.Payment)
+    assert payment.payment_ref == "29Y24445UY2083144" and payment.details["order_id"] == "89T257400V0473133"
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    assert "$1,250.00" in mail_text(mail) and "Invoice INV-1042 is now paid in full" in mail_text(mail)
+
+
+async def test_a_rest_event_paypal_does_not_vouch_for_is_401(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot)
+    body = payload("paypal", "rest_capture_completed.json")
+    headers = paypal.transmit(body, paybot.clock())
+    forged = body.replace(b'"value":"1250.00"', b'"value":"9250.00"', 1)
+    response = await paybot.client.post("/webhooks/paypal", data=forged, headers=headers)
+    assert response.status == 401
+    assert "FAILURE" in (await response.json())["error"]
+    assert await paybot.rows(models.WebhookEvent) == []
+    assert await paybot.audit_kinds() == ["webhook.rejected"]
+
+
+async def test_a_rest_event_without_transmission_headers_is_401(paybot):
+    body = payload("paypal", "rest_capture_completed.json")
+    response = await paybot.client.post("/webhooks/paypal", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 401
+    assert "PAYPAL-TRANSMISSION-ID" in (await response.json())["error"]
+
+
+async def test_the_access_token_is_reused_and_renewed_when_revoked(paybot, paypal):
+    await customer_and_invoice(paybot)
+    capture = json.loads(payload("paypal", "rest_capture_completed.json"))
+    for n in range(3):
+        if n == 2:
+            paypal.revoke_tokens()
+        event = capture | {"id": f"WH-{n}"}
+        response = await post_rest(paybot, paypal, json.dumps(event).encode())
+        assert response.status == 200
+    assert len(paypal.to("/v1/oauth2/token")) == 2
+    assert [c.json()["webhook_event"]["id"] for c in paypal.to("/v1/notifications/verify-webhook-signature")
+            if c.headers["Authorization"].removeprefix("Bearer ") in paypal.tokens] == ["WH-2"]
+
+
+async def test_a_partly_paid_invoice_names_the_balance(paybot, paypal, sendgrid):
+    await paybot.add_customer("C1", name="Jane Doe", email="jane@example.com")
+    await paybot.add_invoice("INV-7", "1000.00")
+    response = await post_rest(paybot, paypal, payload("paypal", "rest_invoice_paid_partial.json"))
+    assert response.status == 200
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    text = mail_text(mail)
+    assert "$400.00" in text and "$600.00 is still owed on invoice INV-7" in text
