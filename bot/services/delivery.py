@@ -62,7 +62,12 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker %s started", self.worker_id)
+        async with outbox.listen(self.db.engine, self.wake):
+            await self._loop(stop)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self._wake.clear()  # before looking: a wake-up during this round must lead to another round
             try:
                 busy = await self.run_once()
                 await self.run_periodic()
@@ -71,7 +76,6 @@ class DeliveryWorker:
                 busy = 0
             if busy:
                 continue
-            self._wake.clear()
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
                                             return_when=asyncio.FIRST_COMPLETED)

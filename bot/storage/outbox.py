@@ -6,22 +6,58 @@ out (its worker died) is due again. SQLite ignores the locking clause: there one
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.storage.models import Notification, RateSlot
 from bot.storage.sql import insert_or_ignore
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
+CHANNEL = "paybot_outbox"
+ANNOUNCED = "paybot_outbox_announced"
+log = logging.getLogger(__name__)
 
 
 async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int | None:
     """Queue a notification; None when its idempotency key is already queued (nothing is queued twice)."""
     values = {"status": PENDING, "attempts": 0, "available_at": now, "created_at": now, "fallbacks": []} | fields
-    return (await session.execute(insert_or_ignore(session, Notification, values))).scalar_one_or_none()
+    queued = (await session.execute(insert_or_ignore(session, Notification, values))).scalar_one_or_none()
+    if queued is not None and session.bind.dialect.name == "postgresql" and not session.info.get(ANNOUNCED):
+        # Delivered at COMMIT to every listening worker, on any machine: they look at once instead of at the
+        # next poll. Nothing depends on it arriving; polling still finds the row.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        session.info[ANNOUNCED] = True
+    return queued
+
+
+@asynccontextmanager
+async def listen(engine: AsyncEngine, wake: Callable[[], None]) -> AsyncIterator[None]:
+    """While inside, `wake()` is called whenever another process queues a notification (PostgreSQL only)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    try:
+        conn = await engine.connect()
+        driver = (await conn.get_raw_connection()).driver_connection
+        callback = lambda *_: wake()  # noqa: E731  (asyncpg passes connection, pid, channel, payload)
+        await driver.add_listener(CHANNEL, callback)
+    except Exception:  # no LISTEN is no outage: polling carries on
+        log.warning("could not LISTEN for new notifications; relying on polling", exc_info=True)
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            await driver.remove_listener(CHANNEL, callback)
+        finally:
+            await conn.close()
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str,

@@ -171,3 +171,25 @@ async def test_periodic_jobs_run_on_the_injected_clock(paybot, clock):
     clock.advance(240)
     await worker.run_periodic()
     assert len(runs) == 2
+
+
+async def test_postgres_workers_hear_of_new_rows_at_once(paybot, sendgrid, database_url):
+    """LISTEN/NOTIFY: a worker on another connection wakes at the commit, not at its next poll (an hour here)."""
+    if not database_url.startswith("postgresql"):
+        return  # SQLite runs one process: the web handler wakes its in-process worker directly
+    rt = paybot.runtime
+    sleepy = DeliveryWorker(rt.db, rt.channels, rt.notifier, rt.settings.model_copy(update={"worker_poll_seconds": 3600}),
+                            metrics=rt.metrics, worker_id="sleepy")
+    stop = asyncio.Event()
+    task = asyncio.create_task(sleepy.run(stop))
+    await asyncio.sleep(0.2)  # let it start listening
+    try:
+        await paid(paybot)
+        for _ in range(200):
+            if sendgrid.accepted:
+                break
+            await asyncio.sleep(0.025)
+        assert len(sendgrid.accepted) == 1
+    finally:
+        stop.set()
+        await task
