@@ -6,5 +6,13 @@ ESCALATE = "payment_escalate"
 MATCH = "payment_match"
 EDIT_MODAL = "payment_edit_modal"
 MATCH_MODAL = "payment_match_modal"
+ACKNOWLEDGE = "escalation_acknowledge"
 
 STAFF_ACTIONS = (RESEND, EDIT, ESCALATE, MATCH)
+
+# Inputs inside the modals: (block_id, action_id) pairs read back from `view.state.values`.
+EDIT_TEXT = ("edit_text", "text")
+MATCH_PICK = ("match_pick", "invoice")
+MATCH_NUMBER = ("match_number", "number")
+
+ACTIVITY_BLOCK = "paybot_activity"  # the context block listing what staff did on a card

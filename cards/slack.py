@@ -108,3 +108,59 @@ FINANCE_CARDS = {
     "reversal": reversal,
     "dead_letter": dead_letter,
 }
+
+
+def button_target(value: str) -> tuple[int, int]:
+    """A staff button's value: the payment id, and the card's revision (`"42"` or `"42:3"`)."""
+    pid, _, revision = value.partition(":")
+    return int(pid), int(revision or 0)
+
+
+def mention(user_ids: list[str], group: str | None) -> str:
+    """Slack mention syntax for users (`<@U…>`) and a user group (`<!subteam^S…>`); ids are alphanumeric."""
+    parts = [f"<@{u}>" for u in user_ids if u.isalnum()]
+    if group and group.isalnum():
+        parts.append(f"<!subteam^{group}>")
+    return " ".join(parts)
+
+
+def with_activity(blocks: list[Block], lines: list[str], revision: int) -> list[Block]:
+    """The card after staff acted on it: what was done (newest last) and buttons carrying the new revision, so a
+    click on the card as it was before is recognised as a double click."""
+    updated: list[Block] = []
+    for block in blocks:
+        if block.get("block_id") == ids.ACTIVITY_BLOCK:
+            continue
+        if block.get("type") == "actions":
+            block = block | {"elements": [
+                e | {"value": f"{button_target(e['value'])[0]}:{revision}"} if e.get("action_id") in ids.STAFF_ACTIONS
+                else e for e in block["elements"]]}
+        updated.append(block)
+    if lines:
+        updated.append({"type": "context", "block_id": ids.ACTIVITY_BLOCK,
+                        "elements": [_text("mrkdwn", "\n".join(lines[-8:]))]})
+    return updated
+
+
+def activity_line(user_id: str, summary: str, at: str) -> str:
+    return f"<@{user_id}> {escape({'s': summary})['s']} · {at}"
+
+
+def escalation(data: dict[str, Any], *, escalation_id: int, mention: str, escalated_by: str, round_: int) -> list[Block]:
+    """The escalation channel: a payment handed to the on-call person, with Acknowledge."""
+    data = escape(data)
+    again = f" (reminder {round_ - 1}: nobody has acknowledged it yet)" if round_ > 1 else ""
+    return [
+        _section(f":rotating_light: {mention} *Payment escalated* by <@{escalated_by}>{again}"),
+        _fields([("Amount", data["amount"]), ("Invoice", data["invoice_number"] or "—"),
+                 ("Customer", data["customer_name"]), ("Source", data["source"]), ("Note", data["note"] or "")]),
+        {"type": "actions", "block_id": f"escalation_{escalation_id}", "elements": [
+            _button(ids.ACKNOWLEDGE, "Acknowledge", str(escalation_id), "primary")]},
+        _context(f"Escalation #{escalation_id} · payment #{data['payment_id']}"),
+    ]
+
+
+def acknowledged(blocks: list[Block], user_id: str, at: str) -> list[Block]:
+    """An escalation message once someone took it: the button gives way to who and when."""
+    kept = [b for b in blocks if b.get("type") != "actions"]
+    return kept + [_context(f":white_check_mark: Acknowledged by <@{user_id}> · {at}")]

@@ -35,13 +35,18 @@ class FakeSlack(FakeProvider):
         self.app.router.add_post("/chat.update", self.update)
         self.app.router.add_post("/views.open", self.views_open)
         self.app.router.add_post("/usergroups.users.list", self.usergroup_users)
+        self.app.router.add_get("/usergroups.users.list", self.usergroup_users)  # Web API methods take GET too
+        # response_url targets (hooks.slack.com in production): a slash command's and an interaction's
+        self.responses: list[dict[str, Any]] = []
+        self.app.router.add_post("/commands/{team}/{id}/{secret}", self.response_url)
+        self.app.router.add_post("/actions/{team}/{id}/{secret}", self.response_url)
 
     @staticmethod
     async def _args(request: web.Request) -> dict[str, Any]:
         raw = await request.read()
         if request.content_type == "application/json":
-            return json.loads(raw or b"{}")
-        return dict(parse_qsl(raw.decode()))
+            return dict(request.query) | json.loads(raw or b"{}")
+        return dict(request.query) | dict(parse_qsl(raw.decode()))
 
     @staticmethod
     def _authorized(request: web.Request) -> bool:
@@ -84,6 +89,8 @@ class FakeSlack(FakeProvider):
         if not args.get("trigger_id"):
             return slack_error("invalid_trigger_id")
         view = args["view"] if isinstance(args.get("view"), dict) else json.loads(args.get("view", "{}"))
+        if view.get("type") != "modal" or not view.get("title") or not isinstance(view.get("blocks"), list):
+            return slack_error("invalid_arguments")
         self.views.append(view)
         return web.json_response({"ok": True, "view": {"id": f"V{len(self.views):04d}", **view}})
 
@@ -95,6 +102,18 @@ class FakeSlack(FakeProvider):
         if group not in self.usergroup_members:
             return slack_error("no_such_subteam")
         return web.json_response({"ok": True, "users": self.usergroup_members[group]})
+
+    async def response_url(self, request: web.Request) -> web.Response:
+        """Slack answers a response_url post with a bare `ok`, or a 404 `no_text` when there is nothing to show."""
+        body = json.loads(await request.read() or b"{}")
+        if not body.get("text") and not body.get("blocks"):
+            return web.Response(status=404, text="no_text")
+        self.responses.append(body | {"url": request.path})
+        return web.Response(text="ok")
+
+    def replies(self, path_prefix: str = "/") -> list[str]:
+        """The text of every response_url post, oldest first."""
+        return [r["text"] for r in self.responses if r["url"].startswith(path_prefix)]
 
     def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
         """chat.postMessage calls Slack accepted, oldest first."""

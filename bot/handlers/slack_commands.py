@@ -1,0 +1,66 @@
+"""Parsing `/payments <subcommand> …`: what each subcommand takes, and the help staff see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HELP = """*/payments* — finance chat-ops
+• `resend <invoice|n<notification id>> [channel]` — send the customer's receipt again (optionally on another of \
+their channels: email, sms, slack…), or exactly that notification again
+• `edit <invoice>` — reword the customer's message, then resend it
+• `escalate <invoice> [note]` — hand the payment to whoever is on call
+• `status <invoice>` — payments, balance, and every notification with its delivery state
+• `find <customer|email|amount>` — look up customers, invoices and payments
+• `unmatched` — payments waiting to be matched to an invoice
+• `audit <invoice>` — the invoice's audit trail
+• `help` — this list"""
+
+#: subcommand → (argument names, whether the last argument takes the rest of the line, how many are required)
+SUBCOMMANDS: dict[str, tuple[tuple[str, ...], bool, int]] = {
+    "resend": (("invoice|n<notification id>", "channel"), False, 1),
+    "edit": (("invoice",), False, 1),
+    "escalate": (("invoice", "note"), True, 1),
+    "status": (("invoice",), False, 1),
+    "find": (("customer|email|amount",), True, 1),
+    "unmatched": ((), False, 0),
+    "audit": (("invoice",), False, 1),
+    "help": ((), False, 0),
+}
+
+
+class UsageError(ValueError):
+    """A subcommand that does not exist, or arguments that do not fit it; the message says how to use it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    target: str = ""  # the first argument
+    extra: str = ""   # the second (resend's channel) or the rest of the line (escalate's note)
+
+
+def usage(name: str) -> str:
+    names, _, required = SUBCOMMANDS[name]
+    shown = [f"<{n}>" if i < required else f"[{n}]" for i, n in enumerate(names)]
+    return f"Usage: `/payments {' '.join([name, *shown])}`"
+
+
+def parse(text: str) -> Command:
+    words = text.split()
+    if not words:
+        return Command("help")
+    name = words[0].lower()
+    if name not in SUBCOMMANDS:
+        raise UsageError(f"I don't know `{words[0]}`.\n{HELP}")
+    names, rest_of_line, required = SUBCOMMANDS[name]
+    args = words[1:]
+    if len(args) < required:
+        raise UsageError(f"`{name}` needs {' and '.join(f'<{n}>' for n in names[:required])}. {usage(name)}")
+    if rest_of_line and len(names) == 1:
+        return Command(name, " ".join(args))
+    if rest_of_line:
+        return Command(name, args[0] if args else "", " ".join(args[1:]))
+    if len(args) > len(names):
+        raise UsageError(f"`{name}` takes at most {len(names)} argument{'s' if len(names) != 1 else ''}. "
+                         f"{usage(name)}")
+    return Command(name, args[0] if args else "", args[1] if len(args) > 1 else "")

@@ -1,0 +1,134 @@
+"""`POST /slack/events`: slash commands, interactivity and events on one URL, answered by a slack-bolt `AsyncApp`.
+
+Mounted only when `SLACK_BOT_TOKEN` and `SLACK_SIGNING_SECRET` are set (otherwise the path answers 404). Bolt
+verifies every request's signature with a 5-minute tolerance; its verifier reads paybot's clock, so verification
+stays on in tests that drive time by hand (in production the clock is the real one). Listeners `ack()` at once
+and do their work afterwards in a task tracked here, so shutdown (and a test) can wait for it to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.request_verification.async_request_verification import AsyncRequestVerification
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import Clock as SignatureClock
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.errors import PayloadTooLarge
+from bot.handlers import slack
+from bot.handlers.webhooks import error, read_body
+from bot.integrations.base import secret
+from bot.integrations.channels.slack import SlackChannel
+from bot.keys import RUNTIME
+from bot.runtime import Runtime
+from bot.services.staff.access import StaffAccess
+from bot.services.staff.actions import StaffDesk
+from bot.services.staff.escalations import Escalations
+from bot.services.staff.queries import StaffQueries
+from bot.storage.database import Clock
+
+
+class _Clock(SignatureClock):
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def now(self) -> float:
+        return self.clock().timestamp()
+
+
+class ClockedRequestVerification(AsyncRequestVerification):
+    """Bolt's own signature check, on paybot's clock instead of `time.time()`."""
+
+    def __init__(self, signing_secret: str, clock: Clock) -> None:
+        super().__init__(signing_secret)
+        self._clocked = SignatureVerifier(signing_secret, clock=_Clock(clock))
+
+    @property
+    def verifier(self) -> SignatureVerifier:
+        return self._clocked
+
+
+@dataclass
+class InFlight:
+    """The listener tasks still working after their `ack()`."""
+
+    tasks: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+
+@dataclass
+class SlackOps:
+    bolt: AsyncApp
+    inflight: InFlight
+
+
+SLACK_OPS = web.AppKey("slack_ops", SlackOps)
+
+
+def build(runtime: Runtime) -> SlackOps | None:
+    channel = runtime.channels.get("slack")
+    if not isinstance(channel, SlackChannel) or not channel.settings.signing_secret:
+        return None
+    signing_secret = secret(channel.settings.signing_secret)
+    client = AsyncWebClient(token=secret(channel.settings.bot_token), base_url=channel.settings.base_url,
+                            session=runtime.http)
+    bolt = AsyncApp(client=client, signing_secret=signing_secret, request_verification_enabled=False,
+                    before_authorize=ClockedRequestVerification(signing_secret, runtime.db.clock))
+    settings = runtime.settings
+
+    async def members_of(group: str) -> list[str]:
+        response = await client.usergroups_users_list(usergroup=group)
+        return [str(u) for u in response.get("users") or []]
+
+    inflight = InFlight()
+    slack.register(bolt, slack.Staff(
+        db=runtime.db, desk=StaffDesk(runtime.db, runtime.notifier),
+        escalations=Escalations(runtime.db, runtime.notifier, settings), queries=StaffQueries(runtime.db),
+        access=StaffAccess(settings.finance_slack_users, settings.finance_slack_usergroup, members_of,
+                           runtime.db.clock),
+        inflight=inflight, http=runtime.http))
+    return SlackOps(bolt, inflight)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    ops = request.app.get(SLACK_OPS)
+    if ops is None:
+        return error(404, "Slack is not configured (SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)")
+    runtime = request.app[RUNTIME]
+    try:
+        body = await read_body(request, runtime.settings.max_body_bytes)
+    except PayloadTooLarge as exc:
+        return error(exc.status, str(exc))
+    bolt_request = AsyncBoltRequest(body=body.decode("utf-8", errors="replace"), query=request.query_string,
+                                    headers=request.headers)  # type: ignore[arg-type]
+    return await to_aiohttp_response(await ops.bolt.async_dispatch(bolt_request))
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """After the runtime is up: build the bolt app; at shutdown, let started work finish first."""
+    ops = build(app[RUNTIME])
+    if ops is not None:
+        app[SLACK_OPS] = ops
+    yield
+    if ops is not None:
+        await ops.inflight.drain()
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/slack/events", events)]

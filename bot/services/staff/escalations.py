@@ -1,0 +1,112 @@
+"""Escalation: a payment posted to the escalation channel, mentioning whoever is on call, and posted again every
+interval until someone presses Acknowledge (or the rounds run out). Posts go through the outbox."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from bot.integrations.channels.base import Channel
+from bot.messages import Message, Purpose, render, template_data
+from bot.services.notify import Notifier, Route
+from bot.services.staff.targets import Request, StaffError, Target, remember, resolve, target_of
+from bot.settings import Settings
+from bot.storage import models
+from bot.storage.database import Database, UnitOfWork
+from cards import slack as cards
+
+log = logging.getLogger(__name__)
+
+
+class Escalations:
+    def __init__(self, db: Database, notifier: Notifier, settings: Settings) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.settings = settings
+        self.interval = timedelta(seconds=settings.escalation_reescalate_seconds)
+
+    def _route(self) -> Route:
+        slack: Channel | None = self.notifier.channels.get("slack")
+        if slack is None or not self.settings.escalation_slack_channel:
+            raise StaffError("Escalation is not set up: ESCALATION_SLACK_CHANNEL (and Slack) must be configured.")
+        return Route(slack, self.settings.escalation_slack_channel)
+
+    async def escalate(self, request: Request, claim_id: int, name: str, note: str = "") -> str:
+        route = self._route()
+        async with self.db.transaction() as uow:
+            target = await resolve(uow.session, name)
+            open_ = await uow.session.scalar(select(models.Escalation).where(
+                models.Escalation.payment_id == target.payment.id, models.Escalation.acknowledged_at.is_(None)))
+            if open_ is not None:
+                raise StaffError(f"Payment #{target.payment.id} was already escalated by "
+                                 f"<@{open_.escalated_by.partition(':')[2]}>; nobody has acknowledged it yet.")
+            escalation = models.Escalation(payment_id=target.payment.id, note=note, escalated_by=request.actor,
+                                           created_at=uow.clock(), rounds=1, next_at=self._next(uow, 1))
+            uow.session.add(escalation)
+            await uow.session.flush()
+            await self._post(uow, route, escalation, target)
+            summary = "escalated it" + (f": {note}" if note else "")
+            await remember(uow, claim_id, target.payment.id, summary)
+        return f"Escalated payment #{target.payment.id} to {route.recipient} (escalation #{escalation.id})."
+
+    def _next(self, uow: UnitOfWork, rounds: int) -> datetime | None:
+        return uow.clock() + self.interval if rounds < self.settings.escalation_max_rounds else None
+
+    async def _post(self, uow: UnitOfWork, route: Route, escalation: models.Escalation, target: Target) -> None:
+        actor = escalation.escalated_by
+        message = Message(Purpose.ESCALATION, route.recipient, target.receipt, target.customer, note=escalation.note)
+        mention = cards.mention([u.strip() for u in self.settings.escalation_oncall_slack_users.split(",")],
+                                self.settings.escalation_oncall_slack_usergroup)
+        blocks = cards.escalation(template_data(message), escalation_id=escalation.id, mention=mention,
+                                  escalated_by=actor.partition(":")[2], round_=escalation.rounds)
+        payload = {"channel": route.recipient, "text": f"{mention} {render(message).text}".strip(), "blocks": blocks}
+        queued = await self.notifier.queue(uow, route, message, actor=actor, payload=payload,
+                                           key=f"escalation{escalation.id}:round{escalation.rounds}")
+        escalation.notification_id = queued
+        receipt = target.receipt
+        uow.audit("notification.escalated", actor=actor if escalation.rounds == 1 else "system", channel="slack",
+                  invoice=receipt.invoice_number, customer_id=receipt.customer_id, amount=receipt.amount,
+                  detail={"escalation_id": escalation.id, "round": escalation.rounds, "note": escalation.note,
+                          "notification_id": queued})
+
+    async def acknowledge(self, request: Request, claim_id: int, escalation_id: int) -> tuple[str, bool]:
+        """The reply, and whether this request was the one that acknowledged it."""
+        async with self.db.transaction() as uow:
+            escalation = await uow.session.scalar(
+                select(models.Escalation).where(models.Escalation.id == escalation_id).with_for_update())
+            if escalation is None:
+                raise StaffError(f"There is no escalation #{escalation_id}.")
+            if escalation.acknowledged_at is not None:
+                who = escalation.acknowledged_by.partition(":")[2] if escalation.acknowledged_by else "someone"
+                return f"Escalation #{escalation_id} was already acknowledged by <@{who}>.", False
+            escalation.acknowledged_at, escalation.acknowledged_by = uow.clock(), request.actor
+            escalation.next_at = None
+            target = await target_of(uow.session, await uow.session.get(models.Payment, escalation.payment_id))
+            receipt = target.receipt
+            uow.audit("escalation.acknowledged", actor=request.actor, invoice=receipt.invoice_number,
+                      customer_id=receipt.customer_id, amount=receipt.amount,
+                      detail={"escalation_id": escalation_id, "rounds": escalation.rounds})
+            await remember(uow, claim_id, escalation.payment_id, f"acknowledged escalation #{escalation_id}")
+        return f"You acknowledged escalation #{escalation_id}.", True
+
+    async def reescalate_due(self) -> int:
+        """Post again every escalation nobody acknowledged in time (the delivery worker runs this periodically)."""
+        try:
+            route = self._route()
+        except StaffError:
+            return 0
+        async with self.db.transaction() as uow:
+            due = list(await uow.session.scalars(
+                select(models.Escalation).where(models.Escalation.next_at <= uow.clock(),
+                                                models.Escalation.acknowledged_at.is_(None))
+                .order_by(models.Escalation.next_at).limit(50).with_for_update(skip_locked=True)))
+            for escalation in due:
+                escalation.rounds += 1
+                escalation.next_at = self._next(uow, escalation.rounds)
+                target = await target_of(uow.session, await uow.session.get(models.Payment, escalation.payment_id))
+                await self._post(uow, route, escalation, target)
+        if due:
+            log.info("re-escalated %d unacknowledged escalations", len(due))
+        return len(due)
