@@ -19,6 +19,7 @@ from bot.metrics import Metrics
 from bot.services.delivery import DeliveryWorker
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
+from bot.services.staff.escalations import Escalations
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.database import Clock, Database, utcnow
@@ -103,4 +104,6 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
                       ingest=Ingest(db, notifier, sources), worker=worker, metrics=metrics, disabled=disabled)
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
+    escalations = Escalations(db, notifier, settings)
+    worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
     return runtime

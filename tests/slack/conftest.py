@@ -88,8 +88,9 @@ class SlackStaff:
             "type": "view_submission", "team": {"id": TEAM, "domain": "acme"},
             "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": "A0PAYBOT",
             "token": "deprecated-verification-token", "trigger_id": f"{next(self._ids)}.9.abc",
-            "view": view | {"id": f"V{len(self.slack.views):04d}", "team_id": TEAM, "app_id": "A0PAYBOT",
-                            "bot_id": "B0PAYBOT", "hash": "1764331400.abcdef", "state": {"values": values}},
+            "view": {"id": f"V{len(self.slack.views):04d}"} | view | {
+                "team_id": TEAM, "app_id": "A0PAYBOT", "bot_id": "B0PAYBOT", "hash": "1764331400.abcdef",
+                "state": {"values": values}},
             "response_urls": [], "is_enterprise_install": False, "enterprise": None,
         }
         return urlencode({"payload": json.dumps(payload)})

@@ -19,6 +19,8 @@ from cards import slack as cards
 
 log = logging.getLogger(__name__)
 
+CHECK_AT_LEAST_EVERY = timedelta(seconds=60)
+
 
 class Escalations:
     def __init__(self, db: Database, notifier: Notifier, settings: Settings) -> None:
@@ -26,6 +28,7 @@ class Escalations:
         self.notifier = notifier
         self.settings = settings
         self.interval = timedelta(seconds=settings.escalation_reescalate_seconds)
+        self.check_every = min(self.interval, CHECK_AT_LEAST_EVERY)
 
     def _route(self) -> Route:
         slack: Channel | None = self.notifier.channels.get("slack")
@@ -91,12 +94,12 @@ class Escalations:
             await remember(uow, claim_id, escalation.payment_id, f"acknowledged escalation #{escalation_id}")
         return f"You acknowledged escalation #{escalation_id}.", True
 
-    async def reescalate_due(self) -> int:
+    async def reescalate_due(self) -> None:
         """Post again every escalation nobody acknowledged in time (the delivery worker runs this periodically)."""
         try:
             route = self._route()
         except StaffError:
-            return 0
+            return
         async with self.db.transaction() as uow:
             due = list(await uow.session.scalars(
                 select(models.Escalation).where(models.Escalation.next_at <= uow.clock(),
@@ -109,4 +112,3 @@ class Escalations:
                 await self._post(uow, route, escalation, target)
         if due:
             log.info("re-escalated %d unacknowledged escalations", len(due))
-        return len(due)
