@@ -273,3 +273,39 @@ async def test_a_partly_paid_invoice_names_the_balance(paybot, paypal, sendgrid)
     [mail] = sendgrid.accepted
     text = mail_text(mail)
     assert "$400.00" in text and "$600.00 is still owed on invoice INV-7" in text
+
+
+async def test_a_chargeback_is_a_reversal_card_for_finance(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot, amount="1250.00")
+    await post_ipn(paybot, ipn(), paypal)
+    await paybot.deliver()
+    await post_ipn(paybot, ipn("ipn_refunded.form", payment_status="Reversed", reason_code="chargeback"), paypal)
+    paybot.clock.advance(2)
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    [dispute] = await paybot.rows(models.Payment, models.Payment.kind == "dispute")
+    assert dispute.invoice_id is not None and dispute.details["reason_code"] == "chargeback"
+    reversal = slack.posted("C0FINANCE")[-1]
+    assert "dispute" in reversal["text"] and "INV-1042" in reversal["text"]
+
+
+async def test_an_overpayment_is_acknowledged_as_such(paybot, paypal, sendgrid, slack):
+    await customer_and_invoice(paybot, amount="1000.00")
+    await post_ipn(paybot, ipn(), paypal)  # $1,250.00 on a $1,000.00 invoice
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    assert "$250.00 more than invoice INV-1042 asked" in mail_text(mail)
+    assert len(slack.posted("C0FINANCE")) == 1
+
+
+async def test_one_transaction_reported_by_ipn_and_by_a_rest_event_is_thanked_once(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot, amount="1250.00")
+    await post_ipn(paybot, ipn(), paypal)
+    capture = json.loads(payload("paypal", "rest_capture_completed.json"))
+    capture["resource"]["id"] = "61E67681CH3238416"  # the capture id is the IPN's txn_id
+    response = await post_rest(paybot, paypal, json.dumps(capture).encode())
+    assert response.status == 200
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    first, second = await paybot.rows(models.Payment)
+    assert second.duplicate_of == first.id
