@@ -309,3 +309,18 @@ async def test_one_transaction_reported_by_ipn_and_by_a_rest_event_is_thanked_on
     assert len(sendgrid.accepted) == 1
     first, second = await paybot.rows(models.Payment)
     assert second.duplicate_of == first.id
+
+
+async def test_refused_credentials_are_a_503_so_paypal_retries(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot, amount="1250.00")
+    body = payload("paypal", "rest_capture_completed.json")
+    paypal.script("/v1/oauth2/token", web.json_response(
+        {"error": "invalid_client", "error_description": "Client Authentication failed"}, status=401))
+    response = await post_rest(paybot, paypal, body)
+    assert response.status == 503
+    assert await paybot.rows(models.WebhookEvent) == []
+
+    again = await post_rest(paybot, paypal, body)  # PayPal's retry, once the credentials are fixed
+    assert again.status == 200
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, Money
@@ -329,20 +330,25 @@ class PayPalSource:
                   "transmission_time": h["PAYPAL-TRANSMISSION-TIME"], "webhook_id": self.settings.webhook_id}
         # The event goes back byte for byte: a re-serialised event can fail PayPal's check.
         body = json.dumps(fields).encode()[:-1] + b', "webhook_event": ' + request.body + b"}"
+        status, answer, headers = await self._ask_to_verify(body)
+        if status == 401:  # the token was revoked or expired early: one fresh token, one more try
+            self.token.forget()
+            status, answer, headers = await self._ask_to_verify(body)
+        if status in (400, 422):  # PayPal refuses the transmission headers themselves
+            raise SignatureInvalid(f"PayPal could not verify the transmission (HTTP {status})")
+        raise_for_status(self.name, status, answer.decode(errors="replace"), headers)
+        try:
+            verdict = json.loads(answer).get("verification_status")
+        except (ValueError, AttributeError) as exc:
+            raise ProviderUnavailable(self.name, "verify-webhook-signature answered no verdict") from exc
+        if verdict != "SUCCESS":
+            raise SignatureInvalid(f"PayPal's verify-webhook-signature answered {verdict}")
+
+    async def _ask_to_verify(self, body: bytes) -> tuple[int, bytes, CIMultiDictProxy[str]]:
         url = f"{self.settings.base_url.rstrip('/')}/v1/notifications/verify-webhook-signature"
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {await self.token.get()}", "Content-Type": "application/json"}
-            try:
-                async with self.http.post(url, data=body, headers=headers, timeout=TIMEOUT) as resp:
-                    status, answer = resp.status, await resp.read()
-                    if status == 401 and attempt == 1:
-                        self.token.forget()  # revoked or expired early: one fresh token, one more try
-                        continue
-                    if status in (400, 422):
-                        raise SignatureInvalid(f"PayPal could not verify the transmission (HTTP {status})")
-                    raise_for_status(self.name, status, answer.decode(errors="replace"), resp.headers)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ProviderUnavailable(self.name, f"verify-webhook-signature failed: {exc}") from exc
-            break
-        if json_object(answer).get("verification_status") != "SUCCESS":
-            raise SignatureInvalid("PayPal's verify-webhook-signature answered FAILURE")
+        headers = {"Authorization": f"Bearer {await self.token.get()}", "Content-Type": "application/json"}
+        try:
+            async with self.http.post(url, data=body, headers=headers, timeout=TIMEOUT) as resp:
+                return resp.status, await resp.read(), resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(self.name, f"verify-webhook-signature failed: {exc}") from exc
