@@ -1,4 +1,4 @@
-"""Helpers sources share: signature comparison, JSON bodies, timestamps."""
+"""Helpers sources share: signature comparison, JSON bodies, timestamps, reading JSON back from a platform."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from bot.errors import PayloadInvalid
+import aiohttp
+
+from bot.errors import PayloadInvalid, ProviderUnavailable
+from bot.integrations.http import raise_for_status
 
 
 def digest_matches(expected: str | bytes, candidates: list[str] | list[bytes]) -> bool:
@@ -53,3 +56,19 @@ def parse_time(value: Any, default: datetime) -> datetime:
     except ValueError:
         return default
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+async def fetch_json(http: aiohttp.ClientSession, provider: str, method: str, url: str, *, what: str,
+                     timeout: float = 10, **kwargs: Any) -> dict[str, Any]:
+    """A platform's JSON answer (numbers as Decimal). Unreachable, 429 or 5xx: ProviderUnavailable (the webhook is
+    answered 503 and the platform retries); another 4xx: ProviderRejected. `what` names the read in the error."""
+    try:
+        async with http.request(method, url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs) as resp:
+            body = await resp.read()
+            raise_for_status(provider, resp.status, body.decode(errors="replace"), resp.headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ProviderUnavailable(provider, f"could not read {what}: {exc}") from exc
+    try:
+        return json_object(body)
+    except PayloadInvalid as exc:
+        raise ProviderUnavailable(provider, f"{what}: unreadable answer ({exc})") from exc

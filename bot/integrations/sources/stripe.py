@@ -3,14 +3,16 @@
 Acts on `invoice.paid` / `invoice.payment_succeeded` (the invoice's state), `invoice_payment.paid` (one payment,
 partial ones included; the invoice is read back with `GET /v1/invoices/{id}`), and `payment_intent.succeeded` /
 `charge.succeeded` when their metadata names an invoice. `charge.refunded` and `charge.dispute.created` are
-reversals of a payment already recorded: finance hears, the customer is never thanked. Everything else is answered
-200 and ignored.
+reversals of a payment already recorded: finance hears, the customer is never thanked. Since 2025-03-31.basil
+neither the charge nor `invoice.paid` names the other, so with an API key a reversal's PaymentIntent is traced to its
+invoice through `GET /v1/invoice_payments`. Everything else is answered 200 and ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -20,11 +22,13 @@ from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
-from bot.errors import PayloadInvalid, ProviderUnavailable, SignatureInvalid
+from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
-from bot.integrations.http import raise_for_status
 from bot.integrations.sources.base import InboundRequest, Received, Reply
-from bot.integrations.sources.common import digest_matches, field, from_unix, json_object
+from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
+
+log = logging.getLogger(__name__)
+API_VERSION = "2025-05-28.basil"
 
 # Stripe's own minor units differ from ISO 4217 for a few currencies (ISK is sent in hundredths, for one).
 ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
@@ -38,7 +42,7 @@ class StripeSettings(IntegrationSettings):
     required = ("webhook_secret",)
 
     webhook_secret: SecretStr | None = None  # whsec_…; several comma-separated while rotating
-    api_key: SecretStr | None = None         # for reading invoices back (invoice_payment.paid)
+    api_key: SecretStr | None = None         # reads invoices back (invoice_payment.paid, refunds, disputes)
     base_url: str = "https://api.stripe.com"
     tolerance_seconds: int = 300
 
@@ -107,9 +111,10 @@ class StripeSource:
         elif event_type in MONEY_MOVEMENT_EVENTS and (obj.get("invoice") or invoice_refs(obj.get("metadata"))):
             payments = (self._from_movement(event_type, obj, occurred),)
         elif event_type == "charge.refunded":
-            payments = (self._from_refund(obj, event["data"].get("previous_attributes"), occurred),)
+            payments = (await self._with_invoice(self._from_refund(obj, event["data"].get("previous_attributes"),
+                                                                   occurred)),)
         elif event_type == "charge.dispute.created":
-            payments = (self._from_dispute(obj, occurred),)
+            payments = (await self._with_invoice(self._from_dispute(obj, occurred)),)
         return Received(event_id=event_id, event_type=event_type, payments=payments)
 
     def _from_invoice(self, invoice: dict[str, Any], occurred: Any, **overrides: Any) -> PaymentEvent:
@@ -213,15 +218,44 @@ class StripeSource:
             details={"reverses": ",".join(undone)},
         )
 
+    async def _with_invoice(self, reversal: PaymentEvent) -> PaymentEvent:
+        """The reversal naming the invoice its PaymentIntent paid, when Stripe says (an `invoice.paid` of API basil
+        recorded the payment without its PaymentIntent, so only the invoice leads back to it). A refused read is not
+        fatal: the reversal is matched as before; an unavailable Stripe answers 503 and the event comes again."""
+        intent = next((ref for ref in reversal.reverses if ref.startswith("pi_")), None)
+        if not self.settings.api_key or intent is None or reversal.invoice_external_id:
+            return reversal
+        try:
+            invoice = await self.invoice_paid_by(intent)
+        except ProviderRejected as exc:
+            log.warning("stripe: could not trace %s %s to an invoice, matching without it: %s",
+                        reversal.kind.value, reversal.payment_ref, exc)
+            return reversal
+        if invoice is None:
+            return reversal
+        number = invoice.get("number")
+        return replace(reversal, invoice_external_id=str(invoice["id"]),
+                       invoice_numbers=reversal.invoice_numbers + ((str(number),) if number else ()),
+                       details={**reversal.details, "stripe_invoice": str(invoice["id"])})
+
+    async def invoice_paid_by(self, payment_intent: str) -> dict[str, Any] | None:
+        """The invoice a PaymentIntent paid (its InvoicePayment, with the invoice expanded), or None."""
+        listed = await self._get("/v1/invoice_payments", f"the invoice payments of {payment_intent}", params=[
+            ("payment[type]", "payment_intent"), ("payment[payment_intent]", payment_intent),
+            ("expand[]", "data.invoice"), ("limit", "10")])
+        found = [p for p in listed.get("data") or [] if isinstance(p, dict)]
+        paid = sorted(found, key=lambda p: p.get("status") != "paid")  # a paid one first, then canceled or open
+        invoice = paid[0].get("invoice") if paid else None
+        if isinstance(invoice, str):  # not expanded: the id alone still leads to a tracked `stripe:` invoice
+            return {"id": invoice}
+        return invoice if isinstance(invoice, dict) and invoice.get("id") else None
+
     async def fetch_invoice(self, invoice_id: str) -> dict[str, Any]:
         if not self.settings.api_key:
             raise ProviderUnavailable(self.name, "STRIPE_API_KEY is needed to read invoice_payment.paid's invoice")
-        url = f"{self.settings.base_url.rstrip('/')}/v1/invoices/{invoice_id}"
-        headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": "2025-05-28.basil"}
-        try:
-            async with self.http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                body = await resp.read()
-                raise_for_status(self.name, resp.status, body.decode(errors="replace"), resp.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderUnavailable(self.name, f"could not read invoice {invoice_id}: {exc}") from exc
-        return json_object(body)
+        return await self._get(f"/v1/invoices/{invoice_id}", f"invoice {invoice_id}")
+
+    async def _get(self, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": API_VERSION}
+        return await fetch_json(self.http, self.name, "GET", f"{self.settings.base_url.rstrip('/')}{path}",
+                                what=what, headers=headers, **kwargs)
