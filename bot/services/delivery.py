@@ -18,13 +18,12 @@ from uuid import uuid4
 
 from bot.integrations.channels.base import Channel
 from bot.integrations.http import Delivery, Failed, Retry, Sent
-from bot.messages import Message, Purpose
 from bot.metrics import Metrics
 from bot.services import receipts
-from bot.services.notify import Notifier, key_for, redact
+from bot.services.notify import Notifier, redact
 from bot.settings import Settings
 from bot.storage import outbox
-from bot.storage.database import Database, UnitOfWork
+from bot.storage.database import Database
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ class DeliveryWorker:
             match result:
                 case Sent(provider_id):
                     mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
-                    uow.audit("notification.sent", **audit, **await self._subject(uow, mine))
+                    uow.audit("notification.sent", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "sent").inc()
                     log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
                 case Retry(reason, after, until) if not self._exhausted(mine, now):
@@ -149,10 +148,10 @@ class DeliveryWorker:
                 case Retry(reason) | Failed(reason):
                     mine.status, mine.last_error = outbox.DEAD, reason
                     audit["detail"] |= {"reason": reason}
-                    uow.audit("notification.failed", **audit, **await self._subject(uow, mine))
+                    uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "dead").inc()
                     log.warning("notification %s is dead: %s", mine.id, reason)
-                    await self._after_dead(uow, mine)
+                    await self.notifier.after_failure(uow, mine)
 
     def _exhausted(self, row: Notification, now: datetime) -> bool:
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds
@@ -163,40 +162,3 @@ class DeliveryWorker:
         ceiling = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempts - 1))
         delay = ceiling * (0.5 + self.rng.random() / 2)
         return max(delay, retry_after or 0.0)
-
-    async def _subject(self, uow: UnitOfWork, row: Notification) -> dict[str, object]:
-        """Invoice, customer and amount for the audit entry of a notification."""
-        if row.payment_id is None:
-            return {}
-        loaded = await receipts.load(uow.session, row.payment_id)
-        if loaded is None:
-            return {}
-        receipt, _ = loaded
-        return {"invoice": receipt.invoice_number, "customer_id": receipt.customer_id, "amount": receipt.amount}
-
-    async def _after_dead(self, uow: UnitOfWork, row: Notification) -> None:
-        if row.payment_id is None or row.audience != "customer":
-            return  # a staff alert that cannot be delivered has nowhere better to go; it stays dead and audited
-        loaded = await receipts.load(uow.session, row.payment_id)
-        if loaded is None:
-            return
-        receipt, customer = loaded
-        if row.fallbacks and customer is not None:
-            routes = {r.channel.name: r for r in self.notifier.customer_routes(customer)}
-            remaining = list(row.fallbacks)
-            while remaining:
-                name = remaining.pop(0)
-                if name in routes:
-                    route = routes[name]
-                    await self.notifier.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt,
-                                                                  customer),
-                                              key=f"{row.idempotency_key}>{name}", fallbacks=remaining)
-                    break
-        finance = self.notifier.finance_route()
-        if finance is not None:
-            note = f"{row.purpose} via {row.channel} ({row.last_error})"
-            await self.notifier.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer,
-                                                            note=note),
-                                      key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name,
-                                                  str(row.id)))
-

@@ -14,8 +14,10 @@ from bot.domain.receipt import Receipt
 from bot.integrations.channels.base import Channel, Payload
 from bot.messages import Audience, Message, Purpose
 from bot.settings import Settings
+from bot.services import receipts
 from bot.storage import outbox
 from bot.storage.database import UnitOfWork
+from bot.storage.models import Notification
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,30 @@ class Notifier:
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
                                 key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
                                 fallbacks=rest, actor=actor)
+
+    async def after_failure(self, uow: UnitOfWork, row: Notification) -> None:
+        """A customer message failed for good (dead-lettered, or bounced after sending): try the customer's next
+        channel and tell finance. A staff alert that fails has nowhere better to go: it stays dead and audited."""
+        if row.payment_id is None or row.audience != Audience.CUSTOMER.value:
+            return
+        loaded = await receipts.load(uow.session, row.payment_id)
+        if loaded is None:
+            return
+        receipt, customer = loaded
+        if customer is not None:
+            routes = {r.channel.name: r for r in self.customer_routes(customer)}
+            remaining = list(row.fallbacks)
+            while remaining:
+                route = routes.get(remaining.pop(0))
+                if route is not None:
+                    await self.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt, customer),
+                                     key=f"{row.idempotency_key}>{route.channel.name}", fallbacks=remaining)
+                    break
+        finance = self.finance_route()
+        if finance is not None:
+            note = f"{row.purpose} via {row.channel} ({row.last_error})"
+            await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
+                             key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))
 
 
 def key_for(payment_id: int, purpose: Purpose, channel: str, attempt: str = "") -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.matching import Settlement
@@ -37,3 +39,12 @@ async def load(session: AsyncSession, payment_id: int) -> tuple[Receipt, Custome
     customers = await repo.customers_by_id(session, [payment.customer_id]) if payment.customer_id else []
     customer = customers[0] if customers else None
     return receipt_of(payment, invoice, customer), customer
+
+
+async def subject_of(session: AsyncSession, notification: models.Notification) -> dict[str, Any]:
+    """Invoice, customer and amount of a notification's payment, for its audit entries."""
+    loaded = await load(session, notification.payment_id) if notification.payment_id is not None else None
+    if loaded is None:
+        return {}
+    receipt, _ = loaded
+    return {"invoice": receipt.invoice_number, "customer_id": receipt.customer_id, "amount": receipt.amount}
