@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
-from bot.handlers import health, slack_events, webhooks
+from bot.handlers import callbacks, health, slack_events, webhooks
 from bot.integrations.base import IntegrationSettings
 from bot.keys import RUNTIME
 from bot.runtime import Runtime, start
@@ -19,7 +19,7 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
                clock: Clock = utcnow, run_worker: bool = True, runtime: Runtime | None = None) -> web.Application:
     # The body limit is enforced by the webhook handler (413 with an audit entry); this is the outer bound.
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
-    app.add_routes(health.routes() + webhooks.routes() + slack_events.routes())
+    app.add_routes(health.routes() + webhooks.routes() + callbacks.routes() + slack_events.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[RUNTIME] = runtime or await start(settings, configs=configs, clock=clock)

@@ -3,17 +3,23 @@
     channel.address(customer)        → where this customer is reached on it, or None
     channel.render(message)          → the provider request, stored in the outbox (so what was sent is on record)
     await channel.send(payload, key) → Sent | Retry | Failed; raises only for bugs
+
+A channel whose provider reports delivery afterwards also implements `ReportsStatus`, served at
+`POST /callbacks/{name}`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.http import Delivery
+from bot.integrations.sources.base import InboundRequest
 from bot.messages import Message
 
 Payload = dict[str, Any]
@@ -41,3 +47,21 @@ class ChannelFactory(Protocol):
     Settings: ClassVar[type[IntegrationSettings]]
 
     def __call__(self, settings: Any, http: aiohttp.ClientSession) -> Channel: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """What a provider says happened to a message after it accepted it."""
+
+    key: str          # our notification's idempotency key, as we handed it to the provider
+    status: str       # the provider's word: delivered, bounce, dropped, undelivered, …
+    failed: bool      # the message will not arrive: fall back and tell finance
+    at: datetime
+    detail: str = ""  # the provider's reason, shortened
+
+
+@runtime_checkable
+class ReportsStatus(Protocol):
+    def statuses(self, request: InboundRequest) -> list[StatusUpdate]:
+        """Verify the callback (SignatureInvalid) and read its updates (PayloadInvalid)."""
+        ...

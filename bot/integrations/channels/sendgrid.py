@@ -1,19 +1,25 @@
-"""SendGrid v3 Mail Send: `POST /v3/mail/send`, Bearer key, 202 + `X-Message-Id`.
+"""SendGrid v3 Mail Send: `POST /v3/mail/send`, Bearer key, 202 + `X-Message-Id`; and its signed Event Webhook.
 
 The request body is built with the official SDK's `Mail` helper; it is sent with aiohttp (the SDK is sync-only).
+Event Webhook posts (a JSON array, ECDSA-signed over timestamp + body) are verified with the SDK's `EventWebhook`.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import SecretStr
+from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.mail import CustomArg, Mail
 
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
-from bot.integrations.channels.base import Payload
+from bot.errors import PayloadInvalid, SignatureInvalid
+from bot.integrations.channels.base import Payload, StatusUpdate
+from bot.integrations.sources.base import InboundRequest
+from bot.integrations.sources.common import from_unix
 from bot.integrations.http import Delivery, Retry, Sent, outcome_of_status
 from bot.messages import Message, render
 
@@ -26,7 +32,15 @@ class SendGridSettings(IntegrationSettings):
     from_email: str | None = None
     from_name: str | None = None
     base_url: str = "https://api.sendgrid.com"
-    event_public_key: SecretStr | None = None
+    event_public_key: SecretStr | None = None  # Mail Settings → Event Webhook → Signature Verification
+    event_tolerance_seconds: int = 300
+
+
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+#: Event types that mean the message will not arrive; `deferred` is SendGrid still trying.
+FAILED_EVENTS = frozenset({"bounce", "dropped", "blocked"})
+DELIVERY_EVENTS = FAILED_EVENTS | {"delivered", "deferred", "processed"}
 
 
 class SendGridChannel:
@@ -73,11 +87,39 @@ class SendGridChannel:
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         return None
 
+    def statuses(self, request: InboundRequest) -> list[StatusUpdate]:
+        key = secret(self.settings.event_public_key)
+        signature, timestamp = request.headers.get(SIGNATURE, ""), request.headers.get(TIMESTAMP, "")
+        if not key:
+            raise SignatureInvalid("SENDGRID_EVENT_PUBLIC_KEY is not set: event posts cannot be verified")
+        if not signature or not timestamp.isdigit():
+            raise SignatureInvalid(f"{SIGNATURE} or {TIMESTAMP} missing")
+        try:
+            verifier = EventWebhook(key)
+            valid = verifier.verify_signature(request.body.decode("utf-8"), signature, timestamp)
+        except (ValueError, UnicodeDecodeError):
+            valid = False
+        if not valid:
+            raise SignatureInvalid("event signature does not verify")
+        if abs(request.received_at.timestamp() - int(timestamp)) > self.settings.event_tolerance_seconds:
+            raise SignatureInvalid("event timestamp outside the tolerance: a replay?")
+        try:
+            events = json.loads(request.body)
+        except ValueError as exc:
+            raise PayloadInvalid(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            raise PayloadInvalid("body is not a JSON array of events")
+        return [
+            StatusUpdate(key=str(e["notification_key"]), status=str(e.get("event")),
+                         failed=e.get("event") in FAILED_EVENTS or e.get("type") == "blocked",
+                         at=from_unix(e.get("timestamp"), request.received_at),
+                         detail=str(e.get("reason") or e.get("response") or "")[:300])
+            for e in events if e.get("notification_key") and e.get("event") in DELIVERY_EVENTS
+        ]
+
 
 def _reason(body: str) -> str:
     """SendGrid's `{"errors":[{"message": …}]}`, shortened."""
-    import json
-
     try:
         errors = json.loads(body).get("errors") or []
         return "; ".join(str(e.get("message")) for e in errors)[:300] or body[:300]
