@@ -6,10 +6,11 @@ checks the user is finance staff, calls a staff service and replies ephemerally 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -37,19 +38,36 @@ REFUSAL = ("Sorry, that is only for the finance team, so nothing was done. "
 
 
 @dataclass
+class InFlight:
+    """The listener tasks still working after their `ack()`."""
+
+    tasks: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+
+@dataclass
 class Staff:
     db: Database
     desk: StaffDesk
     escalations: Escalations
     queries: StaffQueries
     access: StaffAccess
-    inflight: Any  # slack_events.InFlight
+    inflight: InFlight
     http: aiohttp.ClientSession
 
     async def admit(self, body: dict[str, Any], key: str, action: str) -> tuple[Request, int] | None:
         """The request to act on and its claim, or None: a repeat of one already handled, or refused (audited once).
         """
-        user = (body.get("user") or {}).get("id") or body.get("user_id") or ""
+        user = _user(body)
         actor = f"slack:{user}"
         if not await self.access.allows(user):
             refused = Request(f"{key}:refused:{user}", actor, "refused")
@@ -81,6 +99,15 @@ class Staff:
         update = await activity.card_after(self.db, card[0], card[1], payment_id)
         if update is not None:
             await _quietly(client.chat_update(**update))
+
+
+def _user(body: dict[str, Any]) -> str:
+    return str((body.get("user") or {}).get("id") or body.get("user_id") or "")
+
+
+def _view_key(view: dict[str, Any]) -> str:
+    """A retried submission carries the same view id and hash."""
+    return f"view:{view.get('id')}:{view.get('hash')}"
 
 
 def _team(body: dict[str, Any]) -> str | None:
@@ -210,6 +237,10 @@ def register(app: AsyncApp, staff: Staff) -> None:
                              client: AsyncWebClient) -> None:
         staff.inflight.track()
         metadata = json.loads(view.get("private_metadata") or "{}")
+        if not await staff.access.allows(_user(body)):
+            await ack()
+            await staff.admit(body, _view_key(view), str(view.get("callback_id")))  # refuses, and audits it
+            return
         text = modals.submitted(view, ids.EDIT_TEXT)
         try:
             problem = await staff.desk.check_edit(int(metadata["payment_id"]), text)
@@ -227,6 +258,10 @@ def register(app: AsyncApp, staff: Staff) -> None:
                               client: AsyncWebClient) -> None:
         staff.inflight.track()
         metadata = json.loads(view.get("private_metadata") or "{}")
+        if not await staff.access.allows(_user(body)):
+            await ack()
+            await staff.admit(body, _view_key(view), str(view.get("callback_id")))  # refuses, and audits it
+            return
         picked, typed = modals.submitted(view, ids.MATCH_PICK), modals.submitted(view, ids.MATCH_NUMBER)
         if picked and typed and picked != typed:
             await ack(response_action="errors", errors={ids.MATCH_NUMBER[0]: "Choose an invoice or type one, not both."})
@@ -242,8 +277,7 @@ def register(app: AsyncApp, staff: Staff) -> None:
 
     async def submitted(body: dict[str, Any], view: dict[str, Any], metadata: dict[str, Any], client: AsyncWebClient,
                         act: Callable[[Request, int], Awaitable[Any]]) -> None:
-        # A retried submission carries the same view id and hash.
-        admitted = await staff.admit(body, f"view:{view.get('id')}:{view.get('hash')}", str(view.get("callback_id")))
+        admitted = await staff.admit(body, _view_key(view), str(view.get("callback_id")))
         if admitted is None:
             return
         try:

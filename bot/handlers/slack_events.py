@@ -8,9 +8,8 @@ and do their work afterwards in a task tracked here, so shutdown (and a test) ca
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -23,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import PayloadTooLarge
 from bot.handlers import slack
+from bot.handlers.slack import InFlight
 from bot.handlers.webhooks import error, read_body
 from bot.integrations.base import secret
 from bot.integrations.channels.slack import SlackChannel
@@ -54,22 +54,8 @@ class ClockedRequestVerification(AsyncRequestVerification):
     def verifier(self) -> SignatureVerifier:
         return self._clocked
 
-
-@dataclass
-class InFlight:
-    """The listener tasks still working after their `ack()`."""
-
-    tasks: set[asyncio.Task[object]] = field(default_factory=set)
-
-    def track(self) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def drain(self) -> None:
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+    def _debug_log_error(self, signature: str, timestamp: str, body: str) -> None:
+        self.logger.info("refused a request with an invalid or stale Slack signature (timestamp %s)", timestamp)
 
 
 @dataclass

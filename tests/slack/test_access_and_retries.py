@@ -98,3 +98,13 @@ async def test_events_url_verification_challenge(staff):
     response = await staff.post(body, content_type="application/json")
     assert response.status == 200
     assert (await response.json())["challenge"] == "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+
+
+async def test_a_modal_submitted_by_a_non_finance_user_is_refused(staff):
+    card = await paid_invoice(staff)
+    await staff.click(card, "payment_edit")
+    response = await staff.submit({"edit_text": {"text": {"type": "plain_text_input", "value": ""}}}, user="U0INTERN")
+    assert response.status == 200 and await response.text() == ""  # no validation feedback for strangers
+    [refused] = await staff.audit("staff.refused")
+    assert refused.detail["action"] == "payment_edit_modal"
+    assert await staff.audit("notification.edited") == []
