@@ -3,6 +3,9 @@
 Acts on `payment.created` / `payment.updated` once the payment is `COMPLETED` (both may arrive for one payment:
 the payment id is the `payment_ref`, so the second is recognised as the same money) and on `invoice.payment_made`
 (the Square invoice's state: everything completed so far, `PARTIALLY_PAID` while something is owed).
+
+A payment of a Square invoice carries no `reference_id`, only the invoice's `order_id`: with `SQUARE_ACCESS_TOKEN`
+paybot finds that invoice (`POST /v2/invoices/search` at the payment's location, for its customer) and names it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import logging
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiohttp
@@ -17,12 +23,15 @@ from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
-from bot.errors import PayloadInvalid, SignatureInvalid
-from bot.integrations.base import IntegrationSettings, secrets, settings_config
+from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
+from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.sources.base import InboundRequest, Received, Reply
-from bot.integrations.sources.common import digest_matches, field, json_object, parse_time
+from bot.integrations.sources.common import digest_matches, fetch_json, field, json_object, parse_time
 
+log = logging.getLogger(__name__)
 PAYMENT_EVENTS = frozenset({"payment.created", "payment.updated"})
+API_VERSION = "2025-07-16"
+SEARCH_PAGES = 5  # newest first, 200 a page: an invoice being paid now is among a location's latest 1,000
 
 
 class SquareSettings(IntegrationSettings):
@@ -31,6 +40,8 @@ class SquareSettings(IntegrationSettings):
 
     signature_key: SecretStr | None = None  # the subscription's signature key; several comma-separated while rotating
     notification_url: str | None = None     # exactly as registered; default PUBLIC_BASE_URL + /webhooks/square
+    access_token: SecretStr | None = None   # INVOICES_READ: names the Square invoice a payment pays
+    base_url: str = "https://connect.squareup.com"
 
 
 def sign(body: bytes, key: str, notification_url: str) -> str:
@@ -84,7 +95,7 @@ class SquareSource:
             if not isinstance(payment, dict):
                 raise PayloadInvalid("data.object.payment is not an object")
             if payment.get("status") == "COMPLETED":
-                payments = (self._from_payment(payment, occurred),)
+                payments = (await self._with_invoice(self._from_payment(payment, occurred), payment),)
         elif event_type == "invoice.payment_made":
             invoice = field(event, "data", "object", "invoice")
             if not isinstance(invoice, dict):
@@ -141,3 +152,52 @@ class SquareSource:
             details={"square_invoice": str(invoice.get("id")), "square_status": str(invoice.get("status")),
                      "public_url": str(invoice.get("public_url") or "")},
         )
+
+    async def _with_invoice(self, event: PaymentEvent, payment: dict[str, Any]) -> PaymentEvent:
+        """The payment naming the Square invoice it pays, when it names none itself (its `reference_id` is what a
+        merchant fills in; an invoice payment leaves it empty). A refused read is not fatal: the payment is matched
+        as before; an unavailable Square answers 503 and the notification comes again."""
+        order_id, location_id = payment.get("order_id"), payment.get("location_id")
+        if not self.settings.access_token or event.invoice_numbers or not order_id or not location_id:
+            return event
+        try:
+            invoice = await self.invoice_of_order(str(order_id), str(location_id), payment.get("customer_id"))
+        except ProviderRejected as exc:
+            log.warning("square: could not look up the invoice of payment %s, matching without it: %s [%s]",
+                        event.payment_ref, exc, error_codes(exc.body))
+            return event
+        if invoice is None:
+            return event
+        number = invoice.get("invoice_number")
+        return replace(event, invoice_numbers=(str(number),) if number else (), invoice_external_id=str(invoice["id"]),
+                       details={**event.details, "square_invoice": str(invoice["id"])})
+
+    async def invoice_of_order(self, order_id: str, location_id: str, customer_id: Any) -> dict[str, Any] | None:
+        """The invoice whose order this is: Square searches one location, and one customer when the payment has one."""
+        query: dict[str, Any] = {"filter": {"location_ids": [location_id]},
+                                 "sort": {"field": "INVOICE_SORT_DATE", "order": "DESC"}}
+        if isinstance(customer_id, str) and customer_id:
+            query["filter"]["customer_ids"] = [customer_id]
+        headers = {"Authorization": f"Bearer {secret(self.settings.access_token)}", "Square-Version": API_VERSION}
+        url = f"{self.settings.base_url.rstrip('/')}/v2/invoices/search"
+        cursor = None
+        for _ in range(SEARCH_PAGES):
+            page = await fetch_json(self.http, self.name, "POST", url, what=f"the invoice of order {order_id}",
+                                    headers=headers, json={"query": query, "limit": 200,
+                                                           **({"cursor": cursor} if cursor else {})})
+            invoices = [i for i in page.get("invoices") or [] if isinstance(i, dict)]
+            found = next((i for i in invoices if i.get("order_id") == order_id and i.get("id")), None)
+            cursor = page.get("cursor")
+            if found is not None or not cursor:
+                return found
+        return None
+
+
+def error_codes(body: str) -> str:
+    """Square's error envelope, `{"errors": [{"category", "code", "detail"}]}`, as its codes (details may quote
+    the request)."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        return ",".join(str(e.get("code")) for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        return ""
