@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -84,9 +84,6 @@ def parse_phone(value: str, country: str) -> str:
 
 
 def customer_from_row(row: dict[str, str]) -> Customer:
-    for column in ("id", "name"):
-        if not row.get(column, "").strip():
-            raise RowError(f"{column} is required")
     country = (row.get("country") or "US").strip().upper()
     if len(country) != 2 or not country.isalpha():
         raise RowError(f"country: {country!r} is not an ISO 3166 alpha-2 code")
@@ -121,20 +118,30 @@ def _rows(text: str, allowed: set[str], required: set[str]) -> Iterable[tuple[in
         yield reader.line_num, {k: v or "" for k, v in row.items() if k is not None}
 
 
-async def import_customers(uow: UnitOfWork, text: str) -> ImportReport:
+async def _import(uow: UnitOfWork, text: str, what: str, columns: set[str], required: set[str],
+                  save_row: Callable[[dict[str, str]], Awaitable[None]]) -> ImportReport:
+    """Each good row lands (in its own savepoint); each bad one is reported with its line number."""
     report = ImportReport()
-    for line, row in _rows(text, CUSTOMER_COLUMNS, {"id", "name"}):
+    for line, row in _rows(text, columns, required):
         try:
-            customer = customer_from_row(row)
+            if missing := [c for c in sorted(required) if not row.get(c, "").strip()]:
+                raise RowError(f"{missing[0]} is required")
             async with uow.session.begin_nested():
-                await save_customer(uow, customer)
+                await save_row(row)
         except RowError as exc:
             report.errors.append((line, str(exc)))
             continue
         report.imported += 1
-    uow.audit("directory.imported", detail={"what": "customers", "imported": report.imported,
+    uow.audit("directory.imported", detail={"what": what, "imported": report.imported,
                                             "rejected": len(report.errors)})
     return report
+
+
+async def import_customers(uow: UnitOfWork, text: str) -> ImportReport:
+    async def save(row: dict[str, str]) -> None:
+        await save_customer(uow, customer_from_row(row))
+
+    return await _import(uow, text, "customers", CUSTOMER_COLUMNS, {"id", "name"}, save)
 
 
 def _date(row: dict[str, str], column: str) -> date | None:
@@ -146,26 +153,15 @@ def _date(row: dict[str, str], column: str) -> date | None:
 
 
 async def import_invoices(uow: UnitOfWork, text: str) -> ImportReport:
-    report = ImportReport()
-    for line, row in _rows(text, INVOICE_COLUMNS, {"number", "customer_id", "amount", "currency"}):
+    async def save(row: dict[str, str]) -> None:
         try:
-            for column in ("number", "customer_id", "amount", "currency"):
-                if not row.get(column, "").strip():
-                    raise RowError(f"{column} is required")
-            try:
-                amount = Money.of(row["amount"].strip(), row["currency"])
-            except ValueError as exc:
-                raise RowError(f"amount/currency: {exc}") from exc
-            if amount.minor <= 0:
-                raise RowError("amount must be positive")
-            async with uow.session.begin_nested():
-                await save_invoice(uow, row["number"].strip(), row["customer_id"].strip(), amount,
-                                   issued_on=_date(row, "issued_on"), due_on=_date(row, "due_on"),
-                                   external_ids=parse_external_ids(row.get("external_ids") or ""))
-        except RowError as exc:
-            report.errors.append((line, str(exc)))
-            continue
-        report.imported += 1
-    uow.audit("directory.imported", detail={"what": "invoices", "imported": report.imported,
-                                            "rejected": len(report.errors)})
-    return report
+            amount = Money.of(row["amount"].strip(), row["currency"])
+        except ValueError as exc:
+            raise RowError(f"amount/currency: {exc}") from exc
+        if amount.minor <= 0:
+            raise RowError("amount must be positive")
+        await save_invoice(uow, row["number"].strip(), row["customer_id"].strip(), amount,
+                           issued_on=_date(row, "issued_on"), due_on=_date(row, "due_on"),
+                           external_ids=parse_external_ids(row.get("external_ids") or ""))
+
+    return await _import(uow, text, "invoices", INVOICE_COLUMNS, {"number", "customer_id", "amount", "currency"}, save)
