@@ -223,7 +223,7 @@ class StripeSource:
         recorded the payment without its PaymentIntent, so only the invoice leads back to it). A refused read is not
         fatal: the reversal is matched as before; an unavailable Stripe answers 503 and the event comes again."""
         intent = next((ref for ref in reversal.reverses if ref.startswith("pi_")), None)
-        if not self.settings.api_key or intent is None or reversal.invoice_external_id:
+        if not self.settings.api_key or intent is None:
             return reversal
         try:
             invoice = await self.invoice_paid_by(intent)
