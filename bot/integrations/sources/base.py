@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 
@@ -76,6 +76,20 @@ class ConfirmsLater(Protocol):
         """Verify a stored notification and say what it holds: raises InboundError if it is not genuine (it is
         then rejected), ProviderError if the platform cannot answer now (it stays pending for the next sweep)."""
         ...
+
+
+S = TypeVar("S", bound=IntegrationSettings)
+
+
+class WebhookSource(Generic[S]):
+    """What most sources share: their settings, the HTTP session, and no subscription handshake."""
+
+    def __init__(self, settings: S, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.http = http
+
+    async def handshake(self, request: InboundRequest) -> Reply | None:
+        return None
 
 
 class SourceFactory(Protocol):

@@ -34,7 +34,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.http import raise_for_status
-from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.base import InboundRequest, Received, Reply, WebhookSource
 from bot.integrations.sources.common import field, json_object
 
 POSTBACK_PREFIX = b"cmd=_notify-validate&"
@@ -246,17 +246,13 @@ class AccessToken:
         return str(answer["access_token"]), float(answer.get("expires_in") or 0)
 
 
-class PayPalSource:
+class PayPalSource(WebhookSource[PayPalSettings]):
     name: ClassVar[str] = "paypal"
     Settings: ClassVar[type[IntegrationSettings]] = PayPalSettings
 
     def __init__(self, settings: PayPalSettings, http: aiohttp.ClientSession) -> None:
-        self.settings = settings
-        self.http = http
+        super().__init__(settings, http)
         self.token = AccessToken(http, settings)
-
-    async def handshake(self, request: InboundRequest) -> Reply | None:
-        return None
 
     def verify(self, request: InboundRequest) -> None:
         """REST: the transmission headers must be there (PayPal's API checks them, in `parse`). IPN has nothing to

@@ -18,14 +18,13 @@ import logging
 from dataclasses import replace
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
-from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
 from bot.integrations.sources.common import digest_matches, fetch_json, field, json_object, parse_time
 
 log = logging.getLogger(__name__)
@@ -64,16 +63,9 @@ def total(moneys: list[Money], currency: str) -> Money:
     return sum(moneys, Money.zero(currency))
 
 
-class SquareSource:
+class SquareSource(WebhookSource[SquareSettings]):
     name: ClassVar[str] = "square"
     Settings: ClassVar[type[IntegrationSettings]] = SquareSettings
-
-    def __init__(self, settings: SquareSettings, http: aiohttp.ClientSession) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def handshake(self, request: InboundRequest) -> Reply | None:
-        return None
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get("x-square-hmacsha256-signature", "").strip()

@@ -17,14 +17,13 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
-from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
 from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
 
 log = logging.getLogger(__name__)
@@ -69,16 +68,9 @@ def invoice_refs(metadata: Any) -> tuple[str, ...]:
     return tuple(str(v) for k, v in metadata.items() if "invoice" in str(k).lower() and v)
 
 
-class StripeSource:
+class StripeSource(WebhookSource[StripeSettings]):
     name: ClassVar[str] = "stripe"
     Settings: ClassVar[type[IntegrationSettings]] = StripeSettings
-
-    def __init__(self, settings: StripeSettings, http: aiohttp.ClientSession) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def handshake(self, request: InboundRequest) -> Reply | None:
-        return None
 
     def verify(self, request: InboundRequest) -> None:
         header = request.headers.get("Stripe-Signature", "")

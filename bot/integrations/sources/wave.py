@@ -11,17 +11,16 @@ import hashlib
 import hmac
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import parse_qsl
 
-import aiohttp
 from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secrets, settings_config
-from bot.integrations.sources.base import InboundRequest, Received, Reply
+from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
 from bot.integrations.sources.common import json_object, parse_time
 
 HEADER = "X-Webhook-Secret"
@@ -61,16 +60,9 @@ def decimal_of(fields: dict[str, str], name: str) -> Decimal | None:
     return amount
 
 
-class WaveSource:
+class WaveSource(WebhookSource[WaveSettings]):
     name: ClassVar[str] = "wave"
     Settings: ClassVar[type[IntegrationSettings]] = WaveSettings
-
-    def __init__(self, settings: WaveSettings, http: aiohttp.ClientSession) -> None:
-        self.settings = settings
-        self.http = http
-
-    async def handshake(self, request: InboundRequest) -> Reply | None:
-        return None
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get(HEADER, "").encode()
