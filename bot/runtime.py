@@ -91,13 +91,14 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     for registry, enabled in ((SOURCES, sources), (CHANNELS, channels)):
         for name, factory in registry.items():
             config = integration_settings(configs, name, factory.Settings)
-            missing = config.missing() if config is not None else ["(not configured)"]
+            missing = config.missing() if config is not None else ["(not given)"]
             if config is None or missing:
                 disabled[name] = missing
                 continue
             enabled[name] = factory(config, http)  # type: ignore[assignment]
-    for name, missing in disabled.items():
-        log.info("integration %s disabled: %s not set", name, ", ".join(missing))
+    if configs is None:  # read from the environment: say once what is off, and why
+        for name, missing in disabled.items():
+            log.info("integration %s disabled: %s not set", name, ", ".join(missing))
     metrics = Metrics()
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
