@@ -232,14 +232,22 @@ def register(app: AsyncApp, staff: Staff) -> None:
                 blocks=cards.acknowledged(message["blocks"], request.user_id, at)))
         await staff.reply(body, text)
 
+    async def admitted(ack: Callable[..., Awaitable[None]], body: dict[str, Any],
+                       view: dict[str, Any]) -> dict[str, Any] | None:
+        """The modal's metadata when finance staff submitted it; anyone else is refused (and audited)."""
+        staff.inflight.track()
+        if not await staff.access.allows(_user(body)):
+            await ack()
+            await staff.admit(body, _view_key(view), str(view.get("callback_id")))
+            return None
+        metadata: dict[str, Any] = json.loads(view.get("private_metadata") or "{}")
+        return metadata
+
     @app.view(ids.EDIT_MODAL)
     async def edit_submitted(ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any],
                              client: AsyncWebClient) -> None:
-        staff.inflight.track()
-        metadata = json.loads(view.get("private_metadata") or "{}")
-        if not await staff.access.allows(_user(body)):
-            await ack()
-            await staff.admit(body, _view_key(view), str(view.get("callback_id")))  # refuses, and audits it
+        metadata = await admitted(ack, body, view)
+        if metadata is None:
             return
         text = modals.submitted(view, ids.EDIT_TEXT)
         try:
@@ -256,11 +264,8 @@ def register(app: AsyncApp, staff: Staff) -> None:
     @app.view(ids.MATCH_MODAL)
     async def match_submitted(ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any],
                               client: AsyncWebClient) -> None:
-        staff.inflight.track()
-        metadata = json.loads(view.get("private_metadata") or "{}")
-        if not await staff.access.allows(_user(body)):
-            await ack()
-            await staff.admit(body, _view_key(view), str(view.get("callback_id")))  # refuses, and audits it
+        metadata = await admitted(ack, body, view)
+        if metadata is None:
             return
         picked, typed = modals.submitted(view, ids.MATCH_PICK), modals.submitted(view, ids.MATCH_NUMBER)
         if picked and typed and picked != typed:
