@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import pstats
+import shlex
 import shutil
 import signal
 import statistics
@@ -107,22 +108,26 @@ def serve_main(argv: Sequence[str]) -> None:
         profiler.dump_stats(args.profile)
 
 
+async def announced_port(stdout: asyncio.StreamReader) -> int:
+    while line := await stdout.readline():  # a profiler wrapping the server may print first
+        if line.startswith(b"READY "):
+            return int(line.split()[1])
+    raise RuntimeError("the server exited before it was ready")
+
+
 @contextlib.asynccontextmanager
-async def server(target: str, database_url: str = "", *, channels: bool = False,
-                 profile: str = "") -> AsyncIterator[int]:
-    """A server in a child process; yields its port. Killed outright at the end unless profiling (then stopped)."""
-    argv = [sys.executable, __file__, "_serve", target, "--database-url", database_url]
+async def server(target: str, database_url: str = "", *, channels: bool = False, profile: str = "",
+                 wrapper: Sequence[str] = ()) -> AsyncIterator[tuple[int, int]]:
+    """A server in a child process; yields its port and pid. Killed outright at the end unless profiling."""
+    argv = [*wrapper, sys.executable, __file__, "_serve", target, "--database-url", database_url]
     argv += ["--channels"] if channels else []
     argv += ["--profile", profile] if profile else []
     child = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdin is not None
-        line = (await asyncio.wait_for(child.stdout.readline(), START_TIMEOUT)).decode()
-        if not line.startswith("READY "):
-            raise RuntimeError(f"{target} server did not start (exit code {await child.wait()})")
-        yield int(line.split()[1])
-        if profile:
-            child.stdin.close()
+        yield await asyncio.wait_for(announced_port(child.stdout), START_TIMEOUT), child.pid
+        if profile or wrapper:
+            child.stdin.close()  # the server stops when its stdin ends, and the profiler writes its report
             await asyncio.wait_for(child.wait(), START_TIMEOUT)
     finally:
         if child.returncode is None:
@@ -221,6 +226,15 @@ async def stored(database_url: str) -> tuple[int, str | None]:
 
 # --- the load -------------------------------------------------------------------------------------------------------
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def invoice_number(n: int) -> str:
     return f"INV-{n:05d}"
 
@@ -255,6 +269,7 @@ class Result:
     seconds: float
     latencies: list[float] = field(default_factory=list)  # seconds, one per answered request
     errors: dict[str, int] = field(default_factory=dict)
+    server_cpu: float = float("nan")  # CPU seconds the server process used during the run
 
     @property
     def rate(self) -> float:
@@ -304,13 +319,15 @@ class Run:
 
 
 async def run_once(target: str, engine: str, dbs: Databases, args: argparse.Namespace, tag: str,
-                   profile: str = "") -> Run:
+                   profile: str = "", wrapper: Sequence[str] = ()) -> Run:
     warmup = stripe_events(args.warmup, f"{tag}w")
     events = stripe_events(args.requests, tag)
     database_url = await dbs.fresh(engine) if target == "paybot" else ""
-    async with server(target, database_url, channels=args.channels, profile=profile) as port:
+    async with server(target, database_url, channels=args.channels, profile=profile, wrapper=wrapper) as (port, pid):
         await load(port, warmup, args.concurrency)
+        cpu = cpu_seconds(pid)
         result = await load(port, events, args.concurrency)
+        result.server_cpu = cpu_seconds(pid) - cpu
     problems = [f"{n} × {why}" for why, n in result.errors.items()]
     if target == "paybot":
         count, broken = await stored(database_url)
@@ -322,24 +339,25 @@ async def run_once(target: str, engine: str, dbs: Databases, args: argparse.Name
     return Run(result, problems)
 
 
-def row(name: str, runs: Sequence[Run]) -> tuple[str, float, float, float, int]:
+def row(name: str, runs: Sequence[Run]) -> tuple[str, float, float, float, float, int]:
     """The median over the rounds of each figure."""
     return (name, statistics.median(r.result.rate for r in runs),
             statistics.median(r.result.percentile(50) for r in runs) * 1000,
             statistics.median(r.result.percentile(99) for r in runs) * 1000,
+            statistics.median(r.result.server_cpu / max(len(r.result.latencies), 1) for r in runs) * 1000,
             sum(sum(r.result.errors.values()) for r in runs))
 
 
 def report(table: dict[str, list[Run]], args: argparse.Namespace) -> None:
     print(f"\n{args.requests} requests × {args.rounds} rounds, concurrency {args.concurrency}, "
           f"channels {'on (worker off)' if args.channels else 'off'}; medians over the rounds")
-    print(f"{'target':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}   per-round req/s")
+    print(f"{'target':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>9}{'errors':>8}   per-round req/s")
     rows = {}
     for name, runs in table.items():
         rows[name] = row(name, runs)
-        _, rate, p50, p99, errors = rows[name]
+        _, rate, p50, p99, cpu, errors = rows[name]
         rounds = " ".join(f"{r.result.rate:.0f}" for r in runs)
-        print(f"{name:<20}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{errors:>8}   {rounds}")
+        print(f"{name:<20}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>9.2f}{errors:>8}   {rounds}")
     bare = rows["bare aiohttp"][1]
     for name in rows:
         if name != "bare aiohttp":
@@ -377,6 +395,8 @@ async def main(args: argparse.Namespace) -> int:
             path = str(workdir / "paybot.prof")
             await run_once("paybot", "sqlite", dbs, args, "prof", profile=path)
             print_profile(path)
+        if args.profile_with and "sqlite" in engines:
+            await run_once("paybot", "sqlite", dbs, args, "prof2", wrapper=shlex.split(args.profile_with))
     finally:
         await dbs.drop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -395,6 +415,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--channels", action="store_true",
                         help="configure SendGrid and Slack (worker off): each webhook also queues two notifications")
     parser.add_argument("--profile", action="store_true", help="then profile one more paybot run on SQLite")
+    parser.add_argument("--profile-with", default="", metavar="COMMAND",
+                        help="then one more paybot run on SQLite with its server started under COMMAND, e.g. "
+                             "'py-spy record --idle -o paybot.svg --' (the server is stopped, not killed, after it)")
     args = parser.parse_args(argv)
     if not (0 < args.requests <= 100_000 and 0 < args.concurrency <= 1000 and 0 < args.rounds <= 10):
         parser.error("--requests 1..100000, --concurrency 1..1000, --rounds 1..10")

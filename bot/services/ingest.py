@@ -222,7 +222,13 @@ class Ingest:
                 customers = await repo.customers_by_id(session, [invoice.customer_id])
                 return matching.Match(matching.MatchRule.EXTERNAL_ID, invoice, customers[0] if customers else None,
                                       f"{event.kind.value} of payment {undone.payment_ref}")
-        return matching.match(event, await repo.candidates(session, matching.lookup_keys(event)))
+        keys = matching.lookup_keys(event)
+        if keys.invoice_numbers or keys.invoice_external_id:
+            # A named invoice decides the match before the customer's other invoices count: try it alone first.
+            named = matching.match(event, await repo.candidates(session, keys, customer_invoices=False))
+            if named.rule in (matching.MatchRule.INVOICE_NUMBER, matching.MatchRule.EXTERNAL_ID):
+                return named
+        return matching.match(event, await repo.candidates(session, keys))
 
 
 def report_of(payment: models.Payment) -> Report:

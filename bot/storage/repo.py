@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import parties
@@ -50,8 +50,12 @@ async def invoices(session: AsyncSession, rows: Sequence[Invoice]) -> list[parti
     return [to_invoice(r, refs[r.number]) for r in rows]
 
 
-async def candidates(session: AsyncSession, keys: LookupKeys) -> Candidates:
-    """Every invoice and customer the keys could point at, for `bot.domain.matching.match` to choose from."""
+async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoices: bool = True) -> Candidates:
+    """Every invoice and customer the keys could point at, for `bot.domain.matching.match` to choose from.
+
+    Without `customer_invoices`, only the invoices the keys name (by number or platform id): enough whenever
+    those decide the match, and far cheaper than a customer's whole ledger.
+    """
     invoice_conditions = []
     if keys.invoice_numbers:
         invoice_conditions.append(Invoice.number.in_(keys.invoice_numbers))
@@ -70,10 +74,10 @@ async def candidates(session: AsyncSession, keys: LookupKeys) -> Candidates:
         customer_conditions.append(Customer.email == keys.email)
     if keys.phone:
         customer_conditions.append(Customer.phone == keys.phone)
-    if customer_conditions:
+    if customer_conditions and customer_invoices:
         # The customer's open invoices are candidates for the "customer + amount" rule.
         customer_ids = select(Customer.id).where(or_(*customer_conditions))
-        invoice_conditions.append(Invoice.customer_id.in_(customer_ids))
+        invoice_conditions.append(and_(Invoice.customer_id.in_(customer_ids), Invoice.paid_minor < Invoice.amount_minor))
     rows = list(await session.scalars(select(Invoice).where(or_(*invoice_conditions)))) if invoice_conditions else []
     customer_ids_found = {r.customer_id for r in rows}
     if customer_conditions:
