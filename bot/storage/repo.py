@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,13 +14,19 @@ from bot.storage.models import Customer, ExternalRef, Invoice
 
 
 async def external_ids(session: AsyncSession, entity: str, ids: Iterable[str]) -> dict[str, dict[str, str]]:
-    wanted = list(set(ids))
-    found: dict[str, dict[str, str]] = {i: {} for i in wanted}
-    if wanted:
-        rows = await session.scalars(
-            select(ExternalRef).where(ExternalRef.entity == entity, ExternalRef.entity_id.in_(wanted)))
-        for ref in rows:
-            found[ref.entity_id][ref.source] = ref.external_id
+    return (await external_ids_of(session, {entity: ids}))[entity]
+
+
+async def external_ids_of(session: AsyncSession,
+                          wanted: Mapping[str, Iterable[str]]) -> dict[str, dict[str, dict[str, str]]]:
+    """`{entity: {entity_id: {source: external_id}}}` for several entities in one query."""
+    ids = {entity: set(entity_ids) for entity, entity_ids in wanted.items()}
+    found: dict[str, dict[str, dict[str, str]]] = {entity: {i: {} for i in v} for entity, v in ids.items()}
+    conditions = [and_(ExternalRef.entity == entity, ExternalRef.entity_id.in_(v)) for entity, v in ids.items() if v]
+    if conditions:
+        columns = ExternalRef.entity, ExternalRef.entity_id, ExternalRef.source, ExternalRef.external_id
+        for entity, entity_id, source, external_id in await session.execute(select(*columns).where(or_(*conditions))):
+            found[entity][entity_id][source] = external_id
     return found
 
 
@@ -77,13 +83,16 @@ async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoic
     if customer_conditions and customer_invoices:
         # The customer's open invoices are candidates for the "customer + amount" rule.
         customer_ids = select(Customer.id).where(or_(*customer_conditions))
-        invoice_conditions.append(and_(Invoice.customer_id.in_(customer_ids), Invoice.paid_minor < Invoice.amount_minor))
+        invoice_conditions.append(and_(Invoice.customer_id.in_(customer_ids),
+                                       Invoice.paid_minor < Invoice.amount_minor))
     rows = list(await session.scalars(select(Invoice).where(or_(*invoice_conditions)))) if invoice_conditions else []
-    customer_ids_found = {r.customer_id for r in rows}
-    if customer_conditions:
-        customer_ids_found |= set(await session.scalars(select(Customer.id).where(or_(*customer_conditions))))
-    return Candidates(invoices=await invoices(session, rows),
-                      customers=await customers_by_id(session, customer_ids_found))
+    if rows:  # the invoices' customers, beside those the keys name
+        customer_conditions.append(Customer.id.in_({r.customer_id for r in rows}))
+    customers = list(await session.scalars(select(Customer).where(or_(*customer_conditions)))) \
+        if customer_conditions else []
+    refs = await external_ids_of(session, {"invoice": [r.number for r in rows], "customer": [c.id for c in customers]})
+    return Candidates(invoices=[to_invoice(r, refs["invoice"][r.number]) for r in rows],
+                      customers=[to_customer(c, refs["customer"][c.id]) for c in customers])
 
 
 async def invoice_row(session: AsyncSession, number: str) -> Invoice | None:
