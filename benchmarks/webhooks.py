@@ -6,7 +6,7 @@ the database must hold exactly one `webhook_events` row per request sent, with a
 came before its commit would show up here as a missing row.
 
     .venv/bin/python benchmarks/webhooks.py [--requests N] [--concurrency C] [--engine sqlite|postgresql|all]
-                                            [--rounds R] [--channels] [--profile]
+                                            [--rounds R] [--channels] [--profile | --profile-with COMMAND]
 
 See benchmarks/README.md for how to read the output.
 """
@@ -41,7 +41,9 @@ CUSTOMER_EMAIL = "jane@example.com"
 INVOICES = 300
 INVOICE_TOTAL_MINOR = 1_000_000  # $10,000.00: every event is a partial payment, so invoices stay open
 STEP_MINOR = 1_000               # each later event on an invoice reports $10.00 more paid
-POSTGRES_ADMIN_URL = os.environ.get("PAYBOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+# Where scratch databases are created (and dropped): the server's maintenance database.
+POSTGRES_ADMIN_URL = os.environ.get("PAYBOT_BENCH_POSTGRES_URL",
+                                    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 START_TIMEOUT = 60.0
 RUN_TIMEOUT = 90.0
 
@@ -72,8 +74,8 @@ def paybot_app(database_url: str, channels: bool) -> web.Application:
                                                base_url="http://127.0.0.1:9")
         configs["slack"] = SlackSettings(_env_file=None, bot_token="xoxb-bench", signing_secret="bench",
                                          base_url="http://127.0.0.1:9")
-    settings = Settings(_env_file=None, database_url=database_url, finance_slack_channel="C0FINANCE",  # type: ignore[call-arg]
-                        log_level="WARNING")
+    settings = Settings(_env_file=None, database_url=database_url,  # type: ignore[call-arg]
+                        finance_slack_channel="C0FINANCE", log_level="WARNING")
     return create_app(settings, configs=configs, run_worker=False)
 
 
@@ -407,11 +409,11 @@ async def main(args: argparse.Namespace) -> int:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="measured requests per run (default 2000)")
+    parser.add_argument("--requests", type=int, default=1000, help="measured requests per run (default 1000)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=3, help="runs per target; the report shows medians")
-    parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests before each run")
+    parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each run")
     parser.add_argument("--channels", action="store_true",
                         help="configure SendGrid and Slack (worker off): each webhook also queues two notifications")
     parser.add_argument("--profile", action="store_true", help="then profile one more paybot run on SQLite")
