@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from uuid import uuid4
 
 from multidict import CIMultiDict
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import matching
@@ -27,7 +29,9 @@ from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
-PENDING, PROCESSED, IGNORED, REJECTED = "pending_verification", "processed", "ignored", "rejected"
+PENDING, PROCESSED, IGNORED, REJECTED, DUPLICATE = (
+    "pending_verification", "processed", "ignored", "rejected", "duplicate")
+UNVERIFIED = "#unverified-"
 
 
 @dataclass(slots=True)
@@ -46,8 +50,15 @@ class Ingest:
 
     async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:
         async with self.db.transaction() as uow:
+            stored_id = received.event_id
+            if received.confirm_later:
+                if await self._known(uow, source, received.event_id):
+                    return Recorded(duplicate=True)
+                # Unverified, it must not hold the event's id: a forgery would shadow the genuine message. The id
+                # is claimed when the platform confirms it (`confirm_pending`).
+                stored_id = f"{received.event_id[:200]}{UNVERIFIED}{uuid4().hex}"
             event_id = (await uow.session.execute(insert_or_ignore(uow.session, models.WebhookEvent, {
-                "source": source, "event_id": received.event_id, "event_type": received.event_type,
+                "source": source, "event_id": stored_id, "event_type": received.event_type,
                 "received_at": request.received_at, "body": request.body, "headers": received.headers_kept,
                 "status": PENDING if received.confirm_later else PROCESSED if received.payments else IGNORED,
             }))).scalar_one_or_none()
@@ -86,17 +97,33 @@ class Ingest:
             except InboundError as exc:
                 await self._reject_pending(row.id, exc)
                 continue
-            async with self.db.transaction() as uow:
-                event = await self._still_pending(uow, row.id)
-                if event is None:
-                    continue  # another sweep got there first
-                event.status = PROCESSED if received.payments else IGNORED
-                uow.audit("webhook.verified", source=event.source, detail={
-                    "event_id": event.event_id, "event_type": received.event_type, "payments": len(received.payments)})
-                result = await self._record_payments(uow, event.id, received.payments)
+            try:
+                result = await self._confirmed(row.id, received)
+            except IntegrityError:  # another copy of the same message claimed its id at this very moment
+                result = await self._confirmed(row.id, received)
             done.payment_ids += result.payment_ids
             done.notification_ids += result.notification_ids
         return done
+
+    async def _confirmed(self, row_id: int, received: Received) -> Recorded:
+        """The platform vouched for a stored event: it claims its id and its payments are recorded, unless a copy
+        of it already did (the platform resent it while we could not ask)."""
+        async with self.db.transaction() as uow:
+            event = await self._still_pending(uow, row_id)
+            if event is None:
+                return Recorded()  # another sweep got there first
+            if await self._known(uow, event.source, received.event_id):
+                event.status = DUPLICATE
+                return Recorded(duplicate=True)
+            event.event_id, event.status = received.event_id, PROCESSED if received.payments else IGNORED
+            await uow.session.flush()  # claim the id now: a racing copy fails here, before any payment is written
+            uow.audit("webhook.verified", source=event.source, detail={
+                "event_id": event.event_id, "event_type": received.event_type, "payments": len(received.payments)})
+            return await self._record_payments(uow, event.id, received.payments)
+
+    async def _known(self, uow: UnitOfWork, source: str, event_id: str) -> bool:
+        return await uow.session.scalar(select(models.WebhookEvent.id).where(
+            models.WebhookEvent.source == source, models.WebhookEvent.event_id == event_id)) is not None
 
     async def _reject_pending(self, row_id: int, exc: InboundError) -> None:
         async with self.db.transaction() as uow:
@@ -105,10 +132,9 @@ class Ingest:
                 return
             log.warning("webhook %s %s rejected after it was answered: %s", event.source, event.event_id, exc)
             uow.audit("webhook.rejected", source=event.source, detail={
-                "event_id": event.event_id, "status": exc.status, "reason": str(exc), "stage": "confirmation"})
+                "event_id": event.event_id.split(UNVERIFIED)[0], "status": exc.status, "reason": str(exc),
+                "stage": "confirmation"})
             event.status = REJECTED
-            # Free the id: a forgery must not hold the place of the genuine message, which may still come.
-            event.event_id = f"{event.event_id[:200]}#rejected-{event.id}"
 
     async def _still_pending(self, uow: UnitOfWork, row_id: int) -> models.WebhookEvent | None:
         return await uow.session.scalar(select(models.WebhookEvent).where(

@@ -324,3 +324,26 @@ async def test_refused_credentials_are_a_503_so_paypal_retries(paybot, paypal, s
     assert again.status == 200
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
+
+
+async def test_a_forgery_still_unverified_does_not_swallow_the_genuine_message(paybot, paypal, sendgrid):
+    """A forged IPN arrives first and cannot be verified yet (PayPal down); PayPal's genuine one follows."""
+    await customer_and_invoice(paybot)
+    paypal.script("/cgi-bin/webscr", web.Response(status=503, text="Service Unavailable"))
+    await post_ipn(paybot, ipn(payer_email="mallory%40example.com"), paypal=None)  # forged: PayPal never sent it
+    await post_ipn(paybot, ipn(), paypal)  # genuine, the same txn_id, while the forgery still awaits PayPal
+    await paybot.runtime.worker.run_periodic()   # the sweep, PayPal answering again
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    assert sorted(e.status for e in await paybot.rows(models.WebhookEvent)) == ["processed", "rejected"]
+
+
+async def test_two_copies_confirmed_together_record_one_event(paybot, paypal, sendgrid):
+    await customer_and_invoice(paybot)
+    paypal.script("/cgi-bin/webscr", web.Response(status=503, text="Service Unavailable"))
+    await post_ipn(paybot, ipn(), paypal)
+    await post_ipn(paybot, ipn() + b"&resend=true", paypal)  # PayPal resends while we could not verify
+    await paybot.runtime.worker.run_periodic()
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    assert sorted(e.status for e in await paybot.rows(models.WebhookEvent)) == ["duplicate", "processed"]
