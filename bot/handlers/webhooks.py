@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from bot.errors import InboundError, PayloadTooLarge, ProviderError
-from bot.integrations.sources.base import InboundRequest, Reply
+from bot.integrations.sources.base import InboundRequest, Reply, read
 from bot.keys import RUNTIME
 from bot.runtime import Runtime
 
@@ -61,7 +61,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
             if request.method != "POST":
                 return error(405, "only POST delivers notifications here")
             source.verify(req)
-            received = await source.parse(req)
+            received = await read(source.parse, req)
         except InboundError as exc:
             await reject(runtime, name, exc, request)
             return error(exc.status, str(exc))

@@ -21,7 +21,7 @@ from bot.domain import matching
 from bot.domain.fingerprint import Report, fingerprint, is_same_payment, ref_key, refs_in
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import InboundError, ProviderError
-from bot.integrations.sources.base import ConfirmsLater, InboundRequest, PaymentSource, Received
+from bot.integrations.sources.base import ConfirmsLater, InboundRequest, PaymentSource, Received, read
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
 from bot.storage import models, repo
@@ -89,7 +89,7 @@ class Ingest:
             stored = InboundRequest(method="POST", url="", headers=CIMultiDict(row.headers), query={}, body=row.body,
                                     received_at=row.received_at)
             try:
-                received = await source.confirm(stored)
+                received = await read(source.confirm, stored)
             except ProviderError as exc:
                 log.warning("webhook %s %s stays pending: %s", row.source, row.event_id, exc)
                 unreachable.add(row.source)

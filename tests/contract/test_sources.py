@@ -7,6 +7,7 @@ request) lives in `tests/contract/samples.py`. A source without a sample fails h
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -111,3 +112,45 @@ async def test_settings_never_show_their_secrets(source_name, sample, configs): 
     settings = configs[source_name]
     shown = repr(settings) + str(settings) + repr(settings.model_dump())
     assert sample.secrets() and not any(secret in shown for secret in sample.secrets())
+
+
+def mutations(document: object, seed: int, count: int = 40) -> list[object]:
+    """The genuine payload with one value at a time replaced by something of the wrong shape."""
+    paths: list[tuple[object, ...]] = []
+
+    def walk(node: object, path: tuple[object, ...]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                paths.append((*path, key))
+                walk(value, (*path, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                paths.append((*path, index))
+                walk(value, (*path, index))
+
+    walk(document, ())
+    wrong = [None, [], {}, "", "x" * 300, -1, 10**30, True, "1e309", {"nested": [None]}]
+    rng = random.Random(seed)
+    variants = []
+    for _ in range(count):
+        copy = json.loads(json.dumps(document))
+        *parents, last = rng.choice(paths)
+        node = copy
+        for step in parents:
+            node = node[step]
+        node[last] = rng.choice(wrong)
+        variants.append(copy)
+    return variants
+
+
+async def test_signed_but_misshapen_payloads_are_never_a_500(paybot, source_name, sample):
+    """Verification passes, so the parser meets every wrong shape; it must answer 2xx or 400 (503 only when it
+    had to ask the platform), never fail."""
+    try:
+        genuine = json.loads(sample.payment())
+    except ValueError:
+        pytest.skip(f"{source_name}'s sample payload is not JSON")
+    for variant in mutations(genuine, seed=len(source_name)):
+        body = json.dumps(variant).encode()
+        response = await post(paybot, source_name, sample.sign(body, paybot.clock()))
+        assert response.status in (200, 202, 204, 400, 401, 503), (variant, await response.text())

@@ -13,7 +13,9 @@ returns `Received(confirm_later=True)`: the event is stored unconfirmed and answ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
@@ -21,7 +23,10 @@ from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 import aiohttp
 
 from bot.domain.payments import PaymentEvent
+from bot.errors import InboundError, PayloadInvalid, ProviderError
 from bot.integrations.base import IntegrationSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +102,40 @@ class SourceFactory(Protocol):
     Settings: ClassVar[type[IntegrationSettings]]
 
     def __call__(self, settings: IntegrationSettings, http: aiohttp.ClientSession) -> PaymentSource: ...
+
+
+#: What storage holds of an event; a verified payload with a longer value is refused, never cut short.
+TEXT_LIMITS = {"event_id": 255, "event_type": 120}
+PAYMENT_TEXT_LIMITS = {"payment_ref": 255, "payer_email": 320, "payer_name": 255, "invoice_external_id": 255,
+                       "customer_external_id": 255}
+MAX_MINOR_UNITS = 10**15  # ten trillion dollars: anything larger is a malformed payload, not a payment
+
+
+def checked(received: Received) -> Received:
+    """`received`, if storage can hold it as it is; PayloadInvalid naming the field otherwise."""
+    for name, limit in TEXT_LIMITS.items():
+        if len(getattr(received, name)) > limit:
+            raise PayloadInvalid(f"{name} is longer than {limit} characters")
+    for payment in received.payments:
+        for name, limit in PAYMENT_TEXT_LIMITS.items():
+            value = getattr(payment, name)
+            if value is not None and len(value) > limit:
+                raise PayloadInvalid(f"{name} is longer than {limit} characters")
+        for money in (payment.amount, payment.reported_balance, payment.invoice_total):
+            if money is not None and abs(money.minor) >= MAX_MINOR_UNITS:
+                raise PayloadInvalid(f"amount {money} is out of range")
+        if payment.amount.minor < 0:
+            raise PayloadInvalid(f"amount {payment.amount} is negative")
+    return received
+
+
+async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: InboundRequest) -> Received:
+    """Parse a verified request. A payload of a shape the parser did not foresee is the sender's malformed
+    input (400 with the reason), not our failure: it is logged in full and refused, never a 500."""
+    try:
+        return checked(await parse(request))
+    except (InboundError, ProviderError):
+        raise
+    except Exception as exc:  # noqa: BLE001  the boundary: whatever the parser tripped on
+        log.warning("payload of an unforeseen shape", exc_info=True)
+        raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__}: {exc})"[:300]) from exc
