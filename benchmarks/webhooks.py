@@ -39,13 +39,14 @@ from sqlalchemy.engine import make_url
 SECRET = "whsec_benchmark"
 CUSTOMER_EMAIL = "jane@example.com"
 INVOICES = 300
-INVOICE_TOTAL_MINOR = 1_000_000  # $10,000.00: every event is a partial payment, so invoices stay open
-STEP_MINOR = 1_000               # each later event on an invoice reports $10.00 more paid
+INVOICE_TOTAL_MINOR = 100_000_000  # $1,000,000.00: every event is a partial payment, so invoices stay open
+STEP_MINOR = 1_000                 # the k-th payment on an invoice is k × $10.00
 # Where scratch databases are created (and dropped): the server's maintenance database.
 POSTGRES_ADMIN_URL = os.environ.get("PAYBOT_BENCH_POSTGRES_URL",
                                     "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 START_TIMEOUT = 60.0
 RUN_TIMEOUT = 90.0
+BARE_SECONDS = 2.0
 
 
 # --- the servers (run in a child process: `webhooks.py _serve …`) ---------------------------------------------------
@@ -242,14 +243,16 @@ def invoice_number(n: int) -> str:
 
 
 def stripe_events(count: int, tag: str) -> list[tuple[bytes, str]]:
-    """`count` distinct, signed `invoice.paid` events cycling over the invoices, each a little more paid."""
+    """`count` distinct, signed `invoice.paid` events cycling over the invoices. Each is a new payment: the k-th on
+    an invoice pays k × STEP_MINOR, so no two on one invoice have the same amount (which paybot would take for one
+    payment reported twice)."""
     from bot.integrations.sources.stripe import sign
 
     now = int(time.time())
     signed = []
     for i in range(count):
         n, k = i % INVOICES + 1, i // INVOICES + 1
-        paid = k * STEP_MINOR
+        paid = STEP_MINOR * k * (k + 1) // 2  # what Stripe reports: the invoice's amount paid so far
         body = json.dumps({
             "id": f"evt_{tag}_{i:06d}", "object": "event", "api_version": "2025-05-28.basil", "created": now,
             "livemode": False, "pending_webhooks": 1, "type": "invoice.paid",
@@ -328,9 +331,15 @@ async def run_once(target: str, engine: str, dbs: Databases, args: argparse.Name
     async with server(target, database_url, channels=args.channels, profile=profile, wrapper=wrapper) as (port, pid):
         await load(port, warmup, args.concurrency)
         cpu = cpu_seconds(pid)
-        result = await load(port, events, args.concurrency)
-        result.server_cpu = cpu_seconds(pid) - cpu
-    problems = [f"{n} × {why}" for why, n in result.errors.items()]
+        results = [await load(port, events, args.concurrency)]
+        # The bare handler is through the load in a blink, where one hiccup swings the figure: repeat it for a
+        # while and keep the median repetition.
+        while target == "bare" and sum(r.seconds for r in results) < BARE_SECONDS and len(results) < 100:
+            results.append(await load(port, events, args.concurrency))
+        cpu = cpu_seconds(pid) - cpu
+    result = sorted(results, key=lambda r: r.rate)[len(results) // 2]
+    result.server_cpu = cpu * len(result.latencies) / max(sum(len(r.latencies) for r in results), 1)
+    problems = [f"{n} × {why}" for r in results for why, n in r.errors.items()]
     if target == "paybot":
         count, broken = await stored(database_url)
         expected = len(warmup) + len(events)
