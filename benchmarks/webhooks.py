@@ -61,7 +61,7 @@ def bare_app() -> web.Application:
     return app
 
 
-def paybot_app(database_url: str, channels: bool) -> web.Application:
+def paybot_app(database_url: str, channels: bool, ingest_mode: str) -> web.Application:
     from bot.app import create_app
     from bot.integrations.base import IntegrationSettings
     from bot.integrations.channels.sendgrid import SendGridSettings
@@ -76,13 +76,13 @@ def paybot_app(database_url: str, channels: bool) -> web.Application:
         configs["slack"] = SlackSettings(_env_file=None, bot_token="xoxb-bench", signing_secret="bench",
                                          base_url="http://127.0.0.1:9")
     settings = Settings(_env_file=None, database_url=database_url,  # type: ignore[call-arg]
-                        finance_slack_channel="C0FINANCE", log_level="WARNING")
+                        finance_slack_channel="C0FINANCE", log_level="WARNING", ingest_mode=ingest_mode)
     return create_app(settings, configs=configs, run_worker=False)
 
 
-async def serve(target: str, database_url: str, channels: bool) -> None:
+async def serve(target: str, database_url: str, channels: bool, ingest_mode: str) -> None:
     """Serve until the parent closes our stdin (or kills us); announce the port on stdout."""
-    app = bare_app() if target == "bare" else paybot_app(database_url, channels)
+    app = bare_app() if target == "bare" else paybot_app(database_url, channels, ingest_mode)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -98,14 +98,15 @@ def serve_main(argv: Sequence[str]) -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--channels", action="store_true")
     parser.add_argument("--profile", default="")
+    parser.add_argument("--ingest-mode", default="inline")
     args = parser.parse_args(argv)
     if not args.profile:
-        asyncio.run(serve(args.target, args.database_url, args.channels))
+        asyncio.run(serve(args.target, args.database_url, args.channels, args.ingest_mode))
         return
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        asyncio.run(serve(args.target, args.database_url, args.channels))
+        asyncio.run(serve(args.target, args.database_url, args.channels, args.ingest_mode))
     finally:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -120,9 +121,10 @@ async def announced_port(stdout: asyncio.StreamReader) -> int:
 
 @contextlib.asynccontextmanager
 async def server(target: str, database_url: str = "", *, channels: bool = False, profile: str = "",
-                 wrapper: Sequence[str] = ()) -> AsyncIterator[tuple[int, int]]:
+                 wrapper: Sequence[str] = (), ingest_mode: str = "inline") -> AsyncIterator[tuple[int, int]]:
     """A server in a child process; yields its port and pid. Killed outright at the end unless profiling."""
-    argv = [*wrapper, sys.executable, __file__, "_serve", target, "--database-url", database_url]
+    argv = [*wrapper, sys.executable, __file__, "_serve", target, "--database-url", database_url,
+            "--ingest-mode", ingest_mode]
     argv += ["--channels"] if channels else []
     argv += ["--profile", profile] if profile else []
     child = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -324,11 +326,12 @@ class Run:
 
 
 async def run_once(target: str, engine: str, dbs: Databases, args: argparse.Namespace, tag: str,
-                   profile: str = "", wrapper: Sequence[str] = ()) -> Run:
+                   profile: str = "", wrapper: Sequence[str] = (), ingest_mode: str = "inline") -> Run:
     warmup = stripe_events(args.warmup, f"{tag}w")
     events = stripe_events(args.requests, tag)
     database_url = await dbs.fresh(engine) if target == "paybot" else ""
-    async with server(target, database_url, channels=args.channels, profile=profile, wrapper=wrapper) as (port, pid):
+    async with server(target, database_url, channels=args.channels, profile=profile, wrapper=wrapper,
+                      ingest_mode=ingest_mode) as (port, pid):
         await load(port, warmup, args.concurrency)
         cpu = cpu_seconds(pid)
         results = [await load(port, events, args.concurrency)]
@@ -362,13 +365,13 @@ def row(name: str, runs: Sequence[Run]) -> tuple[str, float, float, float, float
 def report(table: dict[str, list[Run]], args: argparse.Namespace) -> None:
     print(f"\n{args.requests} requests × {args.rounds} rounds, concurrency {args.concurrency}, "
           f"channels {'on (worker off)' if args.channels else 'off'}; medians over the rounds")
-    print(f"{'target':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>9}{'errors':>8}   per-round req/s")
+    print(f"{'target':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>9}{'errors':>8}   per-round req/s")
     rows = {}
     for name, runs in table.items():
         rows[name] = row(name, runs)
         _, rate, p50, p99, cpu, errors = rows[name]
         rounds = " ".join(f"{r.result.rate:.0f}" for r in runs)
-        print(f"{name:<20}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>9.2f}{errors:>8}   {rounds}")
+        print(f"{name:<28}{rate:>9.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>9.2f}{errors:>8}   {rounds}")
     bare = rows["bare aiohttp"][1]
     for name in rows:
         if name != "bare aiohttp":
@@ -388,15 +391,16 @@ async def main(args: argparse.Namespace) -> int:
     engines = ["sqlite", "postgresql"] if args.engine == "all" else [args.engine]
     workdir = Path(tempfile.mkdtemp(prefix="paybot-bench-"))
     dbs = Databases(workdir)
-    table: dict[str, list[Run]] = {"bare aiohttp": [], **{f"paybot {e}": [] for e in engines}}
+    modes = ["inline", "deferred"] if args.ingest_mode == "both" else [args.ingest_mode]
+    table: dict[str, list[Run]] = {"bare aiohttp": [], **{f"paybot {e} {m}": [] for e in engines for m in modes}}
     failed = False
     try:
         for engine in engines:
             await dbs.prepare(engine)
         for r in range(args.rounds):  # interleaved, so that a burst of load from elsewhere hits every target alike
             for name in table:
-                target, engine = ("bare", "") if name == "bare aiohttp" else ("paybot", name.split()[1])
-                run = await run_once(target, engine, dbs, args, f"r{r}{engine[:2]}")
+                target, engine, mode = ("bare", "", "inline") if name == "bare aiohttp" else ("paybot", *name.split()[1:])
+                run = await run_once(target, engine, dbs, args, f"r{r}{engine[:2]}{mode[:1]}", ingest_mode=mode)
                 table[name].append(run)
                 print(f"round {r + 1} {name}: {run.result.rate:.0f} req/s"
                       + (f"  PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""), flush=True)
@@ -423,6 +427,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=3, help="runs per target; the report shows medians")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each run")
+    parser.add_argument("--ingest-mode", choices=("inline", "deferred", "both"), default="both",
+                        help="paybot's INGEST_MODE: everything before the answer, or the event alone (default both)")
     parser.add_argument("--channels", action="store_true",
                         help="configure SendGrid and Slack (worker off): each webhook also queues two notifications")
     parser.add_argument("--profile", action="store_true", help="then profile one more paybot run on SQLite")

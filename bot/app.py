@@ -23,6 +23,7 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[RUNTIME] = runtime or await start(settings, configs=configs, clock=clock)
+        app[RUNTIME].process_here = run_worker  # `serve --no-worker`: deferred payments are left to the workers
         yield
         if runtime is None:
             await app[RUNTIME].close()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 
@@ -14,9 +15,10 @@ from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import Channel
 from bot.integrations.sources import SOURCES
-from bot.integrations.sources.base import PaymentSource
+from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
 from bot.services.delivery import DeliveryWorker
+from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
 from bot.services.staff.escalations import Escalations
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 
 #: How often events stored unverified (PayPal IPN) are swept, besides right after each is answered.
 CONFIRM_SWEEP = timedelta(seconds=60)
+#: INGEST_MODE=deferred: how often workers look for events to record, and how long an event its web process
+#: accepted may wait before a worker decides that process died and records it instead.
+WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
+#: Deferred payments recorded at once, at most; beyond a backlog this long, a worker's sweep takes over.
+PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
 
 
 @dataclass
@@ -44,12 +51,40 @@ class Runtime:
     metrics: Metrics
     disabled: dict[str, list[str]] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
+    processing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PROCESSING_CONCURRENCY))
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
-        task = asyncio.create_task(self.confirm_pending())
+        self._after_answer(self.confirm_pending())
+
+    def process_soon(self, row_id: int, received: Received) -> None:
+        """Record a stored event's payments now that its request is answered (INGEST_MODE=deferred)."""
+        if len(self.background) < PROCESSING_BACKLOG:  # past it, the event waits in the database for a sweep
+            self._after_answer(self._process(row_id, received))
+
+    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    async def _process(self, row_id: int, received: Received) -> None:
+        try:
+            async with self.processing:
+                recorded = await self.ingest.process(row_id, received)
+        except Exception:  # nobody to raise to: a worker's sweep records it later
+            log.exception("recording the payments of webhook event %s failed", row_id)
+            return
+        if recorded.notification_ids:
+            self.worker.wake()
+
+    async def process_waiting(self) -> None:
+        after: int | None = 0
+        while after is not None:  # page after page, until the backlog is gone
+            recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, after)
+            if recorded.notification_ids:
+                self.worker.wake()
+            after = recorded.last_seen
 
     async def confirm_pending(self) -> None:
         try:
@@ -66,6 +101,8 @@ class Runtime:
             await asyncio.gather(*self.background)
 
     async def close(self) -> None:
+        if self.ingest.inbox is not None:
+            await self.ingest.inbox.close()
         await self.settle()
         await self.http.close()
         await self.db.dispose()
@@ -103,8 +140,11 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
-                      ingest=Ingest(db, notifier, sources), worker=worker, metrics=metrics, disabled=disabled)
+                      ingest=Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None),
+                      worker=worker, metrics=metrics, disabled=disabled)
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
+    if settings.ingest_mode == "deferred":
+        worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
     escalations = Escalations(db, notifier, settings)
     worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
     return runtime

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     escalation_max_rounds: int = 4  # posts per escalation, the first included
     email_provider: Literal["sendgrid", "mailgun"] | None = None
 
+    # inline: a webhook's event, payments, matches and outbox rows commit together before the answer (simplest);
+    # deferred: the event alone is group-committed before the answer and its payments recorded just after (for
+    # high volume, and platforms that want an answer within seconds).
+    ingest_mode: Literal["inline", "deferred"] = "inline"
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")
     worker_batch: int = 20
     worker_poll_seconds: float = 1.0

@@ -50,6 +50,7 @@ class Paybot:
 
     async def deliver(self, rounds: int = 5) -> int:
         """Run the worker until nothing is due now (the clock does not move)."""
+        await self.runtime.settle()  # work left running after an answer (deferred ingest, IPN confirmation)
         total = 0
         for _ in range(rounds):
             handled = await self.runtime.worker.run_once()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +25,11 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+FIELDS = tuple(f.name for f in fields(AuditRecord))
+
+
 def canonical(seq: int, record: AuditRecord) -> bytes:
-    content = asdict(record) | {"seq": seq, "at": record.at.isoformat()}
+    content = {name: getattr(record, name) for name in FIELDS} | {"seq": seq, "at": record.at.isoformat()}
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 

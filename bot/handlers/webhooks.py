@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import InboundError, PayloadTooLarge, ProviderError
 from bot.integrations.sources.base import InboundRequest, Reply, read
@@ -70,12 +71,23 @@ async def receive(request: web.Request) -> web.StreamResponse:
             log.warning("webhook %s: %s", name, exc)
             runtime.metrics.rejected.labels(name, "provider_unavailable").inc()
             return error(503, f"could not read the payment's details yet: {exc}")
-        recorded = await runtime.ingest.record(name, req, received)
+        try:
+            if runtime.settings.ingest_mode == "deferred":
+                recorded = await runtime.ingest.accept(name, req, received, process_here=runtime.process_here)
+            else:
+                recorded = await runtime.ingest.record(name, req, received)
+        except (SQLAlchemyError, OSError) as exc:
+            # Not stored, so not answered 2xx: the platform keeps the event and sends it again.
+            log.error("webhook %s could not be stored: %s", name, exc)
+            runtime.metrics.rejected.labels(name, "storage_unavailable").inc()
+            return error(503, "could not store the event right now; please retry")
     runtime.metrics.webhooks.labels(name, "duplicate" if recorded.duplicate else "stored").inc()
     if recorded.notification_ids:
         runtime.worker.wake()
     if recorded.pending:
         runtime.confirm_soon()  # after this answer goes out: the platform wants it first
+    if recorded.deferred is not None and runtime.process_here:
+        runtime.process_soon(recorded.deferred, received)
     if received.reply is not None:
         return reply(received.reply)
     return web.json_response({"received": True, "duplicate": recorded.duplicate})

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 from uuid import uuid4
 
 from multidict import CIMultiDict
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +24,7 @@ from bot.domain.fingerprint import Report, fingerprint, is_same_payment, ref_key
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import InboundError, ProviderError
 from bot.integrations.sources.base import ConfirmsLater, InboundRequest, PaymentSource, Received, read
+from bot.services.inbox import Inbox
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
 from bot.storage import models, repo
@@ -31,6 +34,9 @@ from bot.storage.sql import insert_or_ignore
 log = logging.getLogger(__name__)
 PENDING, PROCESSED, IGNORED, REJECTED, DUPLICATE = (
     "pending_verification", "processed", "ignored", "rejected", "duplicate")
+# INGEST_MODE=deferred: stored, its payments recorded by the web process right after answering (ACCEPTED), or by
+# a worker (RECEIVED, when the web process runs without one).
+ACCEPTED, RECEIVED = "accepted", "received"
 UNVERIFIED = "#unverified-"
 
 
@@ -38,17 +44,42 @@ UNVERIFIED = "#unverified-"
 class Recorded:
     duplicate: bool = False
     pending: bool = False  # stored unverified, for `confirm_pending`
+    deferred: int | None = None  # stored, its payments for `process` (the event's row id)
+    last_seen: int | None = None  # a sweep's last event row id, to page through a backlog
     payment_ids: list[int] = field(default_factory=list)
     notification_ids: list[int] = field(default_factory=list)
 
 
+def event_values(source: str, request: InboundRequest, received: Received, status: str,
+                 event_id: str | None = None) -> dict[str, Any]:
+    """A `webhook_events` row. Headers kept: the content type (to read the body again) and what the source asks."""
+    headers = {"Content-Type": request.headers.get("Content-Type", "")} | received.headers_kept
+    return {"source": source, "event_id": event_id or received.event_id, "event_type": received.event_type,
+            "received_at": request.received_at, "body": request.body, "headers": headers, "status": status}
+
+
+def received_audit(source: str, received: Received) -> dict[str, Any]:
+    pending = {"verification": "pending"} if received.confirm_later else {}
+    return {"source": source, "detail": {"event_id": received.event_id, "event_type": received.event_type,
+                                         "payments": len(received.payments), **pending}}
+
+
+def stored_request(row: models.WebhookEvent) -> InboundRequest:
+    """A stored event as its source reads it (again)."""
+    return InboundRequest(method="POST", url="", headers=CIMultiDict(row.headers), query={}, body=row.body,
+                          received_at=row.received_at)
+
+
 class Ingest:
-    def __init__(self, db: Database, notifier: Notifier, sources: Mapping[str, PaymentSource] | None = None) -> None:
+    def __init__(self, db: Database, notifier: Notifier, sources: Mapping[str, PaymentSource] | None = None, *,
+                 inbox: Inbox | None = None) -> None:
         self.db = db
         self.notifier = notifier
         self.sources = sources or {}
+        self.inbox = inbox
 
     async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:
+        """The event, its payments, their matches and outbox rows, in one transaction (INGEST_MODE=inline)."""
         async with self.db.transaction() as uow:
             stored_id = received.event_id
             if received.confirm_later:
@@ -57,19 +88,68 @@ class Ingest:
                 # Unverified, it must not hold the event's id: a forgery would shadow the genuine message. The id
                 # is claimed when the platform confirms it (`confirm_pending`).
                 stored_id = f"{received.event_id[:200]}{UNVERIFIED}{uuid4().hex}"
-            event_id = (await uow.session.execute(insert_or_ignore(uow.session, models.WebhookEvent, {
-                "source": source, "event_id": stored_id, "event_type": received.event_type,
-                "received_at": request.received_at, "body": request.body, "headers": received.headers_kept,
-                "status": PENDING if received.confirm_later else PROCESSED if received.payments else IGNORED,
-            }))).scalar_one_or_none()
+            status = PENDING if received.confirm_later else PROCESSED if received.payments else IGNORED
+            event_id = (await uow.session.execute(insert_or_ignore(
+                uow.session, models.WebhookEvent, event_values(source, request, received, status, stored_id),
+            ))).scalar_one_or_none()
             if event_id is None:
                 return Recorded(duplicate=True)
-            uow.audit("webhook.received", source=source, detail={
-                "event_id": received.event_id, "event_type": received.event_type,
-                "payments": len(received.payments), **({"verification": "pending"} if received.confirm_later else {})})
+            uow.audit("webhook.received", **received_audit(source, received))
             if received.confirm_later:
                 return Recorded(pending=True)
             return await self._record_payments(uow, event_id, received.payments)
+
+    async def accept(self, source: str, request: InboundRequest, received: Received, *,
+                     process_here: bool) -> Recorded:
+        """INGEST_MODE=deferred: store the event alone, group-committed with its neighbours. Its payments are
+        recorded by `process`: here right after the answer (`process_here`), else by a worker's `process_waiting`
+        (which also takes over the events of a web process that died before it got to them)."""
+        if received.confirm_later or self.inbox is None:
+            return await self.record(source, request, received)
+        status = (ACCEPTED if process_here else RECEIVED) if received.payments else IGNORED
+        stored = await self.inbox.store(event_values(source, request, received, status),
+                                        received_audit(source, received))
+        if stored.row_id is None:
+            return Recorded(duplicate=True)
+        return Recorded(deferred=stored.row_id if received.payments else None)
+
+    async def process(self, row_id: int, received: Received) -> Recorded:
+        """Record the payments of a stored event, once (the row is locked and must still be waiting)."""
+        async with self.db.transaction() as uow:
+            event = await uow.session.scalar(select(models.WebhookEvent).where(
+                models.WebhookEvent.id == row_id, models.WebhookEvent.status.in_((ACCEPTED, RECEIVED)),
+            ).with_for_update())
+            if event is None:
+                return Recorded()
+            event.status = PROCESSED
+            return await self._record_payments(uow, row_id, received.payments)
+
+    async def process_waiting(self, abandoned_before: datetime, after_id: int = 0, limit: int = 50) -> Recorded:
+        """Events left for a worker, and those their web process accepted but never got to (it died, or its
+        backlog overflowed): read them again and record them. One page of `limit`, from `after_id` on."""
+        async with self.db.read() as session:
+            waiting = list(await session.scalars(select(models.WebhookEvent).where(
+                or_(models.WebhookEvent.status == RECEIVED,
+                    and_(models.WebhookEvent.status == ACCEPTED, models.WebhookEvent.received_at < abandoned_before)),
+                models.WebhookEvent.id > after_id,
+            ).order_by(models.WebhookEvent.id).limit(limit)))
+        done = Recorded(last_seen=waiting[-1].id if len(waiting) == limit else None)
+        for row in waiting:
+            source = self.sources.get(row.source)
+            if source is None:
+                continue  # disabled now: the event waits for it
+            try:
+                received = await read(source.parse, stored_request(row))
+            except ProviderError as exc:
+                log.warning("webhook %s %s waits: %s", row.source, row.event_id, exc)
+                continue
+            except InboundError as exc:  # it parsed when it arrived; now it does not: keep it, tell the logs
+                log.error("webhook %s %s no longer parses: %s", row.source, row.event_id, exc)
+                continue
+            result = await self.process(row.id, received)
+            done.payment_ids += result.payment_ids
+            done.notification_ids += result.notification_ids
+        return done
 
     async def confirm_pending(self, limit: int = 50) -> Recorded:
         """Verify the events stored unconfirmed and record what they hold; returns the payments and notifications.
@@ -86,10 +166,8 @@ class Ingest:
             source = self.sources.get(row.source)
             if not isinstance(source, ConfirmsLater) or row.source in unreachable:
                 continue  # disabled or down: the event waits
-            stored = InboundRequest(method="POST", url="", headers=CIMultiDict(row.headers), query={}, body=row.body,
-                                    received_at=row.received_at)
             try:
-                received = await read(source.confirm, stored)
+                received = await read(source.confirm, stored_request(row))
             except ProviderError as exc:
                 log.warning("webhook %s %s stays pending: %s", row.source, row.event_id, exc)
                 unreachable.add(row.source)

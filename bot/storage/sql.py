@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 
-def insert_or_ignore(session: AsyncSession, model: type[DeclarativeBase], values: dict[str, Any]) -> Any:
+def insert_or_ignore(session: AsyncSession, model: type[DeclarativeBase] | Table,
+                     values: dict[str, Any] | None) -> Any:
     """`INSERT … ON CONFLICT DO NOTHING RETURNING id`: nothing instead of an error (which would abort a PostgreSQL
-    transaction) when a unique key already exists. Chain `.returning(...)` for another column."""
+    transaction) when a unique key already exists. Without `values` it is for executemany: chain `.returning(...)`
+    for the columns wanted."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model).values(**values).on_conflict_do_nothing()
-    return statement.returning(model.id) if hasattr(model, "id") else statement
+    statement = (insert(model) if values is None else insert(model).values(values)).on_conflict_do_nothing()
+    return statement.returning(model.id) if hasattr(model, "id") and values is not None else statement

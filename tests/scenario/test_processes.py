@@ -12,6 +12,7 @@ import sys
 import time
 
 import aiohttp
+import pytest
 
 from bot.integrations.sources.stripe import sign
 from tests.fakes.sendgrid import API_KEY
@@ -40,9 +41,11 @@ async def until(predicate, what: str, seconds: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_web_and_two_workers_acknowledge_each_payment_once(database_url, sendgrid, tmp_path):
+@pytest.mark.parametrize("ingest_mode", ["inline", "deferred"])
+async def test_web_and_two_workers_acknowledge_each_payment_once(database_url, sendgrid, tmp_path, ingest_mode):
+    """Deferred: the web process only stores each event; the workers record the payments and send."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+    env = {**os.environ, "DATABASE_URL": database_url, "INGEST_MODE": ingest_mode, "PORT": str(port), "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
            "SENDGRID_API_KEY": API_KEY, "SENDGRID_FROM_EMAIL": "billing@weld.example",
            "SENDGRID_BASE_URL": str(sendgrid.server.make_url("/")), "WORKER_POLL_SECONDS": "0.05",
            "LOG_LEVEL": "WARNING"}

@@ -1,0 +1,135 @@
+"""INGEST_MODE=deferred: events group-committed before the answer, payments recorded right after; a crash in
+between loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import create_app
+from bot.keys import RUNTIME
+from bot.storage import models
+from bot.storage.audit import verify
+from tests.harness import Paybot, stripe_invoice_event
+
+
+@pytest.fixture
+async def paybot(aiohttp_client, settings_for, configs, clock):  # type: ignore[no-untyped-def]
+    app = create_app(settings_for(ingest_mode="deferred"), configs=configs, clock=clock, run_worker=False)
+    client = await aiohttp_client(app)
+    app[RUNTIME].process_here = True  # as `paybot serve` (its worker runs; the tests drive it by hand)
+    return Paybot(client=client, runtime=app[RUNTIME], clock=clock)
+
+
+async def test_answered_after_the_event_commits_then_thanked(paybot, sendgrid, slack):
+    await paybot.add_customer()
+    await paybot.add_invoice()
+    response = await paybot.post_stripe(stripe_invoice_event())
+    assert response.status == 200
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status in ("accepted", "processed")  # stored before the answer; processed just after
+    await paybot.deliver()
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "processed"
+    assert len(sendgrid.accepted) == 1 and len(slack.posted("C0FINANCE")) == 1
+
+
+async def test_a_burst_is_group_committed_with_duplicates_seen(paybot, sendgrid):
+    await paybot.add_customer()
+    for n in range(20):
+        await paybot.add_invoice(f"INV-{n}", "10.00")
+    events = [stripe_invoice_event(f"evt_{n}", number=f"INV-{n}", amount_paid=1000) for n in range(20)]
+    events += [events[3], events[7]]  # retries arriving in the same burst
+    responses = await asyncio.gather(*(paybot.post_stripe(e) for e in events))
+    assert [r.status for r in responses] == [200] * 22
+    duplicates = [(await r.json())["duplicate"] for r in responses]
+    assert duplicates.count(True) == 2
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 20
+    async with paybot.runtime.db.read() as session:
+        count, broken = await verify(session)
+    assert broken is None and count > 20
+
+
+async def test_an_event_whose_process_died_is_recorded_by_the_sweep(paybot, sendgrid, clock):
+    await paybot.add_customer()
+    await paybot.add_invoice()
+    body = json.dumps(stripe_invoice_event()).encode()
+    received = await paybot.runtime.sources["stripe"].parse(await _stored_only(paybot, body))
+    assert received.payments  # the event is in the database, its payments nowhere: the process died here
+
+    await paybot.runtime.process_waiting()
+    assert sendgrid.accepted == [] and (await paybot.rows(models.Payment)) == []  # too fresh: maybe in flight
+    clock.advance(31)
+    await paybot.runtime.process_waiting()
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    async with paybot.runtime.db.read() as session:
+        assert await session.scalar(select(models.WebhookEvent.status)) == "processed"
+
+
+async def _stored_only(paybot, body: bytes):
+    """Store an event the way `accept` does, without the processing that follows the answer."""
+    from multidict import CIMultiDict
+
+    from bot.integrations.sources.base import InboundRequest
+    from bot.services.ingest import event_values, received_audit
+
+    request = InboundRequest(method="POST", url="", headers=CIMultiDict({"Content-Type": "application/json"}),
+                             query={}, body=body, received_at=paybot.clock())
+    received = await paybot.runtime.sources["stripe"].parse(request)
+    stored = await paybot.runtime.ingest.inbox.store(event_values("stripe", request, received, "accepted"),
+                                                     received_audit("stripe", received))
+    assert stored.row_id is not None
+    return request
+
+
+async def test_a_database_failure_is_a_503_not_a_500(paybot):
+    await paybot.runtime.db.engine.dispose()
+    paybot.runtime.db.engine.pool._creator = _refuse  # type: ignore[attr-defined]
+    response = await paybot.post_stripe(stripe_invoice_event())
+    assert response.status == 503
+    assert "retry" in (await response.json())["error"]
+
+
+def _refuse(*_args, **_kwargs):
+    raise OSError("connection refused")
+
+
+async def test_the_sweep_pages_through_a_backlog(paybot, sendgrid, clock):
+    await paybot.add_customer()
+    for n in range(5):
+        await paybot.add_invoice(f"INV-{n}", "10.00")
+        body = json.dumps(stripe_invoice_event(f"evt_{n}", number=f"INV-{n}", amount_paid=1000)).encode()
+        await _stored_only(paybot, body)
+    clock.advance(31)
+    ingest = paybot.runtime.ingest
+    first = await ingest.process_waiting(clock() - abandoned(), after_id=0, limit=2)
+    second = await ingest.process_waiting(clock() - abandoned(), after_id=first.last_seen, limit=2)
+    assert first.last_seen is not None and second.last_seen is not None and second.last_seen > first.last_seen
+    await paybot.runtime.process_waiting()  # the rest, page by page
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 5
+
+
+def abandoned():
+    from bot.runtime import ABANDONED_AFTER
+
+    return ABANDONED_AFTER
+
+
+async def test_a_web_process_without_a_worker_leaves_payments_to_the_workers(paybot, sendgrid):
+    """`paybot serve --no-worker` with INGEST_MODE=deferred only stores; a worker records at once, no grace."""
+    paybot.runtime.process_here = False
+    await paybot.add_customer()
+    await paybot.add_invoice()
+    assert (await paybot.post_stripe(stripe_invoice_event())).status == 200
+    await paybot.runtime.settle()
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "received" and await paybot.rows(models.Payment) == []
+    await paybot.runtime.worker.run_periodic()  # a worker's round
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
