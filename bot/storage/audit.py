@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.audit import GENESIS, AuditRecord, chain_hash
@@ -20,14 +20,18 @@ async def append(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
     """Chain `records` onto the trail inside the caller's transaction (the head row lock serialises appenders)."""
     if not records:
         return
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one()
+    head = (await session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+                                  .with_for_update())).one()
     seq, prev = head.seq, head.hash
+    rows = []
     for record in records:
         seq += 1
         digest = chain_hash(prev, seq, record)
-        session.add(AuditEntry(seq=seq, prev_hash=prev, hash=digest, **_columns(record)))
+        rows.append({"seq": seq, "prev_hash": prev, "hash": digest, **_columns(record)})
         prev = digest
-    head.seq, head.hash = seq, prev
+    # Core statements: the trail is append-only, no ORM identity needed (and an executemany is one round trip).
+    await session.execute(insert(AuditEntry.__table__), rows)
+    await session.execute(update(AuditHead.__table__).where(AuditHead.id == 1).values(seq=seq, hash=prev))
 
 
 def _columns(record: AuditRecord) -> dict[str, object]:
