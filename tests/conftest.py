@@ -68,16 +68,23 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-async def _postgres_scratch() -> str:
-    url = make_url(POSTGRES_URL)
-    scratch = f"paybot_test_{os.getpid()}"
-    admin = create_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+SCRATCH = f"paybot_test_{os.getpid()}"
+
+
+async def _admin(*statements: str) -> None:
+    admin = create_engine(make_url(POSTGRES_URL).render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
-            await conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+            for statement in statements:
+                await conn.execute(text(statement))
     finally:
         await admin.dispose()
+
+
+async def _postgres_scratch() -> str:
+    url = make_url(POSTGRES_URL)
+    scratch = SCRATCH
+    await _admin(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)', f'CREATE DATABASE "{scratch}"')
     scratch_url = url.set(database=scratch).render_as_string(hide_password=False)
     engine = create_engine(scratch_url)
     try:
@@ -97,6 +104,7 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc}); "
                     "set PAYBOT_TEST_POSTGRES_URL to run these tests")
     yield url
+    run_in_thread(_admin(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
