@@ -34,17 +34,17 @@ INVOICE, AMOUNT = "INV-1042", Money.of("1250.00", "USD")
 
 
 def channel_configs() -> dict[str, IntegrationSettings]:
-    """Every channel: the operator's settings when complete, otherwise placeholders (the demo never sends)."""
+    """Every channel: the operator's settings when complete, otherwise stand-in values (the demo never sends)."""
     configs: dict[str, IntegrationSettings] = {}
     for name, factory in CHANNELS.items():
         config = factory.Settings()
         if config.missing():
-            config = factory.Settings(_env_file=None, **{f: placeholder(f) for f in factory.Settings.required})
+            config = factory.Settings(_env_file=None, **{f: stand_in(f) for f in factory.Settings.required})
         configs[name] = config
     return configs
 
 
-def placeholder(field: str) -> str:
+def stand_in(field: str) -> str:
     return "billing@paybot.example" if "email" in field else f"demo-{field}"
 
 
