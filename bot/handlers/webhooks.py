@@ -19,6 +19,9 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
+STORED, DUPLICATE = b'{"received": true, "duplicate": false}', b'{"received": true, "duplicate": true}'
+
+
 def reply(answer: Reply) -> web.Response:
     return web.Response(status=answer.status, text=answer.body, content_type=answer.content_type)
 
@@ -30,12 +33,13 @@ def error(status: int, message: str) -> web.Response:
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body of {request.content_length} bytes is over the {limit}-byte limit")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65_536):
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body is over the {limit}-byte limit")
-    return bytes(body)
+    try:
+        body = await request.read()  # the app's client_max_size (limit + 1) stops a chunked body early
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"body is over the {limit}-byte limit") from exc
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body is over the {limit}-byte limit")
+    return body
 
 
 async def inbound(request: web.Request, runtime: Runtime) -> InboundRequest:
@@ -90,7 +94,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         runtime.process_soon(recorded.deferred, received)
     if received.reply is not None:
         return reply(received.reply)
-    return web.json_response({"received": True, "duplicate": recorded.duplicate})
+    return web.Response(body=DUPLICATE if recorded.duplicate else STORED, content_type="application/json")
 
 
 async def reject(runtime: Runtime, source: str, exc: InboundError, request: web.Request) -> None:

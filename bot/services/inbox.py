@@ -2,22 +2,28 @@
 and each request is answered only after the commit that holds its event.
 
 One writer task drains the queue: while it waits for a commit, newcomers gather, and the next transaction takes
-them all. At low load a batch is one event and nothing waits; under load a commit serves hundreds.
+them all. At low load a batch is one event and nothing waits; under load a commit serves hundreds. On SQLite the
+batch is written by a thread of its own in one hop (the async driver would make each statement a round trip).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from bot.storage import models
+from sqlalchemy.engine import Connection
+
+from bot.domain.audit import AuditRecord
+from bot.storage import audit, models
 from bot.storage.database import Database
+from bot.storage.engine import create_sqlite_writer
 from bot.storage.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
+Item = tuple[dict[str, Any], dict[str, Any], "asyncio.Future[Stored]"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,19 +31,40 @@ class Stored:
     row_id: int | None  # None: the event was stored before (a duplicate)
 
 
+def write_batch(connection: Connection, rows: list[dict[str, Any]], records: list[AuditRecord]) -> list[Stored]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch (executemany), then the audit entries of the
+    events that were new."""
+    table = models.WebhookEvent.__table__
+    statement = insert_or_ignore(connection, table, None).returning(table.c.id, table.c.source, table.c.event_id)
+    ids = {(source, event_id): row_id for row_id, source, event_id in connection.execute(statement, rows)}
+    results, new = [], []
+    for row, record in zip(rows, records, strict=True):
+        # A key twice in one batch was inserted once: the first asking gets the row, the rest are duplicates.
+        row_id = ids.pop((row["source"], row["event_id"]), None)
+        if row_id is not None:
+            new.append(record)
+        results.append(Stored(row_id))
+    if new:
+        audit.append_rows(connection, new)
+    return results
+
+
 class Inbox:
     def __init__(self, db: Database, *, max_batch: int = 256) -> None:
         self.db = db
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[dict[str, Any], dict[str, Any], asyncio.Future[Stored]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        sqlite = db.dialect == "sqlite"
+        self._sync = create_sqlite_writer(db.engine.url.render_as_string(hide_password=False)) if sqlite else None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybot-inbox") if sqlite else None
 
-    async def store(self, values: dict[str, Any], audit: dict[str, Any]) -> Stored:
+    async def store(self, values: dict[str, Any], audit_fields: dict[str, Any]) -> Stored:
         """Store one `webhook_events` row (and its `webhook.received` audit entry); returns after the commit."""
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        await self._queue.put((values, audit, done))
+        await self._queue.put((values, audit_fields, done))
         return await done
 
     async def _write_batches(self) -> None:
@@ -47,7 +74,7 @@ class Inbox:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                stored = await self._write([(values, audit) for values, audit, _ in batch])
+                stored = await self._write(batch)
             except Exception as exc:  # the database failed: every waiting request hears it (a 503)
                 log.warning("storing %d webhooks failed: %s", len(batch), exc)
                 for *_, done in batch:
@@ -60,29 +87,25 @@ class Inbox:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _write(self, batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Stored]:
-        """INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch at once, then the audit entries."""
-        async with self.db.transaction() as uow:
-            table = models.WebhookEvent.__table__
-            # Core executemany ("insertmanyvalues"): one cached statement, whatever the batch's size.
-            statement = insert_or_ignore(uow.session, table, None).returning(table.c.id, table.c.source,
-                                                                             table.c.event_id)
-            connection = await uow.session.connection()
-            inserted = await connection.execute(statement, [values for values, _ in batch])
-            ids = {(source, event_id): row_id for row_id, source, event_id in inserted}
-            results = []
-            for values, audit in batch:
-                # A key twice in one batch was inserted once: the first asking gets the row, the rest are duplicates.
-                row_id = ids.pop((values["source"], values["event_id"]), None)
-                if row_id is not None:
-                    uow.audit("webhook.received", **audit)
-                results.append(Stored(row_id))
-            return results
+    async def _write(self, batch: list[Item]) -> list[Stored]:
+        rows = [values for values, _, _ in batch]
+        records = [AuditRecord(kind="webhook.received", at=self.db.clock(), **fields) for _, fields, _ in batch]
+        if self._sync is not None and self._thread is not None:
+            engine = self._sync
+
+            def in_thread() -> list[Stored]:
+                with engine.begin() as connection:
+                    return write_batch(connection, rows, records)
+
+            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+        async with self.db.engine.begin() as connection:
+            return await connection.run_sync(write_batch, rows, records)
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._queue.join()  # everything handed in is written (or has failed) before we stop
             self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._thread is not None and self._sync is not None:
+            self._thread.shutdown(wait=True)
+            self._sync.dispose()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.audit import GENESIS, AuditRecord, chain_hash
@@ -18,10 +19,13 @@ EXPORT_FIELDS = ("seq", "at", "kind", "actor", "source", "channel", "invoice", "
 
 async def append(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
     """Chain `records` onto the trail inside the caller's transaction (the head row lock serialises appenders)."""
-    if not records:
-        return
-    head = (await session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
-                                  .with_for_update())).one()
+    if records:
+        await session.run_sync(lambda sync: append_rows(sync.connection(), records))
+
+
+def append_rows(connection: Connection, records: Sequence[AuditRecord]) -> None:
+    """`append` for a synchronous connection (and the one implementation behind both)."""
+    head = connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()
     seq, prev = head.seq, head.hash
     rows = []
     for record in records:
@@ -30,8 +34,8 @@ async def append(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
         rows.append({"seq": seq, "prev_hash": prev, "hash": digest, **_columns(record)})
         prev = digest
     # Core statements: the trail is append-only, no ORM identity needed (and an executemany is one round trip).
-    await session.execute(insert(AuditEntry.__table__), rows)
-    await session.execute(update(AuditHead.__table__).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    connection.execute(insert(AuditEntry.__table__), rows)
+    connection.execute(update(AuditHead.__table__).where(AuditHead.id == 1).values(seq=seq, hash=prev))
 
 
 def _columns(record: AuditRecord) -> dict[str, object]:

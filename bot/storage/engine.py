@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -27,8 +28,21 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
     kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_timeout", 30)
     engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+    sqlite_setup(engine.sync_engine, read_only=read_only)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_sqlite_writer(url: str) -> Engine:
+    """A synchronous engine on the same SQLite file, for a thread that writes a whole batch in one hop (the async
+    driver makes every statement a round trip to its own thread). Set up exactly as the async writer."""
+    engine = sa_create_engine(make_url(url).set(drivername="sqlite"), pool_size=1, max_overflow=0,
+                              connect_args={"timeout": 30})
+    sqlite_setup(engine)
+    return engine
+
+
+def sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
+    @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         # WAL lets readers run beside the writer; NORMAL keeps durability across process crashes without an
         # fsync per commit; foreign keys are off by default in SQLite.
@@ -42,12 +56,10 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         # Writers take the lock at BEGIN, so two of them queue instead of failing with "database is locked".
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -87,16 +87,20 @@ async def _stored_only(paybot, body: bytes):
     return request
 
 
-async def test_a_database_failure_is_a_503_not_a_500(paybot):
-    await paybot.runtime.db.engine.dispose()
-    paybot.runtime.db.engine.pool._creator = _refuse  # type: ignore[attr-defined]
-    response = await paybot.post_stripe(stripe_invoice_event())
+async def test_a_storage_failure_is_a_503_not_a_500(paybot):
+    from sqlalchemy import text
+
+    async def rename(old: str, new: str) -> None:
+        async with paybot.runtime.db.engine.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    await rename("webhook_events", "webhook_events_away")  # where the events go is gone
+    try:
+        response = await paybot.post_stripe(stripe_invoice_event())
+    finally:
+        await rename("webhook_events_away", "webhook_events")
     assert response.status == 503
     assert "retry" in (await response.json())["error"]
-
-
-def _refuse(*_args, **_kwargs):
-    raise OSError("connection refused")
 
 
 async def test_the_sweep_pages_through_a_backlog(paybot, sendgrid, clock):

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from bot.domain.money import CurrencyError, Money
+from bot.domain.money import CurrencyError, Money, exponent
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
@@ -47,10 +47,15 @@ class StripeSettings(IntegrationSettings):
 
 
 def stripe_money(minor: Any, currency: Any) -> Money:
+    """Stripe's integer amount in its own minor units (a fraction or a string is a malformed payload)."""
+    if not isinstance(minor, int) or isinstance(minor, bool):
+        raise PayloadInvalid(f"bad amount: {minor!r} is not an integer")
     try:
         code = str(currency).upper()
         places = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
-        return Money.rounded(Decimal(int(minor)).scaleb(-places), code)
+        if places == exponent(code):
+            return Money.from_minor(minor, code)
+        return Money.rounded(Decimal(minor).scaleb(-places), code)
     except (TypeError, ValueError, CurrencyError) as exc:
         raise PayloadInvalid(f"bad amount or currency: {minor!r} {currency!r}") from exc
 
