@@ -39,7 +39,8 @@ def channel_configs() -> dict[str, IntegrationSettings]:
     for name, factory in CHANNELS.items():
         config = factory.Settings()
         if config.missing():
-            config = factory.Settings(_env_file=None, **{f: stand_in(f) for f in factory.Settings.required})
+            stand_ins: dict[str, Any] = {f: stand_in(f) for f in factory.Settings.required}
+            config = factory.Settings(_env_file=None, **stand_ins)
         configs[name] = config
     return configs
 
@@ -63,7 +64,7 @@ async def run_demo(out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="paybot-demo-") as tmp:
         secret = "whsec_demo_" + secrets.token_hex(16)
         settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
-                            finance_slack_channel="C0FINANCE")  # type: ignore[call-arg]
+                            finance_slack_channel="C0FINANCE")
         configs = {"stripe": StripeSettings(_env_file=None, webhook_secret=secret), **channel_configs()}
         app = create_app(settings, configs=configs, run_worker=False)
         runner = web.AppRunner(app)

@@ -43,7 +43,7 @@ def env_name(name: str) -> str:
 
 
 class Named(Protocol):
-    name: ClassVar[str]
+    name: str
 
 
 N = TypeVar("N", bound=Named)

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 from bot.integrations.channels.base import Channel
@@ -131,8 +132,8 @@ class DeliveryWorker:
                 log.warning("notification %s was taken over by another worker before we recorded it", row.id)
                 return
             now = uow.clock()
-            audit = dict(channel=mine.channel, detail={"notification_id": mine.id, "purpose": mine.purpose,
-                                                       "attempts": mine.attempts})
+            detail: dict[str, Any] = {"notification_id": mine.id, "purpose": mine.purpose, "attempts": mine.attempts}
+            audit: dict[str, Any] = {"channel": mine.channel, "detail": detail}
             match result:
                 case Sent(provider_id):
                     mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
@@ -147,7 +148,7 @@ class DeliveryWorker:
                     log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
                 case Retry(reason) | Failed(reason):
                     mine.status, mine.last_error = outbox.DEAD, reason
-                    audit["detail"] |= {"reason": reason}
+                    detail["reason"] = reason
                     uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "dead").inc()
                     log.warning("notification %s is dead: %s", mine.id, reason)

@@ -13,8 +13,9 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from bot.domain.audit import AuditRecord
@@ -36,7 +37,7 @@ class Stored:
 def write_batch(connection: Connection, rows: list[dict[str, Any]], records: list[AuditRecord]) -> list[Stored]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch (executemany), then the audit entries of the
     events that were new."""
-    table = models.WebhookEvent.__table__
+    table = cast(Table, models.WebhookEvent.__table__)
     statement = insert_or_ignore(connection, table, None).returning(table.c.id, table.c.source, table.c.event_id)
     ids = {(source, event_id): row_id for row_id, source, event_id in connection.execute(statement, rows)}
     results, new = [], []

@@ -260,7 +260,7 @@ class Ingest:
             match_reason=match.reason, fingerprint=print_, payer_email=event.payer_email,
             payer_name=event.payer_name, details=dict(event.details),
         )
-        audit_base = dict(source=event.source, invoice=invoice.number if invoice else None,
+        audit_base: dict[str, Any] = dict(source=event.source, invoice=invoice.number if invoice else None,
                           customer_id=payment.customer_id, amount=amount)
         if amount.minor <= 0 or original is not None:
             # Already acknowledged: keep the report (it may add a reference), tell nobody again.

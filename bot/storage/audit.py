@@ -34,8 +34,8 @@ def append_rows(connection: Connection, records: Sequence[AuditRecord]) -> None:
         rows.append({"seq": seq, "prev_hash": prev, "hash": digest, **_columns(record)})
         prev = digest
     # Core statements: the trail is append-only, no ORM identity needed (and an executemany is one round trip).
-    connection.execute(insert(AuditEntry.__table__), rows)
-    connection.execute(update(AuditHead.__table__).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    connection.execute(insert(AuditEntry), rows)
+    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
 
 
 def _columns(record: AuditRecord) -> dict[str, object]:

@@ -28,7 +28,7 @@ async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int
     """Queue a notification; None when its idempotency key is already queued (nothing is queued twice)."""
     values = {"status": PENDING, "attempts": 0, "available_at": now, "created_at": now, "fallbacks": []} | fields
     queued = (await session.execute(insert_or_ignore(session, Notification, values))).scalar_one_or_none()
-    if queued is not None and session.bind.dialect.name == "postgresql" and not session.info.get(ANNOUNCED):
+    if queued is not None and session.get_bind().dialect.name == "postgresql" and not session.info.get(ANNOUNCED):
         # Delivered at COMMIT to every listening worker, on any machine: they look at once instead of at the
         # next poll. Nothing depends on it arriving; polling still finds the row.
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
@@ -45,6 +45,7 @@ async def listen(engine: AsyncEngine, wake: Callable[[], None]) -> AsyncIterator
     try:
         conn = await engine.connect()
         driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
         callback = lambda *_: wake()  # noqa: E731  (asyncpg passes connection, pid, channel, payload)
         await driver.add_listener(CHANNEL, callback)
     except Exception:  # no LISTEN is no outage: polling carries on

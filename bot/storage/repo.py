@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import parties
@@ -62,7 +62,7 @@ async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoic
     Without `customer_invoices`, only the invoices the keys name (by number or platform id): enough whenever
     those decide the match, and far cheaper than a customer's whole ledger.
     """
-    invoice_conditions = []
+    invoice_conditions: list[ColumnElement[bool]] = []
     if keys.invoice_numbers:
         invoice_conditions.append(Invoice.number.in_(keys.invoice_numbers))
     if keys.invoice_external_id:
@@ -70,7 +70,7 @@ async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoic
         invoice_conditions.append(Invoice.number.in_(
             select(ExternalRef.entity_id).where(ExternalRef.entity == "invoice", ExternalRef.source == source,
                                                 ExternalRef.external_id == ext)))
-    customer_conditions = []
+    customer_conditions: list[ColumnElement[bool]] = []
     if keys.customer_external_id:
         source, ext = keys.customer_external_id
         customer_conditions.append(Customer.id.in_(

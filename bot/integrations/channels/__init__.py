@@ -7,9 +7,8 @@ from bot.integrations.channels.base import ChannelFactory
 from bot.integrations.channels.sendgrid import SendGridChannel
 from bot.integrations.channels.slack import SlackChannel
 
-
-
-CHANNELS: dict[str, ChannelFactory] = registry(
+_ALL: tuple[ChannelFactory, ...] = (
     SendGridChannel,
     SlackChannel,
 )
+CHANNELS: dict[str, ChannelFactory] = registry(*_ALL)

@@ -42,9 +42,11 @@ class Channel(Protocol):
 
 
 class ChannelFactory(Protocol):
-    name: ClassVar[str]
-    serves: ClassVar[str]
-    Settings: ClassVar[type[IntegrationSettings]]
+    """A channel class itself: its names, its settings class, and its constructor."""
+
+    name: str
+    serves: str
+    Settings: type[IntegrationSettings]
 
     def __call__(self, settings: Any, http: aiohttp.ClientSession) -> Channel: ...
 

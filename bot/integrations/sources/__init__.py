@@ -9,11 +9,10 @@ from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
 
-
-
-SOURCES: dict[str, SourceFactory] = registry(
+_ALL: tuple[SourceFactory, ...] = (
     StripeSource,
     PayPalSource,
     SquareSource,
     WaveSource,
 )
+SOURCES: dict[str, SourceFactory] = registry(*_ALL)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 
@@ -98,10 +98,12 @@ class WebhookSource(Generic[S]):
 
 
 class SourceFactory(Protocol):
-    name: ClassVar[str]
-    Settings: ClassVar[type[IntegrationSettings]]
+    """A source class itself: its name, its settings class, and its constructor."""
 
-    def __call__(self, settings: IntegrationSettings, http: aiohttp.ClientSession) -> PaymentSource: ...
+    name: str
+    Settings: type[IntegrationSettings]
+
+    def __call__(self, settings: Any, http: aiohttp.ClientSession) -> PaymentSource: ...
 
 
 #: What storage holds of an event; a verified payload with a longer value is refused, never cut short.

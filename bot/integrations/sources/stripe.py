@@ -193,7 +193,7 @@ class StripeSource(WebhookSource[StripeSettings]):
                               str(ref), from_unix(when, occurred))
 
     def _from_dispute(self, dispute: dict[str, Any], occurred: Any) -> PaymentEvent:
-        charge = dispute.get("charge") if isinstance(dispute.get("charge"), dict) else {}
+        charge: dict[str, Any] = dispute["charge"] if isinstance(dispute.get("charge"), dict) else {}
         money = stripe_money(field(dispute, "amount"), field(dispute, "currency"))
         event = self._reversal(PaymentKind.DISPUTE, dispute, charge, money, str(field(dispute, "id")),
                                from_unix(dispute.get("created"), occurred))

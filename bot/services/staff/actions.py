@@ -7,6 +7,7 @@ under the channel's rate limits and a retried request queues nothing more.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -207,6 +208,6 @@ def _invoice(target: Target) -> str:
     return f"invoice {target.receipt.invoice_number}" if target.receipt.invoice_number else f"payment #{target.payment.id}"
 
 
-def _subject(target: Target) -> dict[str, object]:
+def _subject(target: Target) -> dict[str, Any]:
     receipt = target.receipt
     return {"invoice": receipt.invoice_number, "customer_id": receipt.customer_id, "amount": receipt.amount}
