@@ -101,9 +101,12 @@ async def reject(runtime: Runtime, source: str, exc: InboundError, request: web.
     """The one trace of a refused request: an audit entry (no body, no headers: they may carry secrets)."""
     runtime.metrics.rejected.labels(source, type(exc).__name__).inc()
     log.warning("webhook %s rejected (%s): %s", source, exc.status, exc)
-    async with runtime.db.transaction() as uow:
-        uow.audit("webhook.rejected", source=source, detail={
-            "status": exc.status, "reason": str(exc), "remote": request.remote, "bytes": request.content_length})
+    try:
+        async with runtime.db.transaction() as uow:
+            uow.audit("webhook.rejected", source=source, detail={
+                "status": exc.status, "reason": str(exc), "remote": request.remote, "bytes": request.content_length})
+    except (SQLAlchemyError, OSError) as failure:  # the refusal stands; only its trace is lost, and logged above
+        log.error("could not audit the rejection of a %s webhook: %s", source, failure)
 
 
 def routes() -> list[web.RouteDef]:
