@@ -244,10 +244,10 @@ class Ingest:
         if event.cumulative and invoice is not None and invoice.amount.currency == amount.currency:
             amount = amount - invoice.paid  # the invoice's state: what is new since what we recorded
         party = match.customer.id if match.customer else matching.normalise_email(event.payer_email)
-        print_ = fingerprint(amount, invoice.number if invoice else None, party, event.payment_ref)
+        payment_key = fingerprint(amount, invoice.number if invoice else None, party, event.payment_ref)
         new_report = Report(event.source, event.payment_ref, event.occurred_at)
         if amount.minor > 0:
-            original = await self._same_payment(uow, print_, new_report, event.kind)
+            original = await self._same_payment(uow, payment_key, new_report, event.kind)
         else:  # an invoice's state with nothing new: it restates payments already recorded, most likely the last
             original = await self._latest_on(uow, invoice_row, new_report) if invoice_row else None
 
@@ -257,7 +257,7 @@ class Ingest:
             occurred_at=event.occurred_at, recorded_at=uow.clock(),
             invoice_id=invoice_row.id if invoice_row else None,
             customer_id=match.customer.id if match.customer else None, match_rule=match.rule.value,
-            match_reason=match.reason, fingerprint=print_, payer_email=event.payer_email,
+            match_reason=match.reason, fingerprint=payment_key, payer_email=event.payer_email,
             payer_name=event.payer_name, details=dict(event.details),
         )
         audit_base: dict[str, Any] = dict(source=event.source, invoice=invoice.number if invoice else None,
@@ -297,10 +297,10 @@ class Ingest:
         receipt = receipt_of(payment, invoice, match.customer)
         result.notification_ids += await self.notifier.acknowledge(uow, receipt, match.customer)
 
-    async def _same_payment(self, uow: UnitOfWork, print_: str, new: Report,
+    async def _same_payment(self, uow: UnitOfWork, payment_key: str, new: Report,
                             kind: PaymentKind) -> models.Payment | None:
         earlier = await uow.session.scalars(select(models.Payment).where(
-            models.Payment.fingerprint == print_, models.Payment.kind == kind.value,
+            models.Payment.fingerprint == payment_key, models.Payment.kind == kind.value,
             models.Payment.duplicate_of.is_(None)).order_by(models.Payment.id))
         for old in earlier:
             if is_same_payment(new, report_of(old)):
