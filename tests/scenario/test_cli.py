@@ -106,6 +106,14 @@ async def test_demo_runs_with_no_credentials(capsys):
     code = await asyncio.to_thread(main, ["demo"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "→ 200" in out and "receipt via sendgrid" in out and "finance_card via slack" in out
-    assert "$1,250.00" in out and "audit verify: intact" in out
+    first, retry, partial, unmatched = out.split("─" * 78)[1:5]
+    # The email as the customer reads it, and the finance card as Slack shows it.
+    assert "To:      ap@alvarez-fab.example" in first and "Subject: Payment received for invoice INV-1042" in first
+    assert "We received your payment of $1,250.00 for invoice INV-1042" in first
+    assert "✅ Payment received — $1,250.00 from Alvarez Fabrication" in first and "[ Resend ]" in first
+    assert "if it fails for good: slack" in first  # the Slack channel is a fallback, not a second message
+    assert "200 (duplicate" in retry and "Nothing new was queued" in retry
+    assert "$1,400.00 is still owed on invoice INV-1043" in partial
+    assert "needs review — $310.00" in unmatched and "To the customer" not in unmatched
+    assert "audit verify: intact" in out
     assert not list(Path.cwd().glob("*.db"))  # the demo leaves nothing behind
