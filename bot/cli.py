@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot import staff_cli
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.storage import audit, migrate
@@ -199,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_audit_export)
     audit_sub.add_parser("verify", help="check the hash chain").set_defaults(run=cmd_audit_verify)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    staff_cli.add_commands(commands)
     return root
 
 

@@ -13,7 +13,8 @@ EMOJI = {":white_check_mark:": "✅", ":mag:": "🔍", ":warning:": "⚠️", ":
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 
 
-def _plain(mrkdwn: str) -> str:
+def plain(mrkdwn: str) -> str:
+    """Slack mrkdwn as read: emoji codes drawn, bold unmarked, escapes undone."""
     for code, glyph in EMOJI.items():
         mrkdwn = mrkdwn.replace(code, glyph)
     mrkdwn = _BOLD.sub(r"\1", mrkdwn)
@@ -26,13 +27,13 @@ def as_text(blocks: list[dict[str, Any]], width: int = 38) -> list[str]:
     for block in blocks:
         kind = block.get("type")
         if kind == "section" and "text" in block:
-            lines += _plain(block["text"]["text"]).splitlines()
+            lines += plain(block["text"]["text"]).splitlines()
         if kind == "section" and "fields" in block:
             for item in block["fields"]:
-                label, _, value = _plain(item["text"]).partition("\n")
+                label, _, value = plain(item["text"]).partition("\n")
                 lines.append(f"{label + ':':<14}{value}"[:width * 3])
         elif kind == "actions":
             lines.append("  ".join(f"[ {e['text']['text']} ]" for e in block["elements"] if e.get("type") == "button"))
         elif kind == "context":
-            lines += [_plain(e["text"]) for e in block["elements"] if "text" in e]
+            lines += [plain(e["text"]) for e in block["elements"] if "text" in e]
     return lines
