@@ -24,7 +24,8 @@ async def test_unknown_subcommand_and_bad_arguments_get_usage(staff):
     await staff.command("resend INV-1 email extra")
     unknown, missing, extra = staff.slack.replies()
     assert "I don't know `refund`" in unknown and "`resend" in unknown
-    assert "`status` needs <invoice>" in missing and "Usage: `/payments status <invoice>`" in missing
+    # Slack shows `&lt;invoice&gt;` as `<invoice>`; unescaped, `<invoice>` would be taken for a link.
+    assert "`status` needs &lt;invoice&gt;" in missing and "Usage: `/payments status &lt;invoice&gt;`" in missing
     assert "at most 2 arguments" in extra and "[channel]" in extra
 
 
