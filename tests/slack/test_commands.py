@@ -93,6 +93,27 @@ async def test_find_by_customer_email_and_amount(staff):
     assert nothing == "No customer matches `nobody-like-this`."
 
 
+async def test_find_takes_percent_and_underscore_literally(staff):
+    await staff.bot.add_customer()
+    await staff.bot.add_customer("C2", name="100% Widgets", email="ops@widgets.example")
+    await staff.bot.add_customer("C3", name="Under_Score Ltd", email="a_b@under.example")
+    for term in ("%", "_", "100%", "ne_d", "a_b"):
+        await staff.command(f"find {term}")
+    percent, underscore, widgets, no_wildcard, email = staff.slack.replies()
+    assert percent.count("• ") == 1 and "100% Widgets" in percent  # not every customer
+    assert underscore.count("• ") == 1 and "Under_Score Ltd" in underscore
+    assert widgets.count("• ") == 1 and "100% Widgets" in widgets
+    assert no_wildcard == "No customer matches `ne_d`."  # as a wildcard `_` would match "Jane Doe"
+    assert email.count("• ") == 1 and "Under_Score Ltd" in email
+
+
+async def test_status_finds_an_invoice_whatever_the_case_typed(staff):
+    await paid_invoice(staff)
+    await staff.command("status inv-1042")
+    [reply] = staff.slack.replies()
+    assert reply.startswith("*Invoice INV-1042*")
+
+
 async def test_unmatched_lists_the_review_queue(staff):
     await staff.command("unmatched")
     await unmatched_payment(staff)

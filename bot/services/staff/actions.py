@@ -170,12 +170,12 @@ class StaffDesk:
         if not number:
             return "Choose an invoice or type its number."
         async with self.db.read() as session:
-            invoice = await repo.invoice_row(session, number)
+            invoice = await repo.invoice_named(session, number)
             payment = await session.get(models.Payment, payment_id)
         if invoice is None:
             return f"There is no invoice {number}."
         if payment is not None and invoice.currency != payment.currency:
-            return f"{number} is in {invoice.currency}; the payment is in {payment.currency}."
+            return f"{invoice.number} is in {invoice.currency}; the payment is in {payment.currency}."
         return None
 
     async def match(self, request: Request, claim_id: int, payment_id: int, number: str) -> Done:
@@ -183,10 +183,10 @@ class StaffDesk:
             target = await payment_target(uow.session, payment_id)
             self._matchable(target)
             payment = target.payment
-            row = await uow.session.scalar(
-                select(models.Invoice).where(models.Invoice.number == number).with_for_update())
+            row = await repo.invoice_named(uow.session, number, for_update=True)
             if row is None or row.currency != payment.currency:
                 raise StaffError(mrkdwn("Invoice {} cannot take this payment.", number))
+            number = row.number
             invoice = (await repo.invoices(uow.session, [row]))[0]
             amount = Money(payment.currency, payment.amount_minor)
             outcome = matching.outcome(invoice, PaymentEvent(source=payment.source, kind=PaymentKind.PAYMENT,

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.money import Money
 from bot.services.notify import redact
 from bot.services.staff.targets import StaffError
-from bot.storage import models
+from bot.storage import models, repo
 from bot.storage.database import Database
+from bot.storage.sql import LIKE_ESCAPE, like_pattern
 from bot.text import Mrkdwn, lines, mention, mrkdwn
 
 LIMIT = 10
@@ -37,7 +38,7 @@ class StaffQueries:
 
     async def status(self, number: str) -> Mrkdwn:
         async with self.db.read() as session:
-            invoice = await session.scalar(select(models.Invoice).where(models.Invoice.number == number))
+            invoice = await repo.invoice_named(session, number)
             if invoice is None:
                 raise StaffError(mrkdwn("There is no invoice `{}`.", number))
             payments = list(await session.scalars(select(models.Payment).where(
@@ -79,10 +80,11 @@ class StaffQueries:
         async with self.db.read() as session:
             if amount is not None:
                 return await self._find_amount(session, amount)
-            like = f"%{term.lower()}%"
+            like = like_pattern(term.lower())  # `%` and `_` in the term are literal
             customers = list(await session.scalars(select(models.Customer).where(or_(
-                models.Customer.id == term, func.lower(models.Customer.name).like(like),
-                func.lower(models.Customer.email).like(like))).order_by(models.Customer.id).limit(LIMIT)))
+                models.Customer.id == term, func.lower(models.Customer.name).like(like, escape=LIKE_ESCAPE),
+                func.lower(models.Customer.email).like(like, escape=LIKE_ESCAPE))).order_by(models.Customer.id)
+                .limit(LIMIT)))
             if not customers:
                 return mrkdwn("No customer matches `{}`.", term)
             answer = [mrkdwn("*Customers matching `{}`*", term)]
@@ -132,6 +134,8 @@ class StaffQueries:
 
     async def audit(self, number: str) -> Mrkdwn:
         async with self.db.read() as session:
+            invoice = await repo.invoice_named(session, number)
+            number = invoice.number if invoice is not None else number
             entries = list(await session.scalars(select(models.AuditEntry).where(
                 models.AuditEntry.invoice == number).order_by(models.AuditEntry.seq.desc()).limit(LIMIT * 2)))
         if not entries:

@@ -16,7 +16,7 @@ from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 from bot.errors import BotError
 from bot.services import receipts
-from bot.storage import models
+from bot.storage import models, repo
 from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
 from bot.text import Mrkdwn, mrkdwn
@@ -68,7 +68,7 @@ async def remember(uow: UnitOfWork, claim_id: int, payment_id: int, summary: str
 
 
 async def latest_payment(session: AsyncSession, invoice_number: str) -> models.Payment:
-    invoice = await session.scalar(select(models.Invoice).where(models.Invoice.number == invoice_number))
+    invoice = await repo.invoice_named(session, invoice_number)
     if invoice is None:
         raise StaffError(mrkdwn("There is no invoice `{}`.", invoice_number))
     payment = await session.scalar(
