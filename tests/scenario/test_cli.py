@@ -117,3 +117,20 @@ async def test_demo_runs_with_no_credentials(capsys):
     assert "needs review — $310.00" in unmatched and "To the customer" not in unmatched
     assert "audit verify: intact" in out
     assert not list(Path.cwd().glob("*.db"))  # the demo leaves nothing behind
+
+
+async def test_audit_csv_defuses_formulas_in_every_cell(paybot, capsys, monkeypatch, database_url):
+    """Finance opens the export in a spreadsheet: a payer's or platform's `=…` must stay text there."""
+    customer, invoice = "=CMD|' /C CALC'!A0", "-2+3+HYPERLINK(\"HTTPS://EVIL.EXAMPLE\")"
+    await paybot.add_customer(customer, name="@SUM(1+1)", email="jane@example.com")
+    await paybot.add_invoice(invoice, customer_id=customer)
+    await paybot.post_stripe(stripe_invoice_event(number=invoice, customer_name="+1+1"))
+
+    code, out, _ = await run(capsys, monkeypatch, database_url, "audit", "export", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {"'" + invoice} <= {r["invoice"] for r in table} and {"'" + customer} <= {
+        r["customer_id"] for r in table}
+    cells = [cell for row in table for cell in row.values() if cell]
+    dangerous = [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert all(c.lstrip("-").replace(".", "").isdigit() for c in dangerous), dangerous  # numbers only
+    assert any(c.startswith("'") and customer in c for c in cells)
