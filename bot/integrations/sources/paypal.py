@@ -108,7 +108,7 @@ def is_rest(headers: Mapping[str, str]) -> bool:
 def ipn_charset(text: str) -> str:
     """The message's declared `charset` (windows-1252 if none), if it is a text encoding PayPal uses."""
     declared = dict(parse_qsl(text, keep_blank_values=True, encoding="latin-1")).get("charset") or "windows-1252"
-    charset = declared.strip().lower()
+    charset = declared.lower()
     if charset not in IPN_CHARSETS:  # never named in the reason: it is the sender's text
         raise PayloadInvalid("not an IPN message: unsupported charset")
     return charset
