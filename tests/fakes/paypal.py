@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiohttp import web
 from cryptography import x509
@@ -99,11 +99,10 @@ class FakePayPal(FakeProvider):
         return web.Response(body=pem, content_type="application/x-pem-file")
 
 
-def expired(now: datetime) -> bytes:
-    """A certificate for the same key that expired before `now`."""
-    key = signing_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "messageverificationcerts.paypal.com")])
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=400))
-            .not_valid_after(now - timedelta(days=1)).sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM))
+
+def certificate_for(common_name: str, valid_from: datetime, valid_until: datetime) -> bytes:
+    """Another certificate for the same key (expired, or not PayPal's), to serve instead of PayPal's own."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(signing_key().public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(valid_from).not_valid_after(valid_until)
+            .sign(signing_key(), hashes.SHA256()).public_bytes(serialization.Encoding.PEM))

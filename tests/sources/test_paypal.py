@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from aiohttp import web
 from bot.integrations.sources.paypal import PayPalSettings
 from bot.storage import models
 from tests.contract.samples import payload
-from tests.fakes.paypal import CERT_PATH, WEBHOOK_ID, FakePayPal
+from tests.fakes.paypal import CERT_PATH, WEBHOOK_ID, FakePayPal, certificate_for
 from tests.sources.helpers import mail_text
 
 RECEIVER = "billing@weld.example"
@@ -266,6 +267,20 @@ async def test_an_unknown_certificate_on_paypals_host_is_401_and_fetched_at_most
     response = await paybot.client.post("/webhooks/paypal", data=body, headers=another)
     assert response.status == 503  # not fetched: PayPal, if it was PayPal, sends it again
     assert [c.path for c in paypal.calls] == ["/v1/notifications/certs/CERT-made-up-1"]
+    assert await paybot.rows(models.WebhookEvent) == []
+
+
+@pytest.mark.parametrize("common_name, valid_days", [
+    pytest.param("messageverificationcerts.paypal.com", (-400, -1), id="expired"),
+    pytest.param("messageverificationcerts.paypal.com.evil.example", (-1, 365), id="not-paypals-name"),
+])
+async def test_a_certificate_that_is_not_paypals_current_one_is_401(paybot, paypal, common_name, valid_days):
+    now = paybot.clock()
+    paypal.certificates[CERT_PATH] = certificate_for(common_name, now + timedelta(days=valid_days[0]),
+                                                     now + timedelta(days=valid_days[1]))
+    body = payload("paypal", "rest_capture_completed.json")
+    response = await post_rest(paybot, paypal, body)  # signed with the very key the certificate holds
+    assert response.status == 401
     assert await paybot.rows(models.WebhookEvent) == []
 
 
