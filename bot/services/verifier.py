@@ -67,7 +67,8 @@ class Verifier:
         """One round: every due event, oldest first, `VERIFY_CONCURRENCY` at a time, until none is left."""
         done = Recorded()
         async with self._round:
-            await asyncio.gather(*(self._verify_until_none_due(done) for _ in range(self.settings.verify_concurrency)))
+            slots = range(self.settings.verify_concurrency)
+            await asyncio.gather(*(self._verify_until_none_due(done) for _ in slots))
         if done.notification_ids:
             self.on_notifications()
         return done

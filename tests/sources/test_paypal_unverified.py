@@ -26,7 +26,7 @@ POSTBACK = "/cgi-bin/webscr"
 
 
 @pytest.fixture
-def paybot_with(aiohttp_client, settings_for, configs, clock):  # type: ignore[no-untyped-def]  # noqa: F811
+def paybot_with(aiohttp_client, settings_for, configs, clock):  # type: ignore[no-untyped-def]
     async def make(**settings: Any) -> Paybot:
         app = create_app(settings_for(**settings), configs=configs, clock=clock, run_worker=False)
         client = await aiohttp_client(app)
@@ -45,7 +45,7 @@ def forged(n: int) -> bytes:
 
 
 async def test_a_flood_of_forged_ipns_is_posted_back_once_each_and_the_genuine_one_is_confirmed(
-        paybot, paypal, sendgrid):  # noqa: F811
+        paybot, paypal, sendgrid):
     await customer_and_invoice(paybot)
     flood = [forged(n) for n in range(100)]
     genuine = paypal.sent_ipn(ipn())
@@ -62,7 +62,7 @@ async def test_a_flood_of_forged_ipns_is_posted_back_once_each_and_the_genuine_o
     assert len(sendgrid.accepted) == 1  # the genuine payment, thanked without waiting for any sweep
 
 
-async def test_an_odd_postback_answer_backs_off_that_message_alone(paybot, paypal, sendgrid):  # noqa: F811
+async def test_an_odd_postback_answer_backs_off_that_message_alone(paybot, paypal, sendgrid):
     await customer_and_invoice(paybot, amount="2500.00")
     paypal.script(POSTBACK, web.Response(status=413, text="Request Entity Too Large"))
     odd = paypal.sent_ipn(ipn(txn_id="ODD00000000000001"))
@@ -87,7 +87,7 @@ async def test_an_odd_postback_answer_backs_off_that_message_alone(paybot, paypa
     assert len(sendgrid.accepted) == 2
 
 
-async def test_a_message_paypal_never_answers_is_given_up_after_the_last_attempt(paybot_with, paypal, sendgrid):  # noqa: F811
+async def test_a_message_paypal_never_answers_is_given_up_after_the_last_attempt(paybot_with, paypal, sendgrid):
     paybot = await paybot_with(verify_max_attempts=3, verify_retry_base_seconds=10)
     await customer_and_invoice(paybot)
     paypal.script(POSTBACK, *(web.Response(status=500, text="Internal Server Error") for _ in range(5)))
@@ -106,7 +106,7 @@ async def test_a_message_paypal_never_answers_is_given_up_after_the_last_attempt
     assert sendgrid.accepted == [] and await paybot.rows(models.Payment) == []
 
 
-async def test_over_the_cap_nothing_is_stored_and_paypal_is_told_to_retry(paybot_with, paypal):  # noqa: F811
+async def test_over_the_cap_nothing_is_stored_and_paypal_is_told_to_retry(paybot_with, paypal):
     paybot = await paybot_with(unverified_max_pending=2)
     await customer_and_invoice(paybot)
     paypal.script(POSTBACK, *(web.Response(status=503) for _ in range(2)))  # the backlog cannot drain yet
@@ -129,7 +129,7 @@ async def test_over_the_cap_nothing_is_stored_and_paypal_is_told_to_retry(paybot
 
 
 @pytest.mark.parametrize("status", ["Denied", "Failed", "Voided", "Canceled_Reversal", "Created"])
-async def test_statuses_paybot_does_not_act_on_are_answered_and_kept_nowhere(paybot, paypal, status):  # noqa: F811
+async def test_statuses_paybot_does_not_act_on_are_answered_and_kept_nowhere(paybot, paypal, status):
     response = await send(paybot, ipn(payment_status=status))
     assert response.status == 200 and await response.read() == b""
     await paybot.runtime.settle()
@@ -137,7 +137,7 @@ async def test_statuses_paybot_does_not_act_on_are_answered_and_kept_nowhere(pay
     assert paypal.to(POSTBACK) == []
 
 
-async def test_a_notice_without_a_payment_status_is_kept_nowhere(paybot, paypal):  # noqa: F811
+async def test_a_notice_without_a_payment_status_is_kept_nowhere(paybot, paypal):
     response = await send(paybot, b"txn_type=subscr_signup&subscr_id=I-1234&receiver_email=billing%40weld.example")
     assert response.status == 200
     assert await paybot.rows(models.WebhookEvent) == [] and paypal.to(POSTBACK) == []
@@ -148,13 +148,13 @@ async def test_a_notice_without_a_payment_status_is_kept_nowhere(paybot, paypal)
     pytest.param(ipn(txn_id=""), id="no-txn-id"),
     pytest.param(ipn(mc_currency=""), id="no-currency"),
 ])
-async def test_an_ipn_missing_what_it_needs_is_400_before_storage_or_postback(paybot, paypal, body):  # noqa: F811
+async def test_an_ipn_missing_what_it_needs_is_400_before_storage_or_postback(paybot, paypal, body):
     response = await send(paybot, body)
     assert response.status == 400
     assert await paybot.rows(models.WebhookEvent) == [] and paypal.to(POSTBACK) == []
 
 
-async def test_an_ipn_larger_than_ipn_sized_is_413(paybot, paypal):  # noqa: F811
+async def test_an_ipn_larger_than_ipn_sized_is_413(paybot, paypal):
     body = ipn(custom="x" * 20_000)
     assert len(body) > 20_480
     response = await send(paybot, body)
@@ -164,7 +164,7 @@ async def test_an_ipn_larger_than_ipn_sized_is_413(paybot, paypal):  # noqa: F81
 
 @pytest.mark.parametrize("charset", ["unicode_escape", "rot13", "zlib", "raw_unicode_escape", "base64", "utf-7x",
                                      "utf-8%0AWARNING+forged+log+line", "windows-1252%0D%0A"])
-async def test_a_charset_that_is_not_a_text_encoding_is_400_without_echo(paybot, paypal, caplog, charset):  # noqa: F811
+async def test_a_charset_that_is_not_a_text_encoding_is_400_without_echo(paybot, paypal, caplog, charset):
     caplog.set_level(logging.DEBUG)
     response = await send(paybot, ipn(charset=charset))
     assert response.status == 400
@@ -174,7 +174,7 @@ async def test_a_charset_that_is_not_a_text_encoding_is_400_without_echo(paybot,
 
 
 @pytest.mark.parametrize("charset", ["UTF-8", "iso-8859-15", "windows-1250", "shift_jis"])
-async def test_real_text_charsets_are_read(paybot, paypal, charset):  # noqa: F811
+async def test_real_text_charsets_are_read(paybot, paypal, charset):
     ascii_only = {"first_name": "Jose", "last_name": "Muller", "address_street": "Hauptstr.", "address_city": "Bonn",
                   "item_name": "Invoice+INV-1042"}
     response = await send(paybot, paypal.sent_ipn(ipn(charset=charset, **ascii_only)))
@@ -184,7 +184,7 @@ async def test_real_text_charsets_are_read(paybot, paypal, charset):  # noqa: F8
     assert event.status == "processed"
 
 
-async def test_a_body_that_is_not_a_form_is_400_and_never_echoed(paybot, paypal):  # noqa: F811
+async def test_a_body_that_is_not_a_form_is_400_and_never_echoed(paybot, paypal):
     body = b"A" * 20_000  # no `=` anywhere
     response = await send(paybot, body)
     assert response.status == 400
@@ -194,7 +194,7 @@ async def test_a_body_that_is_not_a_form_is_400_and_never_echoed(paybot, paypal)
     assert "AAAA" not in str(refusal.detail)
 
 
-async def test_bodies_never_proven_genuine_are_purged_after_the_retention_period(paybot_with, paypal):  # noqa: F811
+async def test_bodies_never_proven_genuine_are_purged_after_the_retention_period(paybot_with, paypal):
     paybot = await paybot_with(unverified_retention_hours=24, verify_max_attempts=1)
     await customer_and_invoice(paybot)
     await send(paybot, forged(1))  # INVALID: rejected
@@ -222,7 +222,7 @@ async def test_bodies_never_proven_genuine_are_purged_after_the_retention_period
     assert events["rejected"].body_bytes == len(forged(1))
 
 
-async def test_a_flood_of_forged_ipns_cannot_grow_storage_past_a_constant_each(paybot, paypal):  # noqa: F811
+async def test_a_flood_of_forged_ipns_cannot_grow_storage_past_a_constant_each(paybot, paypal):
     """Per forged request: one row whose body is at most the IPN limit (dropped later), and fixed audit entries."""
     responses = await asyncio.gather(*(send(paybot, forged(n)) for n in range(50)))
     assert {r.status for r in responses} == {200}
