@@ -283,9 +283,11 @@ class SigningCertificates:
     async def get(self, url: str, now: datetime) -> x509.Certificate:
         if not self.allowed(url):
             raise SignatureInvalid("PAYPAL-CERT-URL is not one of PayPal's certificate addresses")
+        if url in self._kept:
+            self._kept.move_to_end(url)
+            return self._kept[url]
         async with self._fetching:  # one fetch at a time; those waiting for the same URL then find it kept
             if url in self._kept:
-                self._kept.move_to_end(url)
                 return self._kept[url]
             if self._last_new is not None and now - self._last_new < NEW_CERT_INTERVAL:
                 raise ProviderUnavailable(PayPalSource.name, "another new signing certificate was fetched a moment "
