@@ -33,8 +33,8 @@ from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
-PENDING, PROCESSED, IGNORED, REJECTED, DUPLICATE = (
-    "pending_verification", "processed", "ignored", "rejected", "duplicate")
+PROCESSED, IGNORED, DUPLICATE = "processed", "ignored", "duplicate"
+PENDING, REJECTED = unverified.PENDING, unverified.REJECTED  # stored unverified; found not genuine
 # INGEST_MODE=deferred: stored, its payments recorded by the web process right after answering (ACCEPTED), or by
 # a worker (RECEIVED, when the web process runs without one).
 ACCEPTED, RECEIVED = "accepted", "received"

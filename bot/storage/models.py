@@ -28,7 +28,7 @@ class WebhookEvent(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(120))
     received_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | pending_verification | rejected
+    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | rejected | unverifiable | …: see ingest
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
     # Verified after the answer (`bot.services.verifier`): tries so far, and when the next may start (while a
