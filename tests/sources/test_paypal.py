@@ -182,6 +182,7 @@ async def test_a_payment_in_another_currency_goes_to_finance_for_review(paybot, 
     pytest.param(ipn(mc_gross=""), id="completed-without-amount"),
     pytest.param(ipn(mc_gross="12.3.4"), id="bad-amount"),
     pytest.param(ipn(charset="x-no-such-charset"), id="unknown-charset"),
+    pytest.param(ipn(txn_id="61E67681%00CH3238416"), id="nul-in-a-field"),
 ])
 async def test_a_malformed_ipn_is_400_with_the_reason(paybot, paypal, body):
     paypal.sent_ipn(body)

@@ -129,6 +129,8 @@ def ipn_fields(body: bytes) -> dict[str, str]:
     except ValueError:
         raise PayloadInvalid("not an IPN form body: not name=value pairs") from None
     fields = dict(pairs)
+    if any("\x00" in name or "\x00" in value for name, value in pairs):  # never from PayPal; PostgreSQL refuses it
+        raise PayloadInvalid("not an IPN message: a NUL character")
     if not fields.get("payment_status") and not fields.get("txn_type"):
         raise PayloadInvalid("not an IPN message: neither payment_status nor txn_type")
     return fields
