@@ -1,7 +1,7 @@
 """webhook events verified after the answer: claims, backoff, purged bodies
 
 Revision ID: ipn_verifier
-Revises: 0002
+Revises: chat_escaping
 Create Date: 2026-12-01
 
 An event stored unverified (PayPal IPN) is claimed by one verifier at a time (`claimed_by`, with its lease in
@@ -16,7 +16,7 @@ import bot.storage.types
 
 
 revision = 'ipn_verifier'  # alembic refuses '-' in revision ids
-down_revision = '0002'
+down_revision = 'chat_escaping'
 branch_labels = None
 depends_on = None
 
