@@ -13,6 +13,10 @@ from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 
 
+#: What heads a `paybot send-test` message, so nobody takes it for a payment.
+TEST_NOTE = "This is a test message from our payment notifications: no payment was made and nothing is owed."
+
+
 class Purpose(StrEnum):
     RECEIPT = "receipt"              # to the customer: we received your payment
     FINANCE_CARD = "finance_card"    # to staff: a matched payment, with Resend / Edit / Escalate
@@ -35,6 +39,7 @@ class Message:
     customer: Customer | None = None
     note: str | None = None  # free text: an edit by staff, a dead-letter reason
     text_override: str | None = None  # staff-edited wording replacing the template's text
+    test: bool = False  # `paybot send-test`: marked [TEST] in the subject and the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,8 @@ def render(message: Message) -> Rendered:
     name = message.purpose.value
     subject = env.get_template(f"{name}.subject.txt").render(data).strip()
     text = message.text_override or env.get_template(f"{name}.txt").render(data).strip()
-    has_html = f"{name}.html" in env.list_templates() and not message.text_override
+    if message.test:
+        subject, text = f"[TEST] {subject}", f"[TEST] {TEST_NOTE}\n\n{text}"
+    has_html = f"{name}.html" in env.list_templates() and not message.text_override and not message.test
     html = env.get_template(f"{name}.html").render(data) if has_html else env.get_template("text.html").render(text=text)
     return Rendered(subject=subject, text=text, html=html)

@@ -33,9 +33,11 @@ from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import raise_for_status
 from bot.integrations.sources.base import InboundRequest, Received, Reply, WebhookSource
 from bot.integrations.sources.common import field, json_object
+from bot.settings import Settings as CoreSettings
 
 POSTBACK_PREFIX = b"cmd=_notify-validate&"
 IPN_KINDS = {"Completed": PaymentKind.PAYMENT, "Pending": PaymentKind.PENDING,
@@ -348,3 +350,15 @@ class PayPalSource(WebhookSource[PayPalSettings]):
                 return resp.status, await resp.read(), resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(self.name, f"verify-webhook-signature failed: {exc}") from exc
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """REST webhooks: an OAuth2 token for the client id and secret (`POST /v1/oauth2/token`). IPN has no
+        credential: each message is verified by its postback."""
+        if self.settings.rest_missing():
+            return [ok("IPN only: nothing to call (each message is verified by posting it back to PayPal)")]
+        try:
+            await self.token.get()
+        except ProviderRejected as exc:
+            return [problem(f"PAYPAL_CLIENT_ID / PAYPAL_CLIENT_SECRET were refused (HTTP {exc.status}): copy both "
+                            "from the REST app of the same environment as PAYPAL_BASE_URL")]
+        return [ok("PAYPAL_CLIENT_ID / PAYPAL_CLIENT_SECRET accepted (an OAuth2 token was issued)")]
