@@ -87,7 +87,8 @@ async def unreachable_customers(db: Database, notifier: Notifier) -> list[Findin
     found = [problem(f"customer {c.id} ({c.name}): nobody can reach it: {reason}")
              for c in customers if (reason := unreachable(notifier, c)) is not None]
     if not found:
-        found.append(ok(f"customers: {len(customers)} on file, every one reachable"))
+        found.append(ok(f"customers: {len(customers)} on file, every one reachable" if customers
+                        else "customers: none on file yet (paybot import customers FILE.csv)"))
     return found
 
 
