@@ -123,6 +123,9 @@ def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name
 
 async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
                 clock: Clock = utcnow, migrate_sqlite: bool = True, announce: bool = True) -> Runtime:
+    # Every setting is read (and a bad one refused) before anything is opened or created.
+    chosen = {name: integration_settings(configs, name, factory.Settings)
+              for registry in (SOURCES, CHANNELS) for name, factory in registry.items()}
     # The zero-set-up default: on SQLite an empty file becomes a database; PostgreSQL must have been migrated.
     db = await open_database(settings.database_url, clock, upgrade=None if migrate_sqlite else False)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -131,7 +134,7 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     channels: dict[str, Channel] = {}
     for registry, enabled in ((SOURCES, sources), (CHANNELS, channels)):
         for name, factory in registry.items():
-            config = integration_settings(configs, name, factory.Settings)
+            config = chosen[name]
             missing = config.missing() if config is not None else ["(not given)"]
             if config is None or missing:
                 disabled[name] = missing
