@@ -12,19 +12,19 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
+from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import Channel
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
+from bot.services.check import summary
 from bot.services.delivery import DeliveryWorker
 from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
-from bot.services.check import summary
 from bot.services.notify import Notifier
 from bot.services.staff.escalations import Escalations
-from bot.errors import ConfigError
 from bot.settings import Settings, setting_errors
 from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow

@@ -150,3 +150,23 @@ async def test_the_worker_backs_off_while_the_database_is_down_one_line_each_tim
     assert [r.args[1] for r in pauses] == [0.001, 0.002, 0.004, 0.008]  # type: ignore[index]
     assert "database unavailable (unable to open database file)" in pauses[0].getMessage()
     assert worker.outage_delay(40) == OUTAGE_MAX_SECONDS
+
+
+def test_start_up_says_what_is_on_as_well_as_what_is_off(caplog, monkeypatch, tmp_path):
+    from bot.runtime import start
+
+    monkeypatch.setenv("WAVE_WEBHOOK_SECRET", "wave-secret")
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'paybot.db'}",
+                        finance_slack_channel="C0FINANCE")
+
+    async def boot() -> None:
+        runtime = await start(settings)
+        await runtime.close()
+
+    with caplog.at_level(logging.INFO, logger="bot.runtime"):
+        asyncio.run(boot())
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "bot.runtime"]
+    assert ("INFO", "integration wave enabled: payment source") in said
+    assert ("INFO", "integration stripe disabled: STRIPE_WEBHOOK_SECRET not set") in said
+    assert ("WARNING", "FINANCE_SLACK_CHANNEL is set, but Slack is off (SLACK_BOT_TOKEN): no finance cards will be "
+                       "posted") in said
