@@ -57,13 +57,17 @@ async def check(sources: Mapping[str, PaymentSource], channels: Mapping[str, Cha
                 disabled: Mapping[str, list[str]], settings: Settings, db: Database) -> list[Finding]:
     """The summary, the URLs, each provider's answer and every customer nobody can reach."""
     enabled: dict[str, Integration] = {**sources, **channels}
-    found = summary(sources, channels, disabled, settings)
+    found = [ok(f"database: {db.engine.url.render_as_string(hide_password=True)}, at the latest schema")]
+    found += summary(sources, channels, disabled, settings)
     public = urlsplit(settings.public_base_url)
     if public.scheme not in ("http", "https") or not public.hostname:
         found.append(problem(f"PUBLIC_BASE_URL {settings.public_base_url!r} is not an http(s) URL"))
-    for integration in enabled.values():
-        found += url_problems(integration.settings)  # type: ignore[union-attr]
-    answers = await asyncio.gather(*(_ask(name, integration, settings) for name, integration in enabled.items()))
+    malformed = {name: url_problems(integration.settings)  # type: ignore[union-attr]
+                 for name, integration in enabled.items()}
+    for problems in malformed.values():
+        found += problems
+    callable_ = {name: integration for name, integration in enabled.items() if not malformed[name]}
+    answers = await asyncio.gather(*(_ask(name, integration, settings) for name, integration in callable_.items()))
     for answer in answers:
         found += answer
     found += await unreachable_customers(db, Notifier(settings, channels))

@@ -68,7 +68,8 @@ async def test_malformed_base_urls_are_named_before_any_call(capsys, monkeypatch
     found = problems(out)
     assert any("SLACK_BASE_URL" in p and "must be the Web API root ending in /api/" in p for p in found)
     assert "PROBLEM  PAYPAL_BASE_URL 'api-m.paypal.com' is not an http(s) URL" in found
-    assert not providers.slack.calls  # a wrong root would only have answered 404
+    assert len(found) == 2  # neither is called: a wrong root would only have answered 404
+    assert not providers.slack.calls and not providers.paypal.calls
 
 
 async def test_customers_nobody_can_reach_are_listed(capsys, monkeypatch, database_url, providers):

@@ -110,7 +110,8 @@ def test_the_hosting_platforms_url_forms_are_accepted(monkeypatch):
         assert Settings(_env_file=None).database_url == used
 
 
-def test_a_port_in_use_is_one_line_and_exit_2(capsys, monkeypatch):
+def test_a_port_in_use_is_one_line_and_exit_2(capsys, monkeypatch, tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / ".env")  # serve starts from the example as it is, as far as listening
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
