@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -66,6 +67,10 @@ async def open_database(url: str, clock: Clock = utcnow, *, upgrade: bool | None
     except ConfigError:
         await db.dispose()
         raise
+    except CommandError as exc:  # e.g. a revision this paybot does not know: migrated by a newer one
+        await db.dispose()
+        raise ConfigError(f"DATABASE_URL {shown(url)}: its schema is not one this paybot knows ({exc}); "
+                          "was it migrated by a newer paybot?") from exc
     except (OSError, DBAPIError) as exc:
         await db.dispose()
         raise ConfigError(f"DATABASE_URL {shown(url)}: cannot use the database: {problem(exc)}") from exc

@@ -171,3 +171,16 @@ def test_start_up_says_what_is_on_as_well_as_what_is_off(caplog, monkeypatch, tm
     assert ("INFO", "integration stripe disabled: STRIPE_WEBHOOK_SECRET not set") in said
     assert ("WARNING", "FINANCE_SLACK_CHANNEL is set, but Slack is off (SLACK_BOT_TOKEN): no finance cards will be "
                        "posted") in said
+
+
+def test_a_database_from_a_newer_paybot_is_one_line(capsys, monkeypatch, tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "newer.db") as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999_from_the_future')")
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./newer.db")
+    code, _, err = run(capsys, "audit", "verify")
+    assert code == 2
+    assert one_line(err).endswith("its schema is not one this paybot knows (Can't locate revision identified by "
+                                  "'9999_from_the_future'); was it migrated by a newer paybot?")
