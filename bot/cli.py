@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot import staff_cli, text
 from bot.errors import ConfigError
 from bot.settings import Settings, setting_errors
 from bot.storage import audit
@@ -156,7 +157,8 @@ async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
                 writer = csv.DictWriter(out, fieldnames=audit.EXPORT_FIELDS, lineterminator="\n")
                 writer.writeheader()
                 async for row in rows:
-                    writer.writerow(row | {"detail": json.dumps(row["detail"], sort_keys=True)})
+                    row = row | {"detail": json.dumps(row["detail"], sort_keys=True)}
+                    writer.writerow({name: text.csv_cell(value) for name, value in row.items()})
             else:
                 out.write("[")
                 first = True
@@ -252,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
     send_test_cmd.add_argument("--to", required=True, metavar="CUSTOMER", help="the customer's id, as imported")
     send_test_cmd.set_defaults(run=cmd_send_test)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    staff_cli.add_commands(commands)
     return root
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from bot import text as surfaces
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 
@@ -24,6 +25,13 @@ class Purpose(StrEnum):
     REVERSAL = "reversal"            # to staff: a refund or dispute against a payment
     DEAD_LETTER = "dead_letter"      # to staff: a message that could not be delivered
     ESCALATION = "escalation"        # to the on-call person: staff escalated a payment
+
+
+class Surface(StrEnum):
+    """Where the words land, which decides how each value filled into a template is escaped (`bot/text.py`)."""
+
+    EMAIL = "email"  # subject (one line) and text: plain; HTML: autoescaped
+    SLACK = "slack"  # text is Slack mrkdwn
 
 
 class Audience(StrEnum):
@@ -49,14 +57,20 @@ class Rendered:
     html: str
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
+#: How each surface escapes a value filled into a template (Jinja's `finalize` runs on every `{{ … }}`, and
+#: autoescape then escapes it for `.html` templates).
+_ESCAPE = {Surface.EMAIL: surfaces.plain, Surface.SLACK: surfaces.slack}
+
+
+@lru_cache(maxsize=None)
+def _environment(surface: Surface = Surface.EMAIL) -> Environment:
     return Environment(
         loader=PackageLoader("bot", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_ESCAPE[surface],
     )
 
 
@@ -64,14 +78,28 @@ def template_data(message: Message) -> dict[str, Any]:
     return message.receipt.as_template_data() | {"note": message.note}
 
 
-def render(message: Message) -> Rendered:
-    """The subject, plain text and HTML for a message; staff-edited text replaces the template's text."""
-    env, data = _environment(), template_data(message)
+def render(message: Message, surface: Surface = Surface.EMAIL) -> Rendered:
+    """The subject, text and HTML for a message; `text` has every value escaped for `surface` (for Slack it is
+    `Mrkdwn`), subject and HTML are the email's. Staff-edited text replaces the template's text."""
+    email, data = _environment(), template_data(message)
     name = message.purpose.value
-    subject = env.get_template(f"{name}.subject.txt").render(data).strip()
-    text = message.text_override or env.get_template(f"{name}.txt").render(data).strip()
+    subject = surfaces.line(email.get_template(f"{name}.subject.txt").render(data))
+    text = _marked(message, _words(message, Surface.EMAIL, data))
     if message.test:
-        subject, text = f"[TEST] {subject}", f"[TEST] {TEST_NOTE}\n\n{text}"
-    has_html = f"{name}.html" in env.list_templates() and not message.text_override and not message.test
-    html = env.get_template(f"{name}.html").render(data) if has_html else env.get_template("text.html").render(text=text)
+        subject = f"[TEST] {subject}"
+    has_html = f"{name}.html" in email.list_templates() and not message.text_override and not message.test
+    html = email.get_template(f"{name}.html").render(data) if has_html else email.get_template("text.html").render(text=text)
+    if surface is Surface.SLACK:
+        text = surfaces.Mrkdwn(_marked(message, _words(message, surface, data)))  # every value went through `finalize`
     return Rendered(subject=subject, text=text, html=html)
+
+
+def _marked(message: Message, words: str) -> str:
+    """`paybot send-test`'s words say first that they are a test (TEST_NOTE is ours: nothing in it to escape)."""
+    return f"[TEST] {TEST_NOTE}\n\n{words}" if message.test else words
+
+
+def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
+    if message.text_override:
+        return _ESCAPE[surface](message.text_override).strip()
+    return _environment(surface).get_template(f"{message.purpose.value}.txt").render(data).strip()

@@ -102,7 +102,8 @@ def test_an_unmigrated_postgresql_database_asks_for_paybot_migrate(capsys, monke
 
 def test_the_hosting_platforms_url_forms_are_accepted(monkeypatch):
     for given, used in [
-        ("postgres://u:p@db.example:5432/shop?sslmode=require", "postgresql+asyncpg://u:p@db.example:5432/shop?ssl=require"),
+        ("postgres://u:p@db.example:5432/shop?sslmode=require",
+         "postgresql+asyncpg://u:p@db.example:5432/shop?ssl=require"),
         ("postgresql://u@db.example/shop", "postgresql+asyncpg://u@db.example/shop"),
         ("sqlite:///./paybot.db", "sqlite+aiosqlite:///./paybot.db"),
         ("sqlite+aiosqlite:////var/lib/paybot/paybot.db", "sqlite+aiosqlite:////var/lib/paybot/paybot.db"),

@@ -19,8 +19,9 @@ from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
-from bot.messages import Message, Purpose, render
+from bot.messages import Message, Purpose, Surface, render
 from bot.settings import Settings as CoreSettings
+from bot.text import Mrkdwn
 from cards import slack as cards
 
 #: Slack errors after which the same request may succeed later.
@@ -51,7 +52,8 @@ class SlackChannel:
         return customer.slack_channel or None
 
     def render(self, message: Message) -> Payload:
-        words = render(message)
+        words = render(message, Surface.SLACK)
+        assert isinstance(words.text, Mrkdwn)
         if message.purpose is Purpose.RECEIPT:
             blocks = cards.customer_receipt(words.text)
         else:
