@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import errno
 import json
 import logging
 import signal
@@ -20,8 +21,9 @@ from pydantic import ValidationError
 
 from bot import staff_cli, text
 from bot.errors import ConfigError
-from bot.settings import Settings
-from bot.storage import audit, migrate
+from bot.settings import Settings, setting_errors
+from bot.storage import audit
+from bot.storage.connect import open_database
 from bot.storage.database import Database
 
 log = logging.getLogger("paybot")
@@ -31,8 +33,7 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"bad setting: {problems}") from exc
+        raise ConfigError(f"bad setting: {setting_errors(exc)}") from exc
 
 
 def configure_logging(level: str) -> None:
@@ -43,15 +44,14 @@ def configure_logging(level: str) -> None:
 
 
 async def _database(settings: Settings) -> Database:
-    return Database.open(settings.database_url)
+    """The database, ready: on SQLite migrated on the spot (as `serve` does), on PostgreSQL checked to be
+    migrated; any problem is one line naming DATABASE_URL (exit 2)."""
+    return await open_database(settings.database_url)
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    db = await _database(settings)
-    try:
-        await migrate.upgrade(db.engine)
-    finally:
-        await db.dispose()
+    db = await open_database(settings.database_url, upgrade=True)
+    await db.dispose()
     print("database is at the latest schema")
     return 0
 
@@ -69,15 +69,26 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings, runtime=runtime, run_worker=not args.no_worker)
     runner = web.AppRunner(app, handle_signals=True)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info("paybot serving on %s:%s (worker %s)", settings.host, settings.port,
-             "off" if args.no_worker else "on")
     try:
+        await _listen(runner, settings)
+        log.info("paybot serving on %s:%s (worker %s)", settings.host, settings.port,
+                 "off" if args.no_worker else "on")
         await _until_signalled()
     finally:
         await runner.cleanup()
         await runtime.close()
     return 0
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"PORT {settings.port}: {settings.host}:{settings.port} is already in use "
+                              "(another paybot? set PORT to a free port)") from exc
+        raise ConfigError(f"HOST {settings.host} / PORT {settings.port}: cannot listen there "
+                          f"({exc.strerror or exc})") from exc
 
 
 async def _until_signalled() -> None:
@@ -91,7 +102,7 @@ async def _until_signalled() -> None:
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.runtime import start
 
-    runtime = await start(settings, migrate_sqlite=False)
+    runtime = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -174,6 +185,43 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
+async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import start
+    from bot.services.check import check
+
+    runtime = await start(settings, announce=False)  # the summary is part of what check prints
+    try:
+        findings = await check(runtime.sources, runtime.channels, runtime.disabled, settings, runtime.db)
+    finally:
+        await runtime.close()
+    for finding in findings:
+        print(f"{finding.mark:<8} {finding.text}")
+    problems = [f for f in findings if f.problem]
+    print(f"\n{len(problems)} problem(s): fix them and run `paybot check` again" if problems else "\nall good")
+    return 1 if problems else 0
+
+
+async def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import start
+    from bot.services.check import unreachable
+    from bot.services.send_test import find_customer, send_test
+
+    runtime = await start(settings, announce=False)
+    try:
+        customer = await find_customer(runtime.db, args.to)
+        if customer is None:
+            raise ConfigError(f"--to {args.to}: no such customer (import it first: paybot import customers FILE.csv)")
+        outcomes = await send_test(runtime.db, runtime.notifier, runtime.worker, customer)
+    finally:
+        await runtime.close()
+    if not outcomes:
+        print(f"{customer.id} ({customer.name}): nobody can reach it: {unreachable(runtime.notifier, customer)}")
+        return 1
+    for outcome in outcomes:
+        print(f"{outcome.status:<8} [TEST] thank-you via {outcome.channel} to {outcome.recipient}: {outcome.detail}")
+    return 0 if all(o.delivered for o in outcomes) else 1
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -200,6 +248,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--invoice", help="only entries about this invoice number")
     export.set_defaults(run=cmd_audit_export)
     audit_sub.add_parser("verify", help="check the hash chain").set_defaults(run=cmd_audit_verify)
+    commands.add_parser("check", help="check the configuration and each provider's credentials; "
+                        "exit 1 naming each problem").set_defaults(run=cmd_check)
+    send_test_cmd = commands.add_parser("send-test", help="send a [TEST] thank-you through a customer's channels")
+    send_test_cmd.add_argument("--to", required=True, metavar="CUSTOMER", help="the customer's id, as imported")
+    send_test_cmd.set_defaults(run=cmd_send_test)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
     staff_cli.add_commands(commands)
     return root

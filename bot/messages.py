@@ -14,6 +14,10 @@ from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 
 
+#: What heads a `paybot send-test` message, so nobody takes it for a payment.
+TEST_NOTE = "This is a test message from our payment notifications: no payment was made and nothing is owed."
+
+
 class Purpose(StrEnum):
     RECEIPT = "receipt"              # to the customer: we received your payment
     FINANCE_CARD = "finance_card"    # to staff: a matched payment, with Resend / Edit / Escalate
@@ -43,6 +47,7 @@ class Message:
     customer: Customer | None = None
     note: str | None = None  # free text: an edit by staff, a dead-letter reason
     text_override: str | None = None  # staff-edited wording replacing the template's text
+    test: bool = False  # `paybot send-test`: marked [TEST] in the subject and the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +84,19 @@ def render(message: Message, surface: Surface = Surface.EMAIL) -> Rendered:
     email, data = _environment(), template_data(message)
     name = message.purpose.value
     subject = surfaces.line(email.get_template(f"{name}.subject.txt").render(data))
-    text = _words(message, Surface.EMAIL, data)
-    has_html = f"{name}.html" in email.list_templates() and not message.text_override
+    text = _marked(message, _words(message, Surface.EMAIL, data))
+    if message.test:
+        subject = f"[TEST] {subject}"
+    has_html = f"{name}.html" in email.list_templates() and not message.text_override and not message.test
     html = email.get_template(f"{name}.html").render(data) if has_html else email.get_template("text.html").render(text=text)
     if surface is Surface.SLACK:
-        text = surfaces.Mrkdwn(_words(message, surface, data))  # every value in it went through `finalize`
+        text = surfaces.Mrkdwn(_marked(message, _words(message, surface, data)))  # every value went through `finalize`
     return Rendered(subject=subject, text=text, html=html)
+
+
+def _marked(message: Message, words: str) -> str:
+    """`paybot send-test`'s words say first that they are a test (TEST_NOTE is ours: nothing in it to escape)."""
+    return f"[TEST] {TEST_NOTE}\n\n{words}" if message.test else words
 
 
 def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import aiohttp
+from pydantic import ValidationError
 
+from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import Channel
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
+from bot.services.check import summary
 from bot.services.delivery import DeliveryWorker
 from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
@@ -22,10 +25,9 @@ from bot.services.notify import Notifier
 from bot.services.staff.escalations import Escalations
 from bot.services.verifier import Verifier
 from bot.services.workqueue import WorkQueue
-from bot.settings import Settings
-from bot.storage import migrate
+from bot.settings import Settings, setting_errors
+from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow
-from bot.storage.engine import is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -111,29 +113,34 @@ def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name
     """Given `configs` (tests, demo), exactly those integrations run; otherwise each reads its environment."""
     if configs is not None:
         return configs.get(name)
-    return cls()
+    try:
+        return cls()
+    except ValidationError as exc:  # e.g. STRIPE_TOLERANCE_SECONDS=soon: one line, exit 2
+        raise ConfigError(f"bad setting: {setting_errors(exc, cls.model_config.get('env_prefix', ''))}") from exc
 
 
 async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
-                clock: Clock = utcnow, migrate_sqlite: bool = True) -> Runtime:
-    db = Database.open(settings.database_url, clock)
-    if migrate_sqlite and is_sqlite(settings.database_url):
-        await migrate.upgrade(db.engine)  # the zero-set-up default: an empty file becomes a database
+                clock: Clock = utcnow, migrate_sqlite: bool = True, announce: bool = True) -> Runtime:
+    # Every setting is read (and a bad one refused) before anything is opened or created.
+    chosen = {name: integration_settings(configs, name, factory.Settings)
+              for registry in (SOURCES, CHANNELS) for name, factory in registry.items()}
+    # The zero-set-up default: on SQLite an empty file becomes a database; PostgreSQL must have been migrated.
+    db = await open_database(settings.database_url, clock, upgrade=None if migrate_sqlite else False)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     disabled: dict[str, list[str]] = {}
     sources: dict[str, PaymentSource] = {}
     channels: dict[str, Channel] = {}
     for registry, enabled in ((SOURCES, sources), (CHANNELS, channels)):
         for name, factory in registry.items():
-            config = integration_settings(configs, name, factory.Settings)
+            config = chosen[name]
             missing = config.missing() if config is not None else ["(not given)"]
             if config is None or missing:
                 disabled[name] = missing
                 continue
             enabled[name] = factory(config, http)  # type: ignore[assignment]
-    if configs is None:  # read from the environment: say once what is off, and why
-        for name, missing in disabled.items():
-            log.info("integration %s disabled: %s not set", name, ", ".join(missing))
+    if configs is None and announce:  # from the environment: say once what is on, what is off, and why
+        for finding in summary(sources, channels, disabled, settings):
+            log.log(logging.WARNING if finding.problem else logging.INFO, "%s", finding.text)
     metrics = Metrics()
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)

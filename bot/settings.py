@@ -7,20 +7,25 @@ Core settings live here; each integration declares its own `<NAME>_…` settings
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.storage.engine import normalise_url
+
 ENV_FILE = ".env"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+    # env_ignore_empty: `NAME=` (as .env.example has it) means unset, i.e. the default, never "".
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True, env_ignore_empty=True)
 
     database_url: str = "sqlite+aiosqlite:///./paybot.db"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
 
@@ -53,3 +58,23 @@ class Settings(BaseSettings):
     delivery_max_age_seconds: float = 86_400.0
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 900.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS or not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+
+def setting_errors(exc: ValidationError, prefix: str = "") -> str:
+    """A settings class's validation errors as one line naming each variable: `PORT: …; LOG_LEVEL: …`."""
+    return "; ".join(
+        f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors())

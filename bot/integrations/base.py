@@ -16,7 +16,7 @@ class IntegrationSettings(BaseSettings):
     `required` names the fields without which the integration is disabled.
     """
 
-    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True, env_ignore_empty=True)
     required: ClassVar[tuple[str, ...]] = ()
 
     def missing(self) -> list[str]:
@@ -26,7 +26,8 @@ class IntegrationSettings(BaseSettings):
 
 
 def settings_config(name: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=f"{name}_", env_file=ENV_FILE, extra="ignore", frozen=True)
+    return SettingsConfigDict(env_prefix=f"{name}_", env_file=ENV_FILE, extra="ignore", frozen=True,
+                              env_ignore_empty=True)  # `NAME=` means unset, as for the core settings
 
 
 def secret(value: SecretStr | None) -> str:

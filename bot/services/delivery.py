@@ -12,6 +12,7 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,10 +25,13 @@ from bot.services import receipts
 from bot.services.notify import Notifier, redact
 from bot.settings import Settings
 from bot.storage import outbox
+from bot.storage.connect import problem, unavailable
 from bot.storage.database import Database
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
+#: The longest pause between two rounds while the database is unavailable.
+OUTAGE_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -66,14 +70,23 @@ class DeliveryWorker:
             await self._loop(stop)
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        failures = 0  # rounds failed in a row: each waits twice as long as the last, up to OUTAGE_MAX_SECONDS
         while not stop.is_set():
             self._wake.clear()  # before looking: a wake-up during this round must lead to another round
             try:
                 busy = await self.run_once()
                 await self.run_periodic()
-            except Exception:  # the loop must outlive any one bad row or database blip
-                log.exception("delivery worker iteration failed")
-                busy = 0
+                failures = 0
+            except Exception as exc:  # the loop must outlive any one bad row or database outage
+                failures += 1
+                delay = self.outage_delay(failures)
+                if unavailable(exc):  # expected while the database restarts: one line, no traceback
+                    log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc), delay)
+                else:
+                    log.exception("delivery worker iteration failed; retrying in %.0f s", delay)
+                with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
             if busy:
                 continue
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
@@ -81,6 +94,10 @@ class DeliveryWorker:
                                             return_when=asyncio.FIRST_COMPLETED)
             for waiter in pending:
                 waiter.cancel()
+
+    def outage_delay(self, failures: int) -> float:
+        """The pause after `failures` failed rounds in a row: the poll interval, doubled each time, capped."""
+        return min(OUTAGE_MAX_SECONDS, self.settings.worker_poll_seconds * 2 ** min(failures - 1, 30))
 
     async def run_periodic(self) -> None:
         now = self.db.clock()

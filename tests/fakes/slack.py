@@ -30,7 +30,10 @@ class FakeSlack(FakeProvider):
         self.usergroup_members: dict[str, list[str]] = {}
         self.views: list[dict[str, Any]] = []
         self._ts = itertools.count(1)
+        self.not_member: set[str] = set()  # channels that exist but the bot was never invited to
         self.app.router.add_post("/auth.test", self.auth_test)
+        self.app.router.add_post("/conversations.info", self.conversations_info)
+        self.app.router.add_get("/conversations.info", self.conversations_info)
         self.app.router.add_post("/chat.postMessage", self.post_message)
         self.app.router.add_post("/chat.update", self.update)
         self.app.router.add_post("/views.open", self.views_open)
@@ -58,12 +61,24 @@ class FakeSlack(FakeProvider):
         return web.json_response({"ok": True, "url": "https://acme.slack.com/", "team": "Acme", "user": "paybot",
                                   "team_id": "T0ACME", "user_id": "U0PAYBOT", "bot_id": "B0PAYBOT"})
 
+    async def conversations_info(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return slack_error("invalid_auth")
+        channel = (await self._args(request)).get("channel")
+        if channel not in self.channels:
+            return slack_error("channel_not_found")
+        return web.json_response({"ok": True, "channel": {
+            "id": channel, "name": channel.lower().removeprefix("c0"), "is_channel": True, "is_private": False,
+            "is_member": channel not in self.not_member}})
+
     async def post_message(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return slack_error("invalid_auth")
         args = await self._args(request)
         if args.get("channel") not in self.channels:
             return slack_error("channel_not_found")
+        if args.get("channel") in self.not_member:
+            return slack_error("not_in_channel")
         if not args.get("text") and not args.get("blocks"):
             return slack_error("no_text")
         ts = f"1764331200.{next(self._ts):06d}"

@@ -7,6 +7,7 @@ plain thank-you in their shared (Slack Connect) channel.
 from __future__ import annotations
 
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr
@@ -16,8 +17,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
 from bot.messages import Message, Purpose, Surface, render
+from bot.settings import Settings as CoreSettings
 from bot.text import Mrkdwn
 from cards import slack as cards
 
@@ -75,3 +78,57 @@ class SlackChannel:
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         return f"slack:{payload['channel']}", PER_CHANNEL_INTERVAL
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """`auth.test` with SLACK_BOT_TOKEN, then `conversations.info` on each staff channel: is the bot in it?"""
+        if (wrong := base_url_problem(self.settings.base_url)) is not None:
+            return [problem(wrong)]
+        try:
+            me = await self.client.auth_test()
+        except SlackApiError as exc:
+            return [problem(f"SLACK_BOT_TOKEN was refused ({_error(exc)}): copy the Bot User OAuth Token (xoxb-…) "
+                            "from the app's OAuth & Permissions page")]
+        bot = str(me.get("user") or "paybot")
+        found = [ok(f"SLACK_BOT_TOKEN accepted, @{bot} in {me.get('team')}")]
+        for setting, channel in (("FINANCE_SLACK_CHANNEL", settings.finance_slack_channel),
+                                 ("ESCALATION_SLACK_CHANNEL", settings.escalation_slack_channel)):
+            if channel:
+                found.append(await self._membership(setting, channel, bot))
+        return found
+
+    async def _membership(self, setting: str, channel: str, bot: str) -> Finding:
+        try:
+            info = await self.client.conversations_info(channel=channel)
+        except SlackApiError as exc:
+            error = _error(exc)
+            if error == "channel_not_found":  # also a private channel the bot was never invited to
+                return problem(f"{setting} {channel}: channel not found: check the id (channel details → "
+                               f"bottom), or invite the bot if it is private (/invite @{bot})")
+            if error == "missing_scope":
+                needed = exc.response.get("needed") if exc.response is not None else None
+                return problem(f"{setting} {channel}: the bot cannot look the channel up (missing scope "
+                               f"{needed or 'channels:read'}): add it and reinstall the app")
+            return problem(f"{setting} {channel}: {error}")
+        conversation = info.get("channel") or {}
+        name = conversation.get("name") or channel
+        if not conversation.get("is_member"):
+            return problem(f"{setting} {channel}: the bot is not in #{name}: invite the bot to #{name} "
+                           f"(/invite @{bot} in the channel)")
+        return ok(f"{setting} {channel}: the bot is in #{name}")
+
+
+def base_url_problem(url: str) -> str | None:
+    """Slack methods are joined onto SLACK_BASE_URL: without the final `/`, `…/api` + `chat.postMessage` becomes
+    `…/chat.postMessage`, a 404 at the first payment."""
+    parts = urlsplit(url)
+    on_slack = (parts.hostname or "").endswith("slack.com")
+    if not url.endswith("/") or (on_slack and parts.path != "/api/"):
+        return (f"SLACK_BASE_URL {url!r} must be the Web API root ending in /api/ (https://slack.com/api/): "
+                "Slack method names are appended to it")
+    return None
+
+
+def _error(exc: SlackApiError) -> str:
+    if exc.response is None:
+        return "no answer"
+    return str(exc.response.get("error") or exc.response.status_code)

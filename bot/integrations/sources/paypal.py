@@ -43,8 +43,10 @@ from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, settings_config
+from bot.integrations.checks import Finding, ok
 from bot.integrations.sources.base import InboundRequest, Received, Reply, WebhookSource
 from bot.integrations.sources.common import field, json_object
+from bot.settings import Settings as CoreSettings
 
 POSTBACK_PREFIX = b"cmd=_notify-validate&"
 IPN_MAX_BYTES = 20_480  # IPN messages are a few KB; nothing larger is kept or posted back
@@ -424,3 +426,8 @@ class PayPalSource(WebhookSource[PayPalSettings]):
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise SignatureInvalid("PayPal's signature does not match this event and webhook") from None
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """Nothing to call: IPN messages are verified by their postback, REST events with PayPal's certificate."""
+        return [ok("nothing to call (IPN is verified by posting each message back; REST events by PayPal's "
+                   "certificate)")]

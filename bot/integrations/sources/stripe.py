@@ -23,8 +23,10 @@ from bot.domain.money import CurrencyError, Money, exponent
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
 from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
+from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
 API_VERSION = "2025-05-28.basil"
@@ -256,3 +258,18 @@ class StripeSource(WebhookSource[StripeSettings]):
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": API_VERSION}
         return await fetch_json(self.http, self.name, "GET", f"{self.settings.base_url.rstrip('/')}{path}",
                                 what=what, headers=headers, **kwargs)
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """`GET /v1/account` with STRIPE_API_KEY. A restricted key may not read the account (403): accepted all
+        the same, as paybot needs only invoices and invoice payments."""
+        if self.settings.api_key is None:
+            return [ok("nothing to call: STRIPE_API_KEY not set (the first signed webhook proves the secret)")]
+        mode = " (test mode)" if "_test_" in secret(self.settings.api_key) else ""
+        try:
+            account = await self._get("/v1/account", "the account")
+        except ProviderRejected as exc:
+            if exc.status == 403:
+                return [ok(f"STRIPE_API_KEY accepted{mode}, a restricted key")]
+            return [problem(f"STRIPE_API_KEY was refused (HTTP {exc.status}): copy a secret or restricted key "
+                            "from Developers → API keys")]
+        return [ok(f"STRIPE_API_KEY accepted{mode}, account {account.get('id')}")]
