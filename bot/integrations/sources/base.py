@@ -14,9 +14,10 @@ returns `Received(confirm_later=True)`: the event is stored unconfirmed and answ
 from __future__ import annotations
 
 import logging
+import re
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -106,29 +107,72 @@ class SourceFactory(Protocol):
     def __call__(self, settings: Any, http: aiohttp.ClientSession) -> PaymentSource: ...
 
 
-#: What storage holds of an event; a verified payload with a longer value is refused, never cut short.
-TEXT_LIMITS = {"event_id": 255, "event_type": 120}
-PAYMENT_TEXT_LIMITS = {"payment_ref": 255, "payer_email": 320, "payer_name": 255, "invoice_external_id": 255,
-                       "customer_external_id": 255}
+#: What storage holds. Identity (the ids that make a redelivery a duplicate) is refused when it does not fit: cut short
+#: or altered, two events could become one. Lookup keys that cannot be stored can match nothing and are dropped.
+#: Display text is cleaned and cut short: a payer's odd name never costs a payment.
+IDENTITY_LIMITS = {"event_id": 255}
+PAYMENT_IDENTITY_LIMITS = {"payment_ref": 255}
+LOOKUP_LIMITS = {"invoice_external_id": 255, "customer_external_id": 255, "payer_email": 320}
+DISPLAY_LIMITS = {"event_type": 120, "payer_name": 255}
 MAX_MINOR_UNITS = 10**15  # ten trillion dollars: anything larger is a malformed payload, not a payment
+#: NUL (PostgreSQL text cannot hold it) and lone surrogates (not UTF-8): no column on either engine takes them.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    return UNSTORABLE.search(text) is None
+
+
+def display(value: object, limit: int | None = None) -> str:
+    """Outside text as storage and people can take it: unstorable characters replaced, cut to `limit` with `…`."""
+    text = UNSTORABLE.sub("\ufffd", value if isinstance(value, str) else str(value))
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
 def checked(received: Received) -> Received:
-    """`received`, if storage can hold it as it is; PayloadInvalid naming the field otherwise."""
-    for name, limit in TEXT_LIMITS.items():
-        if len(getattr(received, name)) > limit:
-            raise PayloadInvalid(f"{name} is longer than {limit} characters")
-    for payment in received.payments:
-        for name, limit in PAYMENT_TEXT_LIMITS.items():
-            value = getattr(payment, name)
-            if value is not None and len(value) > limit:
-                raise PayloadInvalid(f"{name} is longer than {limit} characters")
-        for money in (payment.amount, payment.reported_balance, payment.invoice_total):
-            if money is not None and abs(money.minor) >= MAX_MINOR_UNITS:
-                raise PayloadInvalid(f"amount {money} is out of range")
-        if payment.amount.minor < 0:
-            raise PayloadInvalid(f"amount {payment.amount} is negative")
-    return received
+    """`received` as storage can hold it: display text cleaned and shortened, unusable lookup keys dropped;
+    PayloadInvalid naming the field when an identity or an amount is unusable."""
+    for name, limit in IDENTITY_LIMITS.items():
+        _identity(name, getattr(received, name), limit)
+    return replace(received, event_type=display(received.event_type, DISPLAY_LIMITS["event_type"]),
+                   payments=tuple(_checked_payment(p) for p in received.payments),
+                   headers_kept={display(k): display(v) for k, v in received.headers_kept.items()})
+
+
+def _identity(name: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise PayloadInvalid(f"{name} is longer than {limit} characters")
+    if value is not None and not storable(value):
+        raise PayloadInvalid(f"{name} holds a NUL or an unpaired surrogate")
+
+
+def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
+    for name, limit in PAYMENT_IDENTITY_LIMITS.items():
+        _identity(name, getattr(payment, name), limit)
+    for money in (payment.amount, payment.reported_balance, payment.invoice_total):
+        if money is not None and abs(money.minor) >= MAX_MINOR_UNITS:
+            raise PayloadInvalid(f"amount {money} is out of range")
+    if payment.amount.minor < 0:
+        raise PayloadInvalid(f"amount {payment.amount} is negative")
+    lookups: dict[str, str | None] = {}
+    for name, limit in LOOKUP_LIMITS.items():
+        value = getattr(payment, name)
+        usable = value is None or (isinstance(value, str) and len(value) <= limit and storable(value))
+        lookups[name] = value if usable else None
+    unusable = sorted(name for name, value in lookups.items() if value is None and getattr(payment, name) is not None)
+    if unusable:
+        log.warning("%s payment %s: dropped %s (too long or unstorable to match anything)",
+                    payment.source, payment.payment_ref, ", ".join(unusable))
+    details = {display(k): display(v) for k, v in payment.details.items()}
+    return replace(
+        payment, **lookups,
+        payer_name=display(payment.payer_name, DISPLAY_LIMITS["payer_name"]) if payment.payer_name is not None else None,
+        payer_phone=display(payment.payer_phone) if payment.payer_phone is not None else None,
+        invoice_numbers=tuple(display(n) for n in payment.invoice_numbers),
+        texts=tuple(display(t) for t in payment.texts),
+        reverses=tuple(display(r) for r in payment.reverses),
+        details=details | ({"unusable_fields": ",".join(unusable)} if unusable else {}),
+    )
 
 
 async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: InboundRequest) -> Received:

@@ -24,7 +24,8 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, from_unix, json_object,
+                                             path_segment, unix_seconds)
 
 log = logging.getLogger(__name__)
 API_VERSION = "2025-05-28.basil"
@@ -82,7 +83,7 @@ class StripeSource(WebhookSource[StripeSettings]):
         pairs = [item.split("=", 1) for item in header.split(",") if "=" in item]
         timestamps = [v for k, v in pairs if k.strip() == "t"]
         signatures = [v.strip() for k, v in pairs if k.strip() == "v1"]
-        if not timestamps or not signatures or not timestamps[0].strip().isdigit():
+        if not timestamps or not signatures or not unix_seconds(timestamps[0].strip()):
             raise SignatureInvalid("Stripe-Signature header missing or malformed")
         timestamp = int(timestamps[0])
         signed = f"{timestamp}.".encode() + request.body
@@ -250,7 +251,7 @@ class StripeSource(WebhookSource[StripeSettings]):
     async def fetch_invoice(self, invoice_id: str) -> dict[str, Any]:
         if not self.settings.api_key:
             raise ProviderUnavailable(self.name, "STRIPE_API_KEY is needed to read invoice_payment.paid's invoice")
-        return await self._get(f"/v1/invoices/{invoice_id}", f"invoice {invoice_id}")
+        return await self._get(f"/v1/invoices/{path_segment(invoice_id)}", f"invoice {invoice_id}")
 
     async def _get(self, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": API_VERSION}
