@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -129,6 +130,10 @@ def display(value: object, limit: int | None = None) -> str:
     return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _shown(value: object, limit: int | None = None) -> str | None:
+    return None if value is None else display(value, limit)
+
+
 def checked(received: Received) -> Received:
     """`received` as storage can hold it: display text cleaned and shortened, unusable lookup keys dropped;
     PayloadInvalid naming the field when an identity or an amount is unusable."""
@@ -146,6 +151,11 @@ def _identity(name: str, value: str | None, limit: int) -> None:
         raise PayloadInvalid(f"{name} holds a NUL or an unpaired surrogate")
 
 
+def _lookup(value: object, limit: int) -> str | None:
+    """An id to look something up by, if storage could hold it (else nothing stored could ever equal it)."""
+    return value if isinstance(value, str) and len(value) <= limit and storable(value) else None
+
+
 def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
     for name, limit in PAYMENT_IDENTITY_LIMITS.items():
         _identity(name, getattr(payment, name), limit)
@@ -154,11 +164,7 @@ def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
             raise PayloadInvalid(f"amount {money} is out of range")
     if payment.amount.minor < 0:
         raise PayloadInvalid(f"amount {payment.amount} is negative")
-    lookups: dict[str, str | None] = {}
-    for name, limit in LOOKUP_LIMITS.items():
-        value = getattr(payment, name)
-        usable = value is None or (isinstance(value, str) and len(value) <= limit and storable(value))
-        lookups[name] = value if usable else None
+    lookups: dict[str, Any] = {name: _lookup(getattr(payment, name), limit) for name, limit in LOOKUP_LIMITS.items()}
     unusable = sorted(name for name, value in lookups.items() if value is None and getattr(payment, name) is not None)
     if unusable:
         log.warning("%s payment %s: dropped %s (too long or unstorable to match anything)",
@@ -166,8 +172,8 @@ def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
     details = {display(k): display(v) for k, v in payment.details.items()}
     return replace(
         payment, **lookups,
-        payer_name=display(payment.payer_name, DISPLAY_LIMITS["payer_name"]) if payment.payer_name is not None else None,
-        payer_phone=display(payment.payer_phone) if payment.payer_phone is not None else None,
+        payer_name=_shown(payment.payer_name, DISPLAY_LIMITS["payer_name"]),
+        payer_phone=_shown(payment.payer_phone),
         invoice_numbers=tuple(display(n) for n in payment.invoice_numbers),
         texts=tuple(display(t) for t in payment.texts),
         reverses=tuple(display(r) for r in payment.reverses),
@@ -177,11 +183,22 @@ def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
 
 async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: InboundRequest) -> Received:
     """Parse a verified request. A payload of a shape the parser did not foresee is the sender's malformed
-    input (400 with the reason), not our failure: it is logged in full and refused, never a 500."""
+    input (400 with the reason), not our failure: refused, never a 500, and logged on one line naming the parser's
+    line that tripped (a traceback per bad payload would let a sender fill the log)."""
     try:
         return checked(await parse(request))
     except (InboundError, ProviderError):
         raise
     except Exception as exc:  # noqa: BLE001  the boundary: whatever the parser tripped on
-        log.warning("payload of an unforeseen shape", exc_info=True)
-        raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__}: {exc})"[:300]) from exc
+        reason = display(f"payload has an unexpected shape ({type(exc).__name__}: {exc})", 300)
+        log.warning("%s, at %s", reason, tripped_at(exc))
+        raise PayloadInvalid(reason) from exc
+
+
+def tripped_at(exc: BaseException) -> str:
+    """Where an exception was raised, as `file.py:123 in function` (the innermost frame)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "an unknown place"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
