@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # high volume, and platforms that want an answer within seconds).
     ingest_mode: Literal["inline", "deferred"] = "inline"
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")
+    read_timeout_seconds: float = Field(default=30.0, gt=0, description="a request's headers, and then its body, "
+                                        "must arrive within this; an idle connection is closed after it")
     worker_batch: int = 20
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0
