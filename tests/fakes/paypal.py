@@ -114,7 +114,7 @@ class FakePayPal(FakeProvider):
             return False  # not a transmission of ours, or not the event we sent
         message = signed_message(args["transmission_id"], args["transmission_time"], args["webhook_id"], sent)
         expected = base64.b64encode(hmac.new(_SIGNING_KEY, message, hashlib.sha256).digest()).decode()
-        return hmac.compare_digest(expected, str(args["transmission_sig"]))
+        return hmac.compare_digest(expected.encode(), str(args["transmission_sig"]).encode())  # any text, no raise
 
     @staticmethod
     def validation_error(issue: str) -> web.Response:

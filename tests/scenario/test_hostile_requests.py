@@ -135,3 +135,19 @@ async def test_a_body_that_never_arrives_is_closed_by_the_server(short_timeouts)
                                               b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\":")
     assert not said.startswith(b"HTTP/1.1 5")
     assert await paybot.rows(models.WebhookEvent) == []
+
+
+@pytest.mark.parametrize("header", [b"Stripe-Signature: t=\xff\xfe,v1=\xc3\x28", b"Stripe-Signature: t=1,v1=\xed\xa0\x80",
+                                    b"Content-Type: application/json; charset=\xff"])
+async def test_header_bytes_that_are_not_utf8_are_refused_not_a_500(short_timeouts, header):
+    _, server = short_timeouts
+    said = await closed_by_the_server(server, b"POST /webhooks/stripe HTTP/1.1\r\nHost: paybot\r\n" + header
+                                      + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    assert said.split(b" ", 2)[1] in (b"400", b"401"), said
+
+
+@pytest.mark.parametrize(("content_type", "raw"), [
+    ("application/json", b"\x00"), ("application/json", b"[]"), ("application/x-www-form-urlencoded", b"payload=%7B")])
+async def test_a_slack_body_bolt_cannot_parse_is_400_before_any_signature_check(paybot, content_type, raw):
+    response = await paybot.client.post("/slack/events", data=raw, headers={"Content-Type": content_type})
+    assert response.status == 400
