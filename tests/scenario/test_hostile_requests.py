@@ -137,7 +137,8 @@ async def test_a_body_that_never_arrives_is_closed_by_the_server(short_timeouts)
     assert await paybot.rows(models.WebhookEvent) == []
 
 
-@pytest.mark.parametrize("header", [b"Stripe-Signature: t=\xff\xfe,v1=\xc3\x28", b"Stripe-Signature: t=1,v1=\xed\xa0\x80",
+@pytest.mark.parametrize("header", [b"Stripe-Signature: t=\xff\xfe,v1=\xc3\x28",
+                                    b"Stripe-Signature: t=1,v1=\xed\xa0\x80",
                                     b"Content-Type: application/json; charset=\xff"])
 async def test_header_bytes_that_are_not_utf8_are_refused_not_a_500(short_timeouts, header):
     _, server = short_timeouts

@@ -50,7 +50,7 @@ def test_paybot_logging_under_debug_escapes_redacts_and_holds_libraries_back(tmp
         "import logging\n"
         "from bot.cli import configure_logging\n"
         "configure_logging('DEBUG')\n"
-        "logging.getLogger('slack_sdk.web.base_client').debug('Sending a request - body: {\"email\": \"a@b.example\"}')\n"
+        "logging.getLogger('slack_sdk.web.base_client').debug('Sending a request - body: {\"to\": \"a@b.example\"}')\n"
         "logging.getLogger('aiohttp.client').debug('POST to jane@example.com')\n"
         "logging.getLogger('sqlalchemy.engine.Engine').info('INSERT ... (\"jane@example.com\",)')\n"
         "logging.getLogger('bot.test').debug('payer %s', 'Jane <jane@example.com> +12025550123\\nFORGED')\n"
