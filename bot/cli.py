@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot import staff_cli, text
+from bot import logs, staff_cli, text
 from bot.errors import ConfigError
 from bot.settings import Settings, setting_errors
 from bot.storage import audit
@@ -37,10 +37,12 @@ def load_settings() -> Settings:
 
 
 def configure_logging(level: str) -> None:
+    """stderr, every record through `bot.logs.SafeRecords` (escaped, redacted), chatty libraries held back."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    for noisy in ("aiohttp.access", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        logs.make_safe(handler)
+    logs.hold_libraries(logging.getLogger().level)
 
 
 async def _database(settings: Settings) -> Database:
@@ -57,7 +59,7 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import create_app
+    from bot.app import create_app, server_options
     from bot.demo import run_demo
     from bot.runtime import start
 
@@ -67,7 +69,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         await run_demo(out=sys.stdout)
         print(f"\nServing anyway on http://{settings.host}:{settings.port} (health, metrics; webhooks 404).")
     app = create_app(settings, runtime=runtime, run_worker=not args.no_worker)
-    runner = web.AppRunner(app, handle_signals=True)
+    runner = web.AppRunner(app, handle_signals=True, **server_options(settings))
     await runner.setup()
     try:
         await _listen(runner, settings)

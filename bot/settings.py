@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     verify_concurrency: int = Field(default=8, ge=1)  # verification calls at once, per process
     verify_max_attempts: int = Field(default=8, ge=1)  # then the event is given up on (`unverifiable`)
     verify_retry_base_seconds: float = Field(default=30.0, gt=0)  # first wait after a failed attempt; doubles
+    read_timeout_seconds: float = Field(default=30.0, gt=0, description="a request's headers, and then its body, "
+                                        "must arrive within this; an idle connection is closed after it")
     worker_batch: int = 20
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0

@@ -53,6 +53,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(autouse=True)
+def safe_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Captured records pass the filter `paybot` puts on its own handlers (escaped, redacted: bot/logs.py)."""
+    from bot.logs import make_safe
+
+    make_safe(caplog.handler)
+
+
+@pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No local secrets or .env may leak into a test (as bolt's tests clear os.environ)."""
     from bot.integrations.base import env_name

@@ -25,7 +25,8 @@ from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, Si
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, from_unix, json_object,
+                                             path_segment, unix_seconds)
 from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class StripeSource(WebhookSource[StripeSettings]):
         pairs = [item.split("=", 1) for item in header.split(",") if "=" in item]
         timestamps = [v for k, v in pairs if k.strip() == "t"]
         signatures = [v.strip() for k, v in pairs if k.strip() == "v1"]
-        if not timestamps or not signatures or not timestamps[0].strip().isdigit():
+        if not timestamps or not signatures or not unix_seconds(timestamps[0].strip()):
             raise SignatureInvalid("Stripe-Signature header missing or malformed")
         timestamp = int(timestamps[0])
         signed = f"{timestamp}.".encode() + request.body
@@ -252,7 +253,7 @@ class StripeSource(WebhookSource[StripeSettings]):
     async def fetch_invoice(self, invoice_id: str) -> dict[str, Any]:
         if not self.settings.api_key:
             raise ProviderUnavailable(self.name, "STRIPE_API_KEY is needed to read invoice_payment.paid's invoice")
-        return await self._get(f"/v1/invoices/{invoice_id}", f"invoice {invoice_id}")
+        return await self._get(f"/v1/invoices/{path_segment(invoice_id)}", f"invoice {invoice_id}")
 
     async def _get(self, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": API_VERSION}

@@ -21,7 +21,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secrets, settings_config
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import json_object, parse_time
+from bot.integrations.sources.common import as_bytes, json_object, parse_time
 
 HEADER = "X-Webhook-Secret"
 PAID_STATUSES = frozenset({"PAID", "PARTIAL"})
@@ -65,7 +65,7 @@ class WaveSource(WebhookSource[WaveSettings]):
     Settings: ClassVar[type[IntegrationSettings]] = WaveSettings
 
     def verify(self, request: InboundRequest) -> None:
-        given = request.headers.get(HEADER, "").encode()
+        given = as_bytes(request.headers.get(HEADER, ""))
         if not given or not any(hmac.compare_digest(given, key.encode())
                                 for key in secrets(self.settings.webhook_secret)):
             raise SignatureInvalid(f"{HEADER} header missing or wrong")
