@@ -153,10 +153,10 @@ async def sendgrid(aiohttp_server):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def slack(aiohttp_server):  # type: ignore[no-untyped-def]
+async def slack(aiohttp_server, clock):  # type: ignore[no-untyped-def]
     from tests.fakes.slack import FakeSlack
 
-    fake = FakeSlack()
+    fake = FakeSlack(clock=clock)
     fake.server = await aiohttp_server(fake.app)
     return fake
 
