@@ -329,34 +329,107 @@ class Load:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-# --- the run --------------------------------------------------------------------------------------------------------
+# --- the servers ----------------------------------------------------------------------------------------------------
 
 @dataclass
-class Figures:
+class Server:
+    pid: int
+    port: int
+    paypal_port: int
+    log: Path
+
+
+@contextlib.asynccontextmanager
+async def paybot_serve(args: argparse.Namespace, database_url: str, workdir: Path) -> AsyncIterator[Server]:
+    """A fake PayPal, then `python -m bot serve` (web and worker) pointed at it; both killed at the end."""
+    log_path = workdir / f"paybot-{free_port()}.log"
+    async with child([sys.executable, __file__, "_paypal"], stdin=asyncio.subprocess.PIPE,
+                     stdout=asyncio.subprocess.PIPE) as paypal:
+        assert paypal.stdout is not None
+        paypal_port = await asyncio.wait_for(announced_port(paypal.stdout), START_TIMEOUT)
+        port = free_port()
+        with log_path.open("wb") as log:
+            async with child([sys.executable, "-m", "bot", "serve"], cwd=workdir, stdout=log, stderr=log,
+                             env=server_environment(database_url, port, paypal_port, args.ingest_mode)) as server:
+                await wait_healthy(port, server)
+                yield Server(server.pid, port, paypal_port, log_path)
+
+
+async def paypal_stats(port: int) -> dict[str, int]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/stats") as resp:
+        return dict(await resp.json())
+
+
+async def settle_postbacks(port: int, limit: float) -> tuple[dict[str, int], float]:
+    """Wait until PayPal hears nothing new for 3 s (the server has stopped verifying), or `limit` seconds."""
+    started = time.monotonic()
+    last, quiet_since = await paypal_stats(port), time.monotonic()
+    while time.monotonic() - started < limit and time.monotonic() - quiet_since < 3:
+        await asyncio.sleep(0.5)
+        now = await paypal_stats(port)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+    return last, time.monotonic() - started
+
+
+# --- part 1: what one rejected request leaves behind (a server of its own, no flood) --------------------------------
+
+@dataclass
+class Cost:
+    attack: str
+    sent: int
+    answers: Counter[str]
+    stored: Snapshot          # what the database gained
+    postbacks: int
+    postback_bytes: int
+    settled: bool             # PayPal heard nothing new for 3 s before DRAIN_SECONDS ran out
+
+
+async def cost_per_request(args: argparse.Namespace, server: Server, database_url: str) -> list[Cost]:
+    """Each attack alone, `--probe-requests` times, 16 in flight, slowly enough that the server keeps up; then
+    the database's growth and PayPal's postbacks, divided by the requests."""
+    http, costs, offset = RawHttp(server.port, REQUEST_TIMEOUT), [], 10**9
+    for name in sorted(args.attacks, key=lambda a: a.startswith("ipn")):  # the postback-free one first
+        make, gate = ATTACKS[name], asyncio.Semaphore(16)
+        answers: Counter[str] = Counter()
+
+        async def one(i: int) -> None:
+            async with gate:
+                answers[await http.post(make(offset + i))] += 1
+
+        before, paypal_before = await snapshot(database_url), await paypal_stats(server.paypal_port)
+        await asyncio.gather(*(one(i) for i in range(args.probe_requests)))
+        paypal, waited = await settle_postbacks(server.paypal_port, DRAIN_SECONDS)
+        stored = (await snapshot(database_url)).minus(before)
+        costs.append(Cost(name, args.probe_requests, answers, stored, paypal["calls"] - paypal_before["calls"],
+                          paypal["bytes"] - paypal_before["bytes"], waited < DRAIN_SECONDS))
+        offset += args.probe_requests
+        print(f"cost: {name} × {args.probe_requests} done", flush=True)
+    http.close()
+    return costs
+
+
+# --- part 2: the flood, with genuine webhooks (a fresh server) -------------------------------------------------------
+
+@dataclass
+class Flood:
     quiet: list[float]
     during: list[float]
     genuine_errors: Counter[str]
     tally: Tally
-    flood_seconds: float
+    seconds: float
     rss_before_kb: int
     rss_high_kb: int
     stopped_early: str
-    quiet_delta: Snapshot  # what the genuine webhooks of the quiet phase stored
-    flood_delta: Snapshot  # what the flood stored: the flood phase's delta less its genuine webhooks' share
+    grew: Snapshot  # the database over the flood period, genuine webhooks included
     postbacks_at_end: int
     postbacks: int
     postback_bytes: int
     drain_seconds: float
     log_bytes: int
     server_cpu: float
-    quiet_sent: int
     load_before: str
     load_after: str
-
-
-async def paypal_stats(http: aiohttp.ClientSession, port: int) -> dict[str, int]:
-    async with http.get(f"http://127.0.0.1:{port}/stats") as resp:
-        return dict(await resp.json())
 
 
 async def watch_memory(pid: int, limit_kb: int, stop: asyncio.Event, why: list[str]) -> None:
@@ -369,77 +442,42 @@ async def watch_memory(pid: int, limit_kb: int, stop: asyncio.Event, why: list[s
         await asyncio.sleep(0.5)
 
 
-async def settle_postbacks(http: aiohttp.ClientSession, port: int, limit: float) -> tuple[dict[str, int], float]:
-    """Wait until PayPal hears nothing new for 3 s (the server has stopped verifying), or `limit` seconds."""
-    started = time.monotonic()
-    last, quiet_since = await paypal_stats(http, port), time.monotonic()
-    while time.monotonic() - started < limit and time.monotonic() - quiet_since < 3:
-        await asyncio.sleep(0.5)
-        now = await paypal_stats(http, port)
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-    return last, time.monotonic() - started
-
-
-async def run(args: argparse.Namespace, database_url: str, workdir: Path) -> Figures:
-    log_path = workdir / "paybot.log"
-    async with child([sys.executable, __file__, "_paypal"], stdin=asyncio.subprocess.PIPE,
-                     stdout=asyncio.subprocess.PIPE) as paypal:
-        assert paypal.stdout is not None
-        paypal_port = await asyncio.wait_for(announced_port(paypal.stdout), START_TIMEOUT)
-        port = free_port()
-        with log_path.open("wb") as log:
-            async with child([sys.executable, "-m", "bot", "serve"], cwd=workdir, stdout=log, stderr=log,
-                             env=server_environment(database_url, port, paypal_port, args.ingest_mode)) as server:
-                await wait_healthy(port, server)
-                return await measure(args, database_url, server.pid, port, paypal_port, log_path)
-
-
-async def measure(args: argparse.Namespace, database_url: str, pid: int, port: int, paypal_port: int,
-                  log_path: Path) -> Figures:
-    load = Load(port, args.attacks, genuine=int(args.genuine_rate * (args.quiet_seconds + args.seconds)) + 10,
+async def flood(args: argparse.Namespace, server: Server, database_url: str) -> Flood:
+    load = Load(server.port, args.attacks, genuine=int(args.genuine_rate * (args.quiet_seconds + args.seconds)) + 10,
                 max_in_flight=args.max_in_flight)
-    never = asyncio.Event()
-    flood_http = RawHttp(port, FLOOD_TIMEOUT)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as genuine_http, \
-            aiohttp.ClientSession() as stats_http:
-        start, load_before = await snapshot(database_url), load_average()
-        print(f"quiet: genuine Stripe webhooks at {args.genuine_rate}/s for {args.quiet_seconds} s", flush=True)
+    never, load_before = asyncio.Event(), load_average()
+    flood_http = RawHttp(server.port, FLOOD_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as genuine_http:
+        print(f"quiet: genuine Stripe webhooks at {args.genuine_rate:g}/s for {args.quiet_seconds:g} s", flush=True)
         await load.genuine_at(genuine_http, args.genuine_rate, args.quiet_seconds, "quiet", never)
         await load.drain(REQUEST_TIMEOUT)
-        await asyncio.sleep(1)  # deferred ingest records after the answer
-        before_flood = await snapshot(database_url)
-        quiet_delta = before_flood.minus(start)
 
-        rss_before, cpu_before = memory_kb(pid, "VmRSS"), cpu_seconds(pid)
-        log_before = log_path.stat().st_size
-        print(f"flood: {', '.join(args.attacks)} at {args.rate}/s for {args.seconds} s, genuine at "
-              f"{args.genuine_rate}/s", flush=True)
+        before = await snapshot(database_url)
+        rss_before, cpu_before = memory_kb(server.pid, "VmRSS"), cpu_seconds(server.pid)
+        log_before = server.log.stat().st_size
+        print(f"flood: {', '.join(args.attacks)} at {args.rate:g}/s for {args.seconds:g} s, genuine at "
+              f"{args.genuine_rate:g}/s", flush=True)
         stop, why = asyncio.Event(), []
-        guard = asyncio.create_task(watch_memory(pid, args.max_rss_mb * 1024, stop, why))
-        flood_started = time.monotonic()
+        guard = asyncio.create_task(watch_memory(server.pid, args.max_rss_mb * 1024, stop, why))
+        started = time.monotonic()
         await asyncio.gather(load.flood(flood_http, args.rate, args.seconds, stop),
                              load.genuine_at(genuine_http, args.genuine_rate, args.seconds, "flood", stop))
-        flood_seconds = time.monotonic() - flood_started
-        postbacks_at_end = (await paypal_stats(stats_http, paypal_port))["calls"]
-        print(f"flood over after {flood_seconds:.1f} s; draining (at most {DRAIN_SECONDS:.0f} s)", flush=True)
+        seconds = time.monotonic() - started
+        postbacks_at_end = (await paypal_stats(server.paypal_port))["calls"]
+        print(f"flood over after {seconds:.1f} s; draining (at most {DRAIN_SECONDS:.0f} s, twice)", flush=True)
         await load.drain(DRAIN_SECONDS)
         flood_http.close()
-        paypal, drained = await settle_postbacks(stats_http, paypal_port, DRAIN_SECONDS)
+        paypal, drained = await settle_postbacks(server.paypal_port, DRAIN_SECONDS)
         stop.set()
         await guard
-        rss_high, cpu = memory_kb(pid, "VmHWM"), cpu_seconds(pid) - cpu_before
-        log_bytes = log_path.stat().st_size - log_before
-        after = await snapshot(database_url)
+    return Flood(load.latencies["quiet"], load.latencies["flood"], load.genuine_errors, load.tally, seconds,
+                 rss_before, memory_kb(server.pid, "VmHWM"), "; ".join(why),
+                 (await snapshot(database_url)).minus(before), postbacks_at_end, paypal["calls"], paypal["bytes"],
+                 drained, server.log.stat().st_size - log_before, cpu_seconds(server.pid) - cpu_before,
+                 load_before, load_average())
 
-    scale = load.sent["flood"] / max(load.sent["quiet"], 1)  # answered or not, each was most likely stored
-    genuine_share = Snapshot({t: round(n * scale) for t, n in quiet_delta.rows.items()}, round(quiet_delta.bytes * scale))
-    flood_delta = after.minus(before_flood).minus(genuine_share)
-    return Figures(load.latencies["quiet"], load.latencies["flood"], load.genuine_errors, load.tally, flood_seconds,
-                   rss_before, rss_high, "; ".join(why), quiet_delta, flood_delta, postbacks_at_end,
-                   paypal["calls"], paypal["bytes"], drained, log_bytes, cpu, load.sent["quiet"], load_before,
-                   load_average())
 
+# --- the report -----------------------------------------------------------------------------------------------------
 
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -451,49 +489,54 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 def ms(value: float) -> str:
-    return f"{'unanswered':>10}" if value == float("inf") else f"{value:>10.1f}"
+    return f"{'unanswered':>11}" if value == float("inf") else f"{value:>11.1f}"
 
 
-def report(args: argparse.Namespace, f: Figures) -> None:
+def answers_shown(answers: Counter[str]) -> str:
+    return ", ".join(f"{status} × {n}" for status, n in sorted(answers.items())) or "none"
+
+
+def report_costs(costs: Sequence[Cost]) -> None:
+    print("\nstored per rejected request (each attack alone, after the server had settled)")
+    print(f"  {'attack':<22}{'rows':>8}{'bytes':>10}{'PayPal calls':>14}{'PayPal bytes':>14}   rows by table; answers")
+    for c in costs:
+        tables = ", ".join(f"{t} {n / c.sent:+.2f}" for t, n in c.stored.rows.items() if n) or "none"
+        print(f"  {c.attack:<22}{sum(c.stored.rows.values()) / c.sent:>8.2f}{c.stored.bytes / c.sent:>10.0f}"
+              f"{c.postbacks / c.sent:>14.2f}{c.postback_bytes / c.sent:>14.0f}   {tables}; "
+              f"{answers_shown(c.answers)}" + ("" if c.settled else "  (PayPal still being called: a lower bound)"))
+
+
+def report_flood(args: argparse.Namespace, f: Flood) -> None:
     t = f.tally
     sent = sum(t.sent.values())
     ipns = sum(n for name, n in t.sent.items() if name.startswith("ipn"))
-    print(f"\n{args.engine}, INGEST_MODE={args.ingest_mode}: flood of {sent} requests in {f.flood_seconds:.1f} s "
-          f"({sent / f.flood_seconds:.0f}/s sent, target {args.rate:.0f}/s; {t.shed} not sent: "
-          f"{args.max_in_flight} were in flight)" + (f"; STOPPED EARLY: {f.stopped_early}" if f.stopped_early else ""))
-    print(f"load average (all processes on this machine): {f.load_before} before, {f.load_after} after")
+    print(f"\nflood: {sent} requests in {f.seconds:.1f} s ({sent / f.seconds:.0f}/s sent, target {args.rate:g}/s; "
+          f"{t.shed} not sent because {args.max_in_flight} were in flight)"
+          + (f"; STOPPED EARLY: {f.stopped_early}" if f.stopped_early else ""))
+    print(f"load average of the machine: {f.load_before} before, {f.load_after} after")
     answers: dict[str, Counter[str]] = {}
     for (name, status), n in t.answers.items():
         answers.setdefault(name, Counter())[status] += n
     for name in args.attacks:
-        shown = ", ".join(f"{status} × {n}" for status, n in sorted(answers.get(name, Counter()).items()))
-        print(f"  {name:<22} sent {t.sent[name]:>7}   answers: {shown or 'none'}")
-    print("\ngenuine Stripe webhooks (signed, each a new payment)")
-    print(f"  {'':<22}{'count':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+        print(f"  {name:<22} sent {t.sent[name]:>7}   answers: {answers_shown(answers.get(name, Counter()))}")
+    print("\ngenuine Stripe webhooks (signed, each a new payment; unanswered within "
+          f"{REQUEST_TIMEOUT:.0f} s counts as slower than any answer)")
+    print(f"  {'':<22}{'count':>7}{'p50 ms':>11}{'p99 ms':>11}{'max ms':>11}")
     for label, values in (("without flood", f.quiet), ("during flood", f.during)):
         print(f"  {label:<22}{len(values):>7}{ms(percentile(values, 50))}{ms(percentile(values, 99))}"
               f"{ms(max(values) * 1000 if values else float('nan'))}")
     if f.genuine_errors:
-        print(f"  genuine not answered 2xx: {dict(f.genuine_errors)}")
+        print(f"  not answered 2xx: {answers_shown(f.genuine_errors)}")
     ratio = percentile(f.during, 99) / percentile(f.quiet, 99) if f.quiet and f.during else float("nan")
     print(f"  p99 during / without: {ratio:.1f}×" if ratio != float("inf") else "  p99 during / without: ∞")
     print(f"\nserver memory: RSS {f.rss_before_kb / 1024:.0f} MB before the flood, high-water mark (VmHWM) "
-          f"{f.rss_high_kb / 1024:.0f} MB; server CPU {f.server_cpu:.1f} s during flood + drain; "
-          f"log {f.log_bytes / 1e6:.1f} MB ({f.log_bytes / max(sent, 1):.0f} B per flood request)")
-    each = max(f.quiet_sent, 1)
-    print(f"\nstored per rejected request (the flood period's rows and bytes, less its genuine webhooks' share: "
-          f"{sum(f.quiet_delta.rows.values()) / each:.1f} rows and {f.quiet_delta.bytes / each:.0f} B each, "
-          f"as measured without flood)")
-    for table, n in f.flood_delta.rows.items():
-        if n:
-            print(f"  {table:<22}{n:>9} rows   {n / max(sent, 1):>8.3f} per rejected request")
-    print(f"  {'all tables':<22}{sum(f.flood_delta.rows.values()):>9} rows   "
-          f"{sum(f.flood_delta.rows.values()) / max(sent, 1):>8.3f} per rejected request")
-    print(f"  {'bytes':<22}{f.flood_delta.bytes:>9}        {f.flood_delta.bytes / max(sent, 1):>8.0f} per rejected "
-          "request")
-    print(f"\nPayPal postbacks: {f.postbacks_at_end} when the flood ended, {f.postbacks} after "
-          f"{f.drain_seconds:.0f} s of drain ({f.postback_bytes / 1e6:.0f} MB posted to PayPal); "
-          f"{f.postbacks / max(ipns, 1):.2f} per forged IPN ({ipns} sent)")
+          f"{f.rss_high_kb / 1024:.0f} MB; server CPU {f.server_cpu:.1f} s over flood and drain; log "
+          f"{f.log_bytes / 1e6:.1f} MB")
+    print(f"database over the flood (genuine webhooks included): {sum(f.grew.rows.values()):+} rows "
+          f"({', '.join(f'{t} {n:+}' for t, n in f.grew.rows.items() if n) or 'none'}), {f.grew.bytes / 1e6:+.1f} MB")
+    print(f"PayPal postbacks: {f.postbacks_at_end} when the flood ended, {f.postbacks} after {f.drain_seconds:.0f} s "
+          f"more ({f.postback_bytes / 1e6:.0f} MB posted to PayPal): {f.postbacks / max(ipns, 1):.2f} per forged IPN "
+          f"sent ({ipns})")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -501,9 +544,17 @@ async def main(args: argparse.Namespace) -> int:
     dbs = Databases(workdir)
     try:
         await dbs.prepare(args.engine)
+        print(f"{args.engine}, INGEST_MODE={args.ingest_mode}; load average {load_average()}", flush=True)
+        costs: list[Cost] = []
+        if args.probe_requests:
+            database_url = await dbs.fresh(args.engine)
+            async with paybot_serve(args, database_url, workdir) as server:
+                costs = await cost_per_request(args, server, database_url)
         database_url = await dbs.fresh(args.engine)
-        figures = await run(args, database_url, workdir)
-        report(args, figures)
+        async with paybot_serve(args, database_url, workdir) as server:
+            figures = await flood(args, server, database_url)
+        report_costs(costs)
+        report_flood(args, figures)
     finally:
         await dbs.drop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -521,6 +572,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--ingest-mode", choices=("inline", "deferred"), default="inline")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help=f"comma-separated, sent in turn (default all: {','.join(ATTACKS)})")
+    parser.add_argument("--probe-requests", type=int, default=200,
+                        help="first, each attack alone this many times, for what one costs (default 200; 0: skip)")
     parser.add_argument("--max-in-flight", type=int, default=1024,
                         help="flood requests open at once; beyond it the generator does not send (default 1024)")
     parser.add_argument("--max-rss-mb", type=int, default=4096,
@@ -531,9 +584,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if unknown := [a for a in args.attacks if a not in ATTACKS]:
         parser.error(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(ATTACKS)}")
     if not (0 < args.seconds <= 240 and 0 < args.rate <= 20_000 and 0 < args.genuine_rate <= 200
-            and 0 < args.quiet_seconds <= 60 and 0 < args.max_in_flight <= 4096 and args.attacks):
+            and 0 < args.quiet_seconds <= 60 and 0 < args.max_in_flight <= 4096 and args.attacks
+            and 0 <= args.probe_requests <= 10_000):
         parser.error("--seconds 0..240, --rate 0..20000, --genuine-rate 0..200, --quiet-seconds 0..60, "
-                     "--max-in-flight 1..4096")
+                     "--max-in-flight 1..4096, --probe-requests 0..10000")
     return args
 
 

@@ -134,7 +134,9 @@ class DeliveryWorker:
                 case Retry() as later:
                     await self._finish(row, later, attempt_over=False)
                     return
-                case CannotTell():
+                case CannotTell(reason):
+                    log.warning("notification %s may have been sent before its worker died; sending it again (%s)",
+                                row.id, reason)
                     note = {"possible_duplicate": True}
         started = self.db.clock()
         result = await channel.send(row.payload, key=row.idempotency_key)
@@ -151,11 +153,7 @@ class DeliveryWorker:
             return Sent(row.provider_id)
         if not isinstance(channel, FindsSent):
             return CannotTell(f"{row.channel} cannot be asked what it already accepted")
-        answer = await channel.find_sent(row.payload, key=row.idempotency_key, since=since)
-        if isinstance(answer, CannotTell):
-            log.warning("notification %s may have been sent before its worker died; sending again (%s)",
-                        row.id, answer.reason)
-        return answer
+        return await channel.find_sent(row.payload, key=row.idempotency_key, since=since)
 
     async def _finish(self, row: Notification, result: Delivery, *, note: Mapping[str, Any] | None = None,
                       attempt_over: bool = True) -> None:
