@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -170,7 +171,8 @@ def forged_ipn(size: int) -> Callable[[int], Request]:
                         "mc_gross": "1250.00", "mc_currency": "USD", "invoice": "INV-00001",
                         "payer_email": "mallory@evil.example", "first_name": "Mallory", "charset": "UTF-8",
                         "memo": ""}).encode()
-    padding = b"x" * max(0, size - len(fields) - 24)
+    # Random, so that PostgreSQL's TOAST compression cannot make the stored body look smaller than it is.
+    padding = secrets.token_urlsafe(size).encode()[:max(0, size - len(fields) - 24)]
 
     def make(i: int) -> Request:  # each a new transaction, so none is taken for a resend of another
         body = b"txn_id=FORGED%011d&" % i + fields + padding
