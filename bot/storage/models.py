@@ -114,7 +114,7 @@ class Payment(Base):
 
 
 class Notification(Base):
-    """The transactional outbox: written with the payment, sent by a worker, never lost, never sent twice."""
+    """The transactional outbox: written with the payment, sent by a worker, never lost (README: "Out")."""
 
     __tablename__ = "notifications"
     __table_args__ = (Index("ix_notifications_due", "status", "available_at"),)
@@ -133,6 +133,7 @@ class Notification(Base):
     available_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    attempt_started_at: Mapped[datetime | None]         # a send began and its outcome is not recorded yet
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     provider_id: Mapped[str | None] = mapped_column(String(255))

@@ -73,7 +73,9 @@ class SendGridChannel:
 
     async def send(self, payload: Payload, *, key: str) -> Delivery:
         body: dict[str, Any] = dict(payload)
-        # SendGrid has no idempotency key; ours rides along in custom_args so events can be joined back.
+        # SendGrid has no idempotency key, and cannot be asked whether it accepted a message: ours rides along in
+        # custom_args, so Event Webhook events are joined back (and tell a worker taking over after a crash that
+        # the message was accepted, see DeliveryWorker._ask_provider).
         for personalization in body.get("personalizations", []):
             personalization.setdefault("custom_args", {})["notification_key"] = key
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}"}
