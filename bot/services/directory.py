@@ -40,8 +40,10 @@ class Change:
 
     def described(self) -> str:
         """`C1 changed: email 'a@x.com' → 'b@x.com'`, as a dry run lists it."""
+        if self.created:
+            return f"{self.key} new: " + "; ".join(f"{name} {_plain(new)!r}" for name, (_, new) in self.fields.items())
         changes = "; ".join(f"{name} {_plain(old)!r} → {_plain(new)!r}" for name, (old, new) in self.fields.items())
-        return f"{self.key} {'new' if self.created else 'changed'}: {changes}"
+        return f"{self.key} changed: {changes}"
 
 
 @dataclass
@@ -141,6 +143,7 @@ INVOICE_COLUMNS = {"number", "customer_id", "amount", "currency", "issued_on", "
 CUSTOMER_REQUIRED = {"id", "name"}
 INVOICE_REQUIRED = {"number", "customer_id", "amount", "currency"}
 _KEYS_AND_REFS = {"id", "external_ids"}
+NEW_CUSTOMER = {"channels": ["email"], "country": "US", "locale": "en-US"}  # what a file that does not say gets
 
 
 def cell(cells: dict[str, str], column: str, parse: Callable[[str], Any], empty: Any = None) -> Any:
@@ -211,7 +214,7 @@ async def _import_customer(uow: UnitOfWork, line: int, cells: dict[str, str]) ->
     values = customer_values(cells, row.country if row else None)
     created = row is None
     if row is None:
-        values = {"channels": ["email"], "country": "US", "locale": "en-US"} | values
+        values |= {name: default for name, default in NEW_CUSTOMER.items() if name not in values}
         row = models.Customer(id=customer_id, **values)
         uow.session.add(row)
         fields: dict[str, tuple[Any, Any]] = {name: (None, value) for name, value in values.items()
