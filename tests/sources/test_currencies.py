@@ -148,7 +148,7 @@ async def test_wave_dollars_as_zapier_formats_them(paybot, sendgrid):
 
 
 @pytest.mark.parametrize(("amount", "currency"), [("1.250", "USD"), ("5.000", "JPY"), ("€10.00", "USD")])
-async def test_wave_an_amount_that_reads_two_ways_is_400_naming_the_field(paybot, amount, currency):
+async def test_wave_an_amount_not_read_one_way_is_400_naming_the_field(paybot, amount, currency):
     body = load("wave", "zapier_partial.json", currency=currency, payment_amount=amount)
     response = await post(paybot, "wave", body)
     assert response.status == 400
