@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, or_, select
 
 from bot.domain.contact import country_code, email_address, locale_tag, phone_e164, time_zone
 from bot.domain.money import CurrencyError, Money, normalise_currency, parse_amount
@@ -190,21 +190,26 @@ def _shown(refs: dict[str, str]) -> str | None:
 async def _replace_external_ids(uow: UnitOfWork, entity: str, entity_id: str,
                                 wanted: dict[str, str]) -> tuple[str | None, str | None]:
     """Make the record's platform ids exactly `wanted`; (before, after) as `source:id;…`. An id that is another
-    record's is a RowError (never the unique constraint's traceback)."""
-    session = uow.session
-    before = (await repo.external_ids(session, entity, [entity_id]))[entity_id]
+    record's is a RowError (never the unique constraint's traceback). One query, whatever the number of ids."""
+    ref = models.ExternalRef
+    claims = [and_(ref.source == source, ref.external_id == external_id) for source, external_id in wanted.items()]
+    found = await uow.session.scalars(select(ref).where(ref.entity == entity,
+                                                        or_(ref.entity_id == entity_id, *claims)))
+    mine: dict[str, models.ExternalRef] = {}
+    for row in found:
+        if row.entity_id == entity_id:
+            mine[row.source] = row
+        elif wanted.get(row.source) == row.external_id:
+            raise RowError(f"external_ids: {row.source}:{row.external_id} is already {entity} {row.entity_id}'s")
+    before = {source: row.external_id for source, row in mine.items()}
+    for source, row in mine.items():
+        if source not in wanted:
+            await uow.session.delete(row)
     for source, external_id in wanted.items():
-        owner = await session.scalar(select(models.ExternalRef.entity_id).where(
-            models.ExternalRef.entity == entity, models.ExternalRef.source == source,
-            models.ExternalRef.external_id == external_id))
-        if owner is not None and owner != entity_id:
-            raise RowError(f"external_ids: {source}:{external_id} is already {entity} {owner}'s")
-    gone = set(before) - set(wanted)
-    if gone:
-        await session.execute(delete(models.ExternalRef).where(
-            models.ExternalRef.entity == entity, models.ExternalRef.entity_id == entity_id,
-            models.ExternalRef.source.in_(gone)))
-    await repo.set_external_ids(session, entity, entity_id, wanted)
+        if source in mine:
+            mine[source].external_id = external_id
+        else:
+            uow.session.add(ref(entity=entity, source=source, external_id=external_id, entity_id=entity_id))
     return _shown(before), _shown(wanted)
 
 
