@@ -1,7 +1,8 @@
 """Wave (waveapps) through a relay: a "Webhooks by Zapier" POST (JSON or form) with the `X-Webhook-Secret` header.
 
 Zapier does not sign requests, so the shared secret in a header is the whole check. The body is the flat shape
-the README documents (`invoice_number`, `status` PAID|PARTIAL, `amount_paid`, `payment_amount`, …). Wave's own
+the README documents (`invoice_number`, `status` PAID|PARTIAL, `amount_paid`, `payment_amount`, …). Amounts may
+come as Zapier's formatter writes them (`$2,400.00`, `¥5,000`): read for the currency, never rounded. Wave's own
 webhooks are not accepted: their signing scheme is not published where we could verify it.
 """
 
