@@ -121,21 +121,26 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
     importer = directory.import_customers if args.what == "customers" else directory.import_invoices
     db = await _database(settings)
     try:
         async with db.transaction() as uow:
-            report = await importer(uow, text)
-    except directory.RowError as exc:
+            report = await importer(uow, data, dry_run=args.dry_run)
+    except directory.FileError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     finally:
         await db.dispose()
     for line, message in report.errors:
         print(f"{path}:{line}: {message}", file=sys.stderr)
-    print(f"imported {report.imported} {args.what}; {len(report.errors)} rows rejected")
+    if args.dry_run:
+        for change in report.changes:
+            print(f"{path}:{change.line}: {change.described()}")
+    verb = "would import" if args.dry_run else "imported"
+    print(f"{verb} {report.imported} {args.what}; {len(report.errors)} rows rejected ({report.created} new, "
+          f"{report.updated} changed, {report.unchanged} unchanged){'; nothing written' if args.dry_run else ''}")
     return 1 if report.errors else 0
 
 
@@ -240,7 +245,8 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="create or upgrade the schema").set_defaults(run=cmd_migrate)
     importer = commands.add_parser("import", help="upsert customers or invoices from CSV")
     importer.add_argument("what", choices=["customers", "invoices"])
-    importer.add_argument("file")
+    importer.add_argument("file", help="CSV: UTF-8, UTF-16 or Windows-1252; separated by , ; or tabs")
+    importer.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
     importer.set_defaults(run=cmd_import)
     audit_cmd = commands.add_parser("audit", help="export or verify the audit trail")
     audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)

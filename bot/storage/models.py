@@ -54,6 +54,7 @@ class Customer(Base):
     channels: Mapped[list[Any]]
     slack_channel: Mapped[str | None] = mapped_column(String(64))
     teams_conversation: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
 
 
 class Invoice(Base):

@@ -43,7 +43,7 @@ async def test_import_reports_bad_rows_by_line_and_keeps_good_ones(capsys, monke
     assert "customers.csv:3: phone" in err and "customers.csv:4: channels: unknown pigeon" in err
     code, out, err = await run(capsys, monkeypatch, database_url, "import", "invoices", "invoices.csv")
     assert code == 1 and "imported 2 invoices" in out
-    assert "invoices.csv:3: customer_id 'C9'" in err and "invoices.csv:4: amount/currency" in err
+    assert "invoices.csv:3: customer_id 'C9'" in err and "invoices.csv:4: amount" in err
 
     engine = create_engine(database_url)
     async with engine.connect() as conn:
