@@ -116,7 +116,7 @@ async def _print_channels(runtime: Any, out: TextIO) -> None:
         if recipient is None:
             out.write(f"\n  [{name}] — {CUSTOMER.name} has no address on this channel\n")
             continue
-        payload = channel.render(Message(Purpose.RECEIPT, recipient, receipt, customer))
+        payload = channel.render(runtime.notifier.stamp(Message(Purpose.RECEIPT, recipient, receipt, customer)))
         out.write(f"\n  [{name}] to {recipient}:\n")
         for line in json.dumps(payload, indent=2, ensure_ascii=False).splitlines():
             out.write(f"    {line}\n")

@@ -1,4 +1,10 @@
-"""Messages to send, and their words: Jinja2 templates in `bot/templates/`, one set per purpose."""
+"""Messages to send, and their words: Jinja2 templates, one set per purpose and language.
+
+A template is looked up as `{purpose}.{locale}.{part}`, then `{purpose}.{language}.{part}`, then
+`{purpose}.{part}` (English), where part is `subject.txt`, `txt` or `html`: `receipt.es-MX.txt`, `receipt.es.txt`,
+`receipt.txt`. The operator's folder (`TEMPLATES_DIR`) is searched before the built-in `bot/templates/`, so a file
+there of the same name replaces a built-in one and everything else keeps the built-in wording.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, Template,
+                    TemplatesNotFound, select_autoescape)
 
+from bot.domain.business import Business
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 
@@ -28,6 +36,14 @@ class Audience(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Wording:
+    """How this shop's messages read: who signs them, and the operator's templates folder, if any."""
+
+    business: Business = Business()
+    templates_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     purpose: Purpose
     recipient: str  # the channel's address: an email, a phone, a Slack channel id, …
@@ -35,6 +51,22 @@ class Message:
     customer: Customer | None = None
     note: str | None = None  # free text: an edit by staff, a dead-letter reason
     text_override: str | None = None  # staff-edited wording replacing the template's text
+    unreachable: str | None = None  # finance: why the customer could not be told (no usable channel)
+    wording: Wording = Wording()  # set by the Notifier from the settings
+
+    @property
+    def audience(self) -> Audience:
+        return Audience.CUSTOMER if self.purpose is Purpose.RECEIPT else Audience.FINANCE
+
+    @property
+    def locale(self) -> str:
+        """The reader's: the customer's for their messages, the business's for finance (one way for all)."""
+        return self.receipt.locale if self.audience is Audience.CUSTOMER else self.wording.business.locale
+
+    @property
+    def timezone(self) -> str:
+        business = self.wording.business.timezone
+        return (self.receipt.timezone or business) if self.audience is Audience.CUSTOMER else business
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +76,11 @@ class Rendered:
     html: str
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
+@lru_cache(maxsize=8)
+def _environment(templates_dir: str | None) -> Environment:
+    builtin = PackageLoader("bot", "templates")
     return Environment(
-        loader=PackageLoader("bot", "templates"),
+        loader=ChoiceLoader([FileSystemLoader(templates_dir), builtin]) if templates_dir else builtin,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -55,16 +88,38 @@ def _environment() -> Environment:
     )
 
 
+def template_names(purpose: str, locale: str, part: str) -> list[str]:
+    """Most specific first: `receipt.es-MX.txt`, `receipt.es.txt`, `receipt.txt`."""
+    tag = locale.replace("_", "-")
+    language = tag.split("-")[0].lower()
+    return list(dict.fromkeys([f"{purpose}.{tag}.{part}", f"{purpose}.{language}.{part}", f"{purpose}.{part}"]))
+
+
 def template_data(message: Message) -> dict[str, Any]:
-    return message.receipt.as_template_data() | {"note": message.note}
+    """Everything a template or card may use (README: "Customising the wording" lists it)."""
+    receipt_data = message.receipt.as_template_data(message.locale, message.timezone)
+    return receipt_data | message.wording.business.as_template_data() | {
+        "note": message.note, "unreachable": message.unreachable, "locale": message.locale.replace("_", "-")}
 
 
 def render(message: Message) -> Rendered:
-    """The subject, plain text and HTML for a message; staff-edited text replaces the template's text."""
-    env, data = _environment(), template_data(message)
-    name = message.purpose.value
-    subject = env.get_template(f"{name}.subject.txt").render(data).strip()
-    text = message.text_override or env.get_template(f"{name}.txt").render(data).strip()
-    has_html = f"{name}.html" in env.list_templates() and not message.text_override
-    html = env.get_template(f"{name}.html").render(data) if has_html else env.get_template("text.html").render(text=text)
+    """The subject, plain text and HTML for a message; staff-edited text replaces the template's text.
+
+    Raises whatever a template or the reader's locale raises (an unknown locale, a template error): the caller
+    records that as a failed notification."""
+    env, data = _environment(message.wording.templates_dir), template_data(message)
+
+    def template(part: str) -> Template:
+        return env.select_template(template_names(message.purpose.value, message.locale, part))
+
+    subject = template("subject.txt").render(data).strip()
+    text = message.text_override or template("txt").render(data).strip()
+    html_template = None
+    if not message.text_override:
+        try:
+            html_template = template("html")
+        except TemplatesNotFound:
+            pass
+    html = (html_template.render(data) if html_template is not None
+            else env.get_template("text.html").render(data | {"text": text}))
     return Rendered(subject=subject, text=text, html=html)

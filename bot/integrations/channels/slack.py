@@ -17,7 +17,7 @@ from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
-from bot.messages import Message, Purpose, render
+from bot.messages import Message, Purpose, render, template_data
 from cards import slack as cards
 
 #: Slack errors after which the same request may succeed later.
@@ -52,8 +52,9 @@ class SlackChannel:
         if message.purpose is Purpose.RECEIPT:
             blocks = cards.customer_receipt(words.text)
         else:
-            blocks = cards.FINANCE_CARDS[message.purpose.value](
-                message.receipt.as_template_data() | {"note": message.note})
+            # Without the signing secret nobody can answer a button: the card carries none.
+            blocks = cards.FINANCE_CARDS[message.purpose.value](template_data(message),
+                                                                buttons=bool(self.settings.signing_secret))
         return {"channel": message.recipient, "text": words.text, "blocks": blocks}
 
     async def send(self, payload: Payload, *, key: str) -> Delivery:

@@ -24,7 +24,8 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, from_unix, json_object,
+                                            method_details)
 
 log = logging.getLogger(__name__)
 API_VERSION = "2025-05-28.basil"
@@ -176,6 +177,7 @@ class StripeSource(WebhookSource[StripeSettings]):
             payer_name=billing.get("name"),
             payer_phone=billing.get("phone"),
             texts=tuple(str(v) for v in (obj.get("description"), *metadata.values()) if v),
+            details=charge_method(obj),
         )
 
     def _from_refund(self, charge: dict[str, Any], previous: Any, occurred: Any) -> PaymentEvent:
@@ -256,3 +258,17 @@ class StripeSource(WebhookSource[StripeSettings]):
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": API_VERSION}
         return await fetch_json(self.http, self.name, "GET", f"{self.settings.base_url.rstrip('/')}{path}",
                                 what=what, headers=headers, **kwargs)
+
+
+def charge_method(obj: dict[str, Any]) -> dict[str, str]:
+    """A charge's `payment_method_details` (`{"type": "card", "card": {"brand", "last4"}}`); a PaymentIntent names
+    only its method types."""
+    used = obj.get("payment_method_details")
+    if isinstance(used, dict) and used.get("type"):
+        kind = str(used["type"])
+        specifics = used.get(kind)
+        if not isinstance(specifics, dict):
+            specifics = {}
+        return method_details(kind, specifics.get("brand"), specifics.get("last4"))
+    types = obj.get("payment_method_types")
+    return method_details(types[0]) if isinstance(types, list) and len(types) == 1 else {}

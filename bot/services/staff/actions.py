@@ -100,7 +100,7 @@ class StaffDesk:
         async with self.db.transaction() as uow:
             target = await resolve(uow.session, name)
             route = self._customer_route(target, None)
-            text = render(await self._receipt_message(uow, target, route)).text
+            text = render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text
         heading = f"*{_invoice(target)}* · {target.receipt.money(target.receipt.amount)} · payment #{target.payment.id}"
         return Draft(target.payment.id, heading, text)
 
@@ -113,7 +113,7 @@ class StaffDesk:
         async with self.db.transaction() as uow:
             target = await payment_target(uow.session, payment_id)
             route = self._customer_route(target, None)
-            if render(await self._receipt_message(uow, target, route)).text == text.strip():
+            if render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text == text.strip():
                 return "That is the message as it stands: change something, or cancel."
         return None
 
@@ -121,7 +121,7 @@ class StaffDesk:
         async with self.db.transaction() as uow:
             target = await payment_target(uow.session, payment_id)
             route = self._customer_route(target, None)
-            before = render(await self._receipt_message(uow, target, route)).text
+            before = render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text
             after = text.strip()
             message = Message(Purpose.RECEIPT, route.recipient, target.receipt, target.customer, text_override=after)
             queued = await self.notifier.queue(uow, route, message, actor=request.actor, key=key_for(
