@@ -151,3 +151,15 @@ async def test_without_chat_ops_the_finance_card_offers_no_buttons_and_an_overpa
     [mail] = sendgrid.accepted
     assert "You paid $200.00 more than invoice INV-1042 asked" in mail_text(mail)
     assert "Method: Visa card ending in 4242" in mail_text(mail) and "Reference: pi_3QCharge" in mail_text(mail)
+
+
+async def test_needs_review_names_what_the_payer_quoted(paybot, slack):
+    assert (await paybot.post_stripe(stripe_charge(98050, metadata={"invoice_number": "INV-9999"}))).status == 200
+    await paybot.deliver()
+    [card] = slack.posted("C0FINANCE")
+    fields = [f["text"] for b in card["blocks"] for f in b.get("fields", [])]
+    assert "*Payer*\nJane Doe (jane@example.com)" in fields
+    assert "*They quoted*\nINV-9999" in fields
+    assert "*stripe payment id*\npi_3QCharge" in fields
+    assert card["text"].startswith("Unmatched payment of $980.50 via stripe from Jane Doe (jane@example.com), "
+                                   "quoting INV-9999 (payment pi_3QCharge)")

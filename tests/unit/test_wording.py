@@ -198,3 +198,18 @@ def test_money_the_es_mx_way_names_the_foreign_dollar():
     assert Money.of("980.50", "MXN").format("es-MX") == "$980.50"
     assert Money.of("980.50", "USD").format("en-US") == "$980.50"
     assert replace(receipt(), locale="es-MX").money(Money.of("-200", "USD")) == "-$200.00 USD"
+
+
+def test_the_channels_reach_exactly_the_addresses_the_reach_rule_expects():
+    from bot.domain.reach import address_of
+    from bot.integrations.channels import CHANNELS
+    from bot.services.notify import why_unreachable as configured_reach
+
+    people = [Customer("C1", "A"), Customer("C2", "B", email="b@x.example", slack_channel="C0B")]
+    for name, factory in CHANNELS.items():
+        config = factory.Settings(_env_file=None, **{f: "x" for f in factory.Settings.required})
+        channel = factory(config, None)  # the address needs no HTTP
+        for person in people:
+            assert channel.address(person) == address_of(person, factory.serves), name
+    assert configured_reach(Customer("C1", "A", email="a@x.example"), {"sendgrid"}) is None
+    assert configured_reach(Customer("C1", "A", email="a@x.example"), {"slack"}) == "email: not configured"
