@@ -40,6 +40,7 @@ class StaffDesk:
     def __init__(self, db: Database, notifier: Notifier) -> None:
         self.db = db
         self.notifier = notifier
+        self._locale = notifier.wording.business.locale  # staff read money the business's way
 
     # --- resend -------------------------------------------------------------------------------------------------
 
@@ -101,7 +102,8 @@ class StaffDesk:
             target = await resolve(uow.session, name)
             route = self._customer_route(target, None)
             text = render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text
-        heading = f"*{_invoice(target)}* · {target.receipt.money(target.receipt.amount)} · payment #{target.payment.id}"
+        amount = target.receipt.money(target.receipt.amount, self._locale)
+        heading = f"*{_invoice(target)}* · {amount} · payment #{target.payment.id}"
         return Draft(target.payment.id, heading, text)
 
     async def check_edit(self, payment_id: int, text: str) -> str | None:
@@ -150,7 +152,7 @@ class StaffDesk:
         options = [(i.number, f"{i.number} · {i.customer_id} · owes "
                     f"{Money(i.currency, i.amount_minor - i.paid_minor).format()}") for i in fits[:MAX_OPTIONS]]
         receipt = target.receipt
-        heading = (f"*{receipt.money(receipt.amount)}* via {receipt.source} from "
+        heading = (f"*{receipt.money(receipt.amount, self._locale)}* via {receipt.source} from "
                    f"{receipt.payer_email or receipt.customer_name or 'an unknown payer'} · payment #{payment_id}\n"
                    f"_{receipt.match_reason}_")
         return heading, options
