@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     business_phone: str | None = None
     business_reply_to: str | None = None  # the email address a customer's reply goes to
     business_logo_url: str | None = None
-    business_locale: str = "en-US"  # finance cards, and customers without a locale of their own
+    business_locale: str = "en-US"  # finance cards: money and dates shown one way, whatever the customer reads
     business_timezone: str = "UTC"  # IANA name: finance cards, and customers without a time zone
     templates_dir: str | None = None  # the operator's wording: templates here replace the built-in ones by name
 
