@@ -213,3 +213,31 @@ def test_the_channels_reach_exactly_the_addresses_the_reach_rule_expects():
             assert channel.address(person) == address_of(person, factory.serves), name
     assert configured_reach(Customer("C1", "A", email="a@x.example"), {"sendgrid"}) is None
     assert configured_reach(Customer("C1", "A", email="a@x.example"), {"slack"}) == "email: not configured"
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("BUSINESS_TIMEZONE", "Central", "BUSINESS_TIMEZONE: Value error, 'Central' is not an IANA time zone"),
+    ("BUSINESS_LOCALE", "english", "BUSINESS_LOCALE: Value error, 'english' is not a locale"),
+])
+def test_a_bad_business_locale_or_time_zone_is_one_line_naming_the_setting(monkeypatch, name, value, says):
+    from bot.cli import load_settings
+    from bot.errors import ConfigError
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_business_settings_become_the_wording_of_every_message(monkeypatch, tmp_path: Path):
+    from bot.services.notify import Notifier
+    from bot.settings import Settings
+
+    for name, value in {"BUSINESS_NAME": "Alvarez Welding", "BUSINESS_REPLY_TO": "billing@alvarez-weld.example",
+                        "BUSINESS_LOCALE": "es-MX", "BUSINESS_TIMEZONE": "America/Chicago",
+                        "TEMPLATES_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    wording = Notifier(Settings(_env_file=None), {}).wording
+    assert wording.templates_dir == str(tmp_path)
+    assert (wording.business.name, wording.business.reply_to, wording.business.locale, wording.business.timezone) == (
+        "Alvarez Welding", "billing@alvarez-weld.example", "es-MX", "America/Chicago")
