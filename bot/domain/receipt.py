@@ -22,6 +22,7 @@ METHODS = {
            "cash": "efectivo", "check": "cheque", "paypal": "PayPal", "wallet": "billetera digital", "other": "otro"},
 }
 CARD_ENDING = {"en": "{brand} card ending in {last4}", "es": "tarjeta {brand} terminada en {last4}"}
+CARD_OF = {"en": "{brand} card", "es": "tarjeta {brand}"}
 BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "american_express": "American Express",
           "discover": "Discover", "diners": "Diners Club", "jcb": "JCB", "unionpay": "UnionPay",
           "china_unionpay": "UnionPay", "interac": "Interac", "eftpos": "eftpos"}
@@ -80,10 +81,9 @@ class Receipt:
         brand = BRANDS.get(brand.lower(), brand.replace("_", " ").title())
         if brand and details.get("card_last4"):
             return CARD_ENDING.get(lang, CARD_ENDING["en"]).format(brand=brand, last4=details["card_last4"])
-        if method is None:
-            return brand or None
-        label = words.get(method, method.replace("_", " "))
-        return f"{label} {brand}".strip() if method == "card" else label
+        if brand and method in (None, "card"):
+            return CARD_OF.get(lang, CARD_OF["en"]).format(brand=brand)
+        return words.get(method, method.replace("_", " ")) if method else None
 
     def as_template_data(self, locale: str | None = None, timezone: str | None = None) -> dict[str, object]:
         """Plain values for templates and cards, money and time written for the reader: by default the customer

@@ -25,11 +25,12 @@ SHOP = {"business_name": "Alvarez Welding", "business_address": "12 Forge Rd, La
 async def shop(aiohttp_client, settings_for, configs, clock):  # type: ignore[no-untyped-def]
     """paybot with the business identity set; `shop(chat_ops=False)` without SLACK_SIGNING_SECRET."""
 
-    async def make(*, chat_ops: bool = True) -> Paybot:
+    async def make(*, chat_ops: bool = True, **settings: object) -> Paybot:
         slack = configs["slack"]
         if not chat_ops:
             slack = SlackSettings(_env_file=None, bot_token=BOT_TOKEN, base_url=slack.base_url)
-        app = create_app(settings_for(**SHOP), configs=configs | {"slack": slack}, clock=clock, run_worker=False)
+        app = create_app(settings_for(**(SHOP | settings)), configs=configs | {"slack": slack}, clock=clock,
+                         run_worker=False)
         return Paybot(client=await aiohttp_client(app), runtime=app[RUNTIME], clock=clock)
 
     return make
@@ -77,6 +78,28 @@ async def test_a_message_that_cannot_be_written_fails_alone_and_the_payment_stan
     assert any("Payment received" in t and "$1,250.00" in t for t in finance)
     undelivered = [t for t in finance if "Could not deliver" in t]
     assert len(undelivered) == 2 and all("unknown locale" in t for t in undelivered)
+
+
+async def test_deferred_ingest_records_the_payment_of_a_customer_whose_message_cannot_be_written(shop, slack):
+    """INGEST_MODE=deferred: the worker that records the stored event must not trip over the message either."""
+    paybot = await shop(ingest_mode="deferred")
+    await paybot.add_customer()
+    await set_customer(paybot, locale="xx-YY")
+    await paybot.add_invoice("INV-1042", "1250.00")
+
+    assert (await paybot.post_stripe(stripe_invoice_event())).status == 200
+    await paybot.runtime.process_waiting()  # a worker records the stored event's payments
+    await paybot.deliver()
+
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "processed"
+    [payment] = await paybot.rows(models.Payment)
+    assert payment.amount_minor == 125000
+    [receipt] = await paybot.rows(models.Notification, models.Notification.purpose == "receipt")
+    assert receipt.status == "dead" and "unknown locale 'xx_YY'" in (receipt.last_error or "")
+    finance = await paybot.rows(models.Notification, models.Notification.audience == "finance")
+    assert sorted(n.purpose for n in finance) == ["dead_letter", "finance_card"]
+    assert "Could not deliver the receipt via sendgrid" in slack.posted("C0FINANCE")[0]["text"]
 
 
 @pytest.mark.parametrize(("fields", "reason"), [

@@ -103,6 +103,19 @@ def test_no_business_identity_no_empty_signature_lines():
     assert "Questions" not in mail.text and "Method" not in mail.text and "<img" not in mail.html
 
 
+@pytest.mark.parametrize(("details", "locale", "method"), [
+    ({"method": "card", "card_brand": "MASTERCARD", "card_last4": "0005"}, "en-US", "Mastercard card ending in 0005"),
+    ({"method": "card", "card_brand": "amex"}, "es-MX", "tarjeta American Express"),
+    ({"method": "card"}, "es-MX", "tarjeta"),
+    ({"method": "ach"}, "en-US", "ACH bank transfer"),
+    ({"method": "check"}, "es-US", "cheque"),
+    ({"method": "crypto_voucher"}, "en-US", "crypto voucher"),
+    ({}, "en-US", None),
+])
+def test_payment_method_in_the_readers_words(details, locale, method):
+    assert receipt(details=details).method(locale) == method
+
+
 def test_paypal_is_named_as_the_method_even_without_details():
     assert "Method: PayPal" in words(source="paypal", details={}).text
 
