@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot import staff_cli, text
 from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.storage import audit, migrate
@@ -145,7 +146,8 @@ async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
                 writer = csv.DictWriter(out, fieldnames=audit.EXPORT_FIELDS, lineterminator="\n")
                 writer.writeheader()
                 async for row in rows:
-                    writer.writerow(row | {"detail": json.dumps(row["detail"], sort_keys=True)})
+                    row = row | {"detail": json.dumps(row["detail"], sort_keys=True)}
+                    writer.writerow({name: text.csv_cell(value) for name, value in row.items()})
             else:
                 out.write("[")
                 first = True
@@ -199,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_audit_export)
     audit_sub.add_parser("verify", help="check the hash chain").set_defaults(run=cmd_audit_verify)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    staff_cli.add_commands(commands)
     return root
 
 

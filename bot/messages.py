@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, Template,
                     TemplatesNotFound, select_autoescape)
 
+from bot import text as surfaces
 from bot.domain.business import Business
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
@@ -28,6 +29,13 @@ class Purpose(StrEnum):
     REVERSAL = "reversal"            # to staff: a refund or dispute against a payment
     DEAD_LETTER = "dead_letter"      # to staff: a message that could not be delivered
     ESCALATION = "escalation"        # to the on-call person: staff escalated a payment
+
+
+class Surface(StrEnum):
+    """Where the words land, which decides how each value filled into a template is escaped (`bot/text.py`)."""
+
+    EMAIL = "email"  # subject (one line) and text: plain; HTML: autoescaped
+    SLACK = "slack"  # text is Slack mrkdwn
 
 
 class Audience(StrEnum):
@@ -76,8 +84,13 @@ class Rendered:
     html: str
 
 
-@lru_cache(maxsize=8)
-def _environment(templates_dir: str | None) -> Environment:
+#: How each surface escapes a value filled into a template (Jinja's `finalize` runs on every `{{ … }}`, and
+#: autoescape then escapes it for `.html` templates).
+_ESCAPE = {Surface.EMAIL: surfaces.plain, Surface.SLACK: surfaces.slack}
+
+
+@lru_cache(maxsize=16)
+def _environment(templates_dir: str | None, surface: Surface = Surface.EMAIL) -> Environment:
     builtin = PackageLoader("bot", "templates")
     return Environment(
         loader=ChoiceLoader([FileSystemLoader(templates_dir), builtin]) if templates_dir else builtin,
@@ -85,6 +98,7 @@ def _environment(templates_dir: str | None) -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_ESCAPE[surface],
     )
 
 
@@ -102,24 +116,34 @@ def template_data(message: Message) -> dict[str, Any]:
         "note": message.note, "unreachable": message.unreachable, "locale": message.locale.replace("_", "-")}
 
 
-def render(message: Message) -> Rendered:
-    """The subject, plain text and HTML for a message; staff-edited text replaces the template's text.
+def render(message: Message, surface: Surface = Surface.EMAIL) -> Rendered:
+    """The subject, text and HTML for a message; `text` has every value escaped for `surface` (for Slack it is
+    `Mrkdwn`), subject and HTML are the email's. Staff-edited text replaces the template's text.
 
     Raises whatever a template or the reader's locale raises (an unknown locale, a template error): the caller
     records that as a failed notification."""
-    env, data = _environment(message.wording.templates_dir), template_data(message)
-
-    def template(part: str) -> Template:
-        return env.select_template(template_names(message.purpose.value, message.locale, part))
-
-    subject = template("subject.txt").render(data).strip()
-    text = message.text_override or template("txt").render(data).strip()
+    email, data = _environment(message.wording.templates_dir), template_data(message)
+    subject = surfaces.line(_template(email, message, "subject.txt").render(data))
+    text = _words(message, Surface.EMAIL, data)
     html_template = None
     if not message.text_override:
         try:
-            html_template = template("html")
+            html_template = _template(email, message, "html")
         except TemplatesNotFound:
             pass
     html = (html_template.render(data) if html_template is not None
-            else env.get_template("text.html").render(data | {"text": text}))
+            else email.get_template("text.html").render(text=text))
+    if surface is Surface.SLACK:
+        text = surfaces.Mrkdwn(_words(message, surface, data))  # every value in it went through `finalize`
     return Rendered(subject=subject, text=text, html=html)
+
+
+def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
+    if message.text_override:
+        return _ESCAPE[surface](message.text_override).strip()
+    return _template(_environment(message.wording.templates_dir, surface), message, "txt").render(data).strip()
+
+
+def _template(env: Environment, message: Message, part: str) -> Template:
+    """The most specific template there is for the message's purpose and reader (see `template_names`)."""
+    return env.select_template(template_names(message.purpose.value, message.locale, part))

@@ -9,6 +9,7 @@ from sqlalchemy import (JSON, BigInteger, Date, ForeignKey, Index, Integer, Larg
                         false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.storage.sql import invoice_key
 from bot.storage.types import UTCDateTime
 
 
@@ -58,6 +59,10 @@ class Invoice(Base):
     paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     issued_on: Mapped[date | None] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
+
+
+# Invoices are looked up by number whatever the case of its letters (bot.domain.matching.invoice_key).
+Index("ix_invoices_number_key", invoice_key(Invoice.number))
 
 
 class ExternalRef(Base):

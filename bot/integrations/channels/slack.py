@@ -17,7 +17,8 @@ from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
-from bot.messages import Message, Purpose, render, template_data
+from bot.messages import Message, Purpose, Surface, render, template_data
+from bot.text import Mrkdwn
 from cards import slack as cards
 
 #: Slack errors after which the same request may succeed later.
@@ -48,7 +49,8 @@ class SlackChannel:
         return customer.slack_channel or None
 
     def render(self, message: Message) -> Payload:
-        words = render(message)
+        words = render(message, Surface.SLACK)
+        assert isinstance(words.text, Mrkdwn)
         if message.purpose is Purpose.RECEIPT:
             blocks = cards.customer_receipt(words.text)
         else:

@@ -11,6 +11,7 @@ from bot.messages import Message, Purpose, Wording, template_data
 from bot.services.staff.targets import payment_target
 from bot.storage import models
 from bot.storage.database import Database
+from bot.text import mrkdwn
 from cards import slack as cards
 
 
@@ -31,7 +32,7 @@ async def card_after(db: Database, channel: str, ts: str, payment_id: int,
     if card.purpose == Purpose.NEEDS_REVIEW and target.receipt.matched:
         data = template_data(Message(Purpose.FINANCE_CARD, channel, target.receipt, target.customer, wording=wording))
         blocks = cards.payment_confirmation(data)
-        text = f"Payment {data['amount']} matched to {target.receipt.invoice_number}"
+        text = mrkdwn("Payment {} matched to {}", data["amount"], target.receipt.invoice_number)
     lines = [cards.activity_line(a.actor.partition(":")[2], a.summary or "", a.at.strftime("%Y-%m-%d %H:%M UTC"))
              for a in done]
     return {"channel": channel, "ts": ts, "text": text, "blocks": cards.with_activity(blocks, lines, len(done))}
