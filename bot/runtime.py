@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
 
@@ -22,6 +20,8 @@ from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
 from bot.services.staff.escalations import Escalations
+from bot.services.verifier import Verifier
+from bot.services.workqueue import WorkQueue
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.database import Clock, Database, utcnow
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: How often events stored unverified (PayPal IPN) are swept, besides right after each is answered.
 CONFIRM_SWEEP = timedelta(seconds=60)
+#: How often the bodies of events never proven genuine are looked at for purging (UNVERIFIED_RETENTION_HOURS).
+PURGE_SWEEP = timedelta(minutes=10)
 #: INGEST_MODE=deferred: how often workers look for events to record, and how long an event its web process
 #: accepted may wait before a worker decides that process died and records it instead.
 WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
@@ -49,29 +51,27 @@ class Runtime:
     ingest: Ingest
     worker: DeliveryWorker
     metrics: Metrics
+    verifier: Verifier
     disabled: dict[str, list[str]] = field(default_factory=dict)
-    background: set[asyncio.Task[None]] = field(default_factory=set)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
-    processing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PROCESSING_CONCURRENCY))
+    recording: WorkQueue[tuple[int, Received]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recording = WorkQueue("recording deferred payments", self._process,
+                                   consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG)
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
-        self._after_answer(self.confirm_pending())
+        self.verifier.wake()
 
     def process_soon(self, row_id: int, received: Received) -> None:
         """Record a stored event's payments now that its request is answered (INGEST_MODE=deferred)."""
-        if len(self.background) < PROCESSING_BACKLOG:  # past it, the event waits in the database for a sweep
-            self._after_answer(self._process(row_id, received))
+        self.recording.offer((row_id, received))  # full: the event waits in the database for a worker's sweep
 
-    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _process(self, row_id: int, received: Received) -> None:
+    async def _process(self, item: tuple[int, Received]) -> None:
+        row_id, received = item
         try:
-            async with self.processing:
-                recorded = await self.ingest.process(row_id, received)
+            recorded = await self.ingest.process(row_id, received)
         except Exception:  # nobody to raise to: a worker's sweep records it later
             log.exception("recording the payments of webhook event %s failed", row_id)
             return
@@ -87,23 +87,21 @@ class Runtime:
             after = recorded.last_seen
 
     async def confirm_pending(self) -> None:
-        try:
-            confirmed = await self.ingest.confirm_pending()
-        except Exception:  # a background task has nobody to raise to; the periodic sweep tries again
-            log.exception("confirming pending webhooks failed")
-            return
-        if confirmed.notification_ids:
-            self.worker.wake()
+        await self.verifier.drain()
+
+    async def purge_unverified(self) -> None:
+        await self.verifier.purge()
 
     async def settle(self) -> None:
-        """Wait for the work requests left running after their answer (at shutdown; in tests)."""
-        while self.background:
-            await asyncio.gather(*self.background)
+        """Wait for the work requests left behind after their answer (at shutdown; in tests)."""
+        await self.recording.join()
+        await self.verifier.settle()
 
     async def close(self) -> None:
         if self.ingest.inbox is not None:
             await self.ingest.inbox.close()
-        await self.settle()
+        await self.recording.close()
+        await self.verifier.close()
         await self.http.close()
         await self.db.dispose()
 
@@ -139,10 +137,13 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     metrics = Metrics()
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
+    ingest = Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None,
+                    max_unverified=settings.unverified_max_pending)
+    verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
-                      ingest=Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None),
-                      worker=worker, metrics=metrics, disabled=disabled)
+                      ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled)
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
+    worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":
         worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
     escalations = Escalations(db, notifier, settings)

@@ -21,16 +21,26 @@ class WebhookEvent(Base):
     """Every accepted webhook, raw; the unique (source, event_id) is what makes redelivery harmless."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_webhook_source_event"),)
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_webhook_source_event"),
+                      Index("ix_webhook_events_status_source", "status", "source"),
+                      Index("ix_webhook_events_status_received", "status", "received_at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     source: Mapped[str] = mapped_column(String(40))
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(120))
     received_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | pending_verification | rejected
+    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | rejected | unverifiable | …: see ingest
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
+    # Verified after the answer (`bot.services.verifier`): tries so far, and when the next may start (while a
+    # verifier holds the event, the end of its lease).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    # A rejected or never-verified body is dropped after UNVERIFIED_RETENTION_HOURS; its size stays.
+    body_bytes: Mapped[int | None] = mapped_column(Integer)
+    purged_at: Mapped[datetime | None]
 
 
 class Customer(Base):

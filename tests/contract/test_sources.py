@@ -109,9 +109,11 @@ async def test_a_duplicate_delivery_is_2xx_and_stores_nothing_new(paybot, source
 
 
 async def test_settings_never_show_their_secrets(source_name, sample, configs):  # type: ignore[no-untyped-def]
+    if not sample.secrets():
+        pytest.skip(f"{source_name} holds no secret")
     settings = configs[source_name]
     shown = repr(settings) + str(settings) + repr(settings.model_dump())
-    assert sample.secrets() and not any(secret in shown for secret in sample.secrets())
+    assert not any(secret in shown for secret in sample.secrets())
 
 
 def mutations(document: object, seed: int, count: int = 40) -> list[object]:

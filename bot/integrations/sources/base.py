@@ -8,7 +8,10 @@ A source is verified on the raw bytes first, then parsed; it never touches the d
 
 A platform that wants its answer before it can be verified (PayPal IPN: an empty 200 at once, then a postback)
 returns `Received(confirm_later=True)`: the event is stored unconfirmed and answered, and the source's `confirm`
-(see `ConfirmsLater`) verifies it afterwards, from the stored bytes.
+(see `ConfirmsLater`) verifies it afterwards, from the stored bytes (`bot.services.verifier`). Anyone can send
+such a request, so before it is stored the source does every check it can without the platform (required
+fields, that it is addressed to us, that it is a kind paybot acts on: others are answered with
+`Received(store=False)` and kept nowhere), and declares a body limit of the platform's size (`LimitsBody`).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Received:
     reply: Reply | None = None  # how to answer instead of the default JSON 200
     headers_kept: dict[str, str] = field(default_factory=dict)  # non-secret headers worth keeping on the record
     confirm_later: bool = False  # store now, unverified; `ConfirmsLater.confirm` verifies it after the answer
+    store: bool = True  # False: unverified and nothing paybot acts on; answered (`reply`), kept nowhere
 
 
 class PaymentSource(Protocol):
@@ -81,6 +85,20 @@ class ConfirmsLater(Protocol):
         """Verify a stored notification and say what it holds: raises InboundError if it is not genuine (it is
         then rejected), ProviderError if the platform cannot answer now (it stays pending for the next sweep)."""
         ...
+
+
+@runtime_checkable
+class LimitsBody(Protocol):
+    """A source whose notifications are far smaller than MAX_BODY_BYTES (IPN: a few KB), and refuses more."""
+
+    def body_limit(self, headers: Mapping[str, str]) -> int:
+        """The largest body, in bytes, a notification with these headers may have."""
+        ...
+
+
+def body_limit(source: PaymentSource, headers: Mapping[str, str], default: int) -> int:
+    """The body limit for a request to `source`: its own where it declares one, never above `default`."""
+    return min(source.body_limit(headers), default) if isinstance(source, LimitsBody) else default
 
 
 S = TypeVar("S", bound=IntegrationSettings)

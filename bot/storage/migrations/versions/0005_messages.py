@@ -1,7 +1,7 @@
 """customer time zone, date-only payments
 
 Revision ID: messages
-Revises: chat_escaping
+Revises: ipn_verifier
 Create Date: 2026-12-01
 
 customers.timezone: the IANA zone a customer reads times in (NULL: the business's). payments.date_only: the
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = 'messages'
-down_revision = 'chat_escaping'
+down_revision = 'ipn_verifier'
 branch_labels = None
 depends_on = None
 
