@@ -41,13 +41,19 @@ FINANCE_CHANNEL = "C0FINANCE"
 RULE = "─" * 78
 
 
+#: Optional settings the demo stands in for too, to show the product as a configured shop sees it: Slack chat-ops
+#: (without a signing secret nothing answers a button, so cards carry none).
+SHOWN_CONFIGURED = {"slack": ("signing_secret",)}
+
+
 def channel_configs() -> dict[str, IntegrationSettings]:
     """Every channel: the operator's settings when complete, otherwise stand-in values (the demo never sends)."""
     configs: dict[str, IntegrationSettings] = {}
     for name, factory in CHANNELS.items():
         config = factory.Settings()
         if config.missing():
-            stand_ins: dict[str, Any] = {f: stand_in(f) for f in factory.Settings.required}
+            shown = (*factory.Settings.required, *SHOWN_CONFIGURED.get(name, ()))
+            stand_ins: dict[str, Any] = {f: stand_in(f) for f in shown}
             config = factory.Settings(_env_file=None, **stand_ins)
         configs[name] = config
     return configs
