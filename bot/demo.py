@@ -38,9 +38,10 @@ HARBOR = Customer(id="C-1002", name="Harbor Marine Works", email="accounts@harbo
                   channels=("email",))
 INVOICES = (("INV-1042", ALVAREZ, Money.of("1250.00", "USD")), ("INV-1043", HARBOR, Money.of("2400.00", "USD")))
 FINANCE_CHANNEL = "C0FINANCE"
-BUSINESS = {"business_name": "Ridgeline Aluminum Welding", "business_phone": "+1 (555) 010-4477",
-            "business_address": "88 Foundry Road, Erie, PA", "business_reply_to": "accounts@ridgeline-welding.example",
-            "business_timezone": "America/New_York"}
+BUSINESS: dict[str, Any] = {
+    "business_name": "Ridgeline Aluminum Welding", "business_phone": "+1 (555) 010-4477",
+    "business_address": "88 Foundry Road, Erie, PA", "business_reply_to": "accounts@ridgeline-welding.example",
+    "business_timezone": "America/New_York"}
 RULE = "─" * 78
 
 

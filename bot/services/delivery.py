@@ -86,9 +86,10 @@ class DeliveryWorker:
                 failures += 1
                 delay = self.outage_delay(failures)
                 if unavailable(exc):  # expected while the database restarts: one line, no traceback
-                    log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc), delay)
+                    log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc), delay,
+                                extra={"pause": delay})
                 else:
-                    log.exception("delivery worker iteration failed; retrying in %.0f s", delay)
+                    log.exception("delivery worker iteration failed; retrying in %.0f s", delay, extra={"pause": delay})
                 with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
                     await asyncio.wait_for(stop.wait(), delay)
                 continue

@@ -229,8 +229,8 @@ def test_the_channels_reach_exactly_the_addresses_the_reach_rule_expects():
 
 
 @pytest.mark.parametrize(("name", "value", "says"), [
-    ("BUSINESS_TIMEZONE", "Central", "BUSINESS_TIMEZONE: Value error, 'Central' is not an IANA time zone"),
-    ("BUSINESS_LOCALE", "english", "BUSINESS_LOCALE: Value error, 'english' is not a locale"),
+    ("BUSINESS_TIMEZONE", "Central", "BUSINESS_TIMEZONE: 'Central' is not an IANA time zone"),
+    ("BUSINESS_LOCALE", "english", "BUSINESS_LOCALE: 'english' is not a locale"),
 ])
 def test_a_bad_business_locale_or_time_zone_is_one_line_naming_the_setting(monkeypatch, name, value, says):
     from bot.cli import load_settings
