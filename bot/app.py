@@ -35,8 +35,14 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
         stop.set()
         await task
 
+    async def refusal_flusher(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()  # without a worker here, nothing else would write this process's refusal counts
+        task = asyncio.create_task(app[RUNTIME].refusals.run(stop))
+        yield
+        stop.set()
+        await task
+
     app.cleanup_ctx.append(lifecycle)
     app.cleanup_ctx.append(slack_events.lifecycle)  # after the runtime it is built on
-    if run_worker:
-        app.cleanup_ctx.append(worker)
+    app.cleanup_ctx.append(worker if run_worker else refusal_flusher)
     return app

@@ -18,9 +18,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.domain.audit import Anchor
 from bot.errors import ConfigError
 from bot.settings import Settings
-from bot.storage import audit, migrate
+from bot.storage import audit, migrate, refusals
 from bot.storage.database import Database
 
 log = logging.getLogger("paybot")
@@ -42,7 +43,7 @@ def configure_logging(level: str) -> None:
 
 
 async def _database(settings: Settings) -> Database:
-    return Database.open(settings.database_url)
+    return Database.open(settings.database_url, audit_keys=settings.audit_keyring())
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -153,23 +154,88 @@ async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
                     out.write(("\n" if first else ",\n") + json.dumps(row, default=str))
                     first = False
                 out.write("\n]\n")
+            await _print_head(session)
     finally:
         await db.dispose()
     return 0
+
+
+async def _print_head(session: Any) -> None:
+    """Every export names the chain's head on stderr (stdout keeps the exported format exactly): keep it, and
+    `paybot audit verify --anchor SEQ:HASH` later proves the trail up to it is unchanged."""
+    anchor, key_id = await audit.head(session)
+    if anchor is not None:
+        print(f"audit head {anchor} ({f'keyed, key {key_id}' if key_id else 'unkeyed'}); "
+              f"check later with: paybot audit verify --anchor {anchor}", file=sys.stderr)
+
+
+async def cmd_audit_refusals(settings: Settings, args: argparse.Namespace) -> int:
+    db = await _database(settings)
+    try:
+        async with db.read() as session:
+            rows = refusals.rows(session, since=_since(args.since))
+            if args.format == "csv":
+                writer = csv.DictWriter(sys.stdout, fieldnames=refusals.EXPORT_FIELDS, lineterminator="\n")
+                writer.writeheader()
+                async for row in rows:
+                    writer.writerow(row)
+            else:
+                sys.stdout.write("[")
+                first = True
+                async for row in rows:
+                    sys.stdout.write(("\n" if first else ",\n") + json.dumps(row, default=str))
+                    first = False
+                sys.stdout.write("\n]\n")
+    finally:
+        await db.dispose()
+    return 0
+
+
+def _anchor(value: str) -> Anchor:
+    try:
+        return Anchor.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     db = await _database(settings)
     try:
         async with db.read() as session:
-            count, broken = await audit.verify(session)
+            result = await audit.verify(session, settings.audit_keyring(), args.anchor)
     finally:
         await db.dispose()
-    if broken is None:
-        print(f"audit trail intact: {count} entries")
-        return 0
-    print(f"audit trail BROKEN at entry {broken.seq}: {broken.reason} ({count} entries verified before it)")
-    return 1
+    if result.broken is not None:
+        print(f"audit trail BROKEN at entry {result.broken.seq}: {result.broken.reason} "
+              f"({result.count} entries verified before it)")
+        return 1
+    print(f"audit trail intact: {result.count} entries")
+    for line in _what_it_proves(result):
+        print(f"  {line}")
+    return 0
+
+
+def _what_it_proves(result: audit.Verification) -> list[str]:
+    """Plainly what an intact verdict does and does not prove (see README, 'Audit trail')."""
+    lines = []
+    if result.first_keyed is None:
+        lines.append("UNKEYED (no AUDIT_KEY): every entry matches its plain SHA-256 hash, which proves only that "
+                     "nothing changed by accident; anyone who can write the database can rewrite entries and "
+                     "recompute every hash. Set AUDIT_KEY.")
+    else:
+        keys = ", ".join(result.key_ids)
+        plain = (f"entries 1-{result.first_keyed - 1} are plain SHA-256 (written before the key), "
+                 if result.first_keyed > 1 else "")
+        lines.append(f"KEYED: {plain}entries {result.first_keyed}-{result.count} are HMAC-SHA256 with key {keys}: "
+                     "nobody without the key could have edited, inserted or removed any of them "
+                     "undetected, or any entry before them.")
+    if result.anchors:
+        latest = max(result.anchors, key=lambda a: a.seq)
+        lines.append(f"ANCHORED at {latest}: the trail still holds that published entry, unchanged with "
+                     "everything before it.")
+    lines.append("Not proven without a later anchor: that no newest entries were dropped (with the head moved "
+                 "back). Compare with the latest published anchor: --anchor SEQ:HASH.")
+    return lines
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -197,7 +263,14 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--since", help="ISO 8601 time; entries at or after it")
     export.add_argument("--invoice", help="only entries about this invoice number")
     export.set_defaults(run=cmd_audit_export)
-    audit_sub.add_parser("verify", help="check the hash chain").set_defaults(run=cmd_audit_verify)
+    verify = audit_sub.add_parser("verify", help="check the hash chain")
+    verify.add_argument("--anchor", action="append", type=_anchor, default=[], metavar="SEQ:HASH",
+                        help="a published head (log, finance channel, export): entry SEQ must have this hash")
+    verify.set_defaults(run=cmd_audit_verify)
+    refused = audit_sub.add_parser("refusals", help="refused webhooks, summarised per source, reason, remote, window")
+    refused.add_argument("--format", choices=["json", "csv"], default="json")
+    refused.add_argument("--since", help="ISO 8601 time; windows ending at or after it")
+    refused.set_defaults(run=cmd_audit_refusals)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
     return root
 

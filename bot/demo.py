@@ -129,5 +129,5 @@ async def _print_audit(runtime: Any, out: TextIO) -> None:
         async for row in audit.entries(session):
             subject = " ".join(str(row[k]) for k in ("source", "channel", "invoice", "amount", "currency") if row[k])
             out.write(f"  {row['seq']:>3} {row['at']} {row['kind']:<22} {subject}\n")
-        count, broken = await audit.verify(session)
-    out.write(f"\naudit verify: {'intact' if broken is None else 'BROKEN'} ({count} entries)\n")
+        result = await audit.verify(session, runtime.db.audit_keys)
+    out.write(f"\naudit verify: {'intact' if result.broken is None else 'BROKEN'} ({result.count} entries)\n")

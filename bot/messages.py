@@ -20,6 +20,7 @@ class Purpose(StrEnum):
     REVERSAL = "reversal"            # to staff: a refund or dispute against a payment
     DEAD_LETTER = "dead_letter"      # to staff: a message that could not be delivered
     ESCALATION = "escalation"        # to the on-call person: staff escalated a payment
+    AUDIT_ANCHOR = "audit_anchor"    # to staff: the audit chain's head, published outside the database
 
 
 class Audience(StrEnum):
@@ -68,3 +69,8 @@ def render(message: Message) -> Rendered:
     has_html = f"{name}.html" in env.list_templates() and not message.text_override
     html = env.get_template(f"{name}.html").render(data) if has_html else env.get_template("text.html").render(text=text)
     return Rendered(subject=subject, text=text, html=html)
+
+
+def render_text(purpose: Purpose, **data: Any) -> str:
+    """A message that is about no payment (e.g. the audit anchor): its plain-text template alone."""
+    return _environment().get_template(f"{purpose.value}.txt").render(data).strip()

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
@@ -17,13 +18,15 @@ from bot.integrations.channels.base import Channel
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
+from bot.services.anchors import Anchors
 from bot.services.delivery import DeliveryWorker
 from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
+from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
 from bot.settings import Settings
-from bot.storage import migrate
+from bot.storage import audit, migrate
 from bot.storage.database import Clock, Database, utcnow
 from bot.storage.engine import is_sqlite
 
@@ -49,6 +52,7 @@ class Runtime:
     ingest: Ingest
     worker: DeliveryWorker
     metrics: Metrics
+    refusals: Refusals
     disabled: dict[str, list[str]] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
@@ -104,6 +108,10 @@ class Runtime:
         if self.ingest.inbox is not None:
             await self.ingest.inbox.close()
         await self.settle()
+        try:
+            await self.refusals.flush()  # the last window's counts, not lost at a restart
+        except Exception:
+            log.exception("flushing refusal summaries at shutdown failed")
         await self.http.close()
         await self.db.dispose()
 
@@ -118,9 +126,10 @@ def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name
 
 async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
                 clock: Clock = utcnow, migrate_sqlite: bool = True) -> Runtime:
-    db = Database.open(settings.database_url, clock)
+    db = Database.open(settings.database_url, clock, audit_keys=settings.audit_keyring())
     if migrate_sqlite and is_sqlite(settings.database_url):
         await migrate.upgrade(db.engine)  # the zero-set-up default: an empty file becomes a database
+    await adopt_audit_key(db)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     disabled: dict[str, list[str]] = {}
     sources: dict[str, PaymentSource] = {}
@@ -141,10 +150,30 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
                       ingest=Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None),
-                      worker=worker, metrics=metrics, disabled=disabled)
+                      worker=worker, metrics=metrics, disabled=disabled,
+                      refusals=Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days)))
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     if settings.ingest_mode == "deferred":
         worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
     escalations = Escalations(db, notifier, settings)
     worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
+    worker.every("flush-refusals", WINDOW, runtime.refusals.flush)
+    worker.every("prune-refusals", PRUNE_EVERY, runtime.refusals.prune)
+    worker.every("publish-audit-anchor", timedelta(seconds=settings.audit_anchor_seconds),
+                 Anchors(db, notifier).publish)
     return runtime
+
+
+async def adopt_audit_key(db: Database) -> None:
+    """Put AUDIT_KEY on record as the chain's key (a marker entry, if it is new), or warn that there is none."""
+    try:
+        async with db.transaction() as uow:
+            key_id = await audit.adopt(uow.session, db.audit_keys, uow.clock())
+    except SQLAlchemyError as exc:  # not migrated yet (`paybot worker` first): the first append does it instead
+        log.error("could not check the audit chain's key at start-up: %s", exc)
+        return
+    if key_id is None:
+        log.warning("AUDIT_KEY is not set: the audit chain is plain SHA-256, so anyone who can write the database "
+                    "can rewrite it and recompute every hash undetected. Set AUDIT_KEY (see README, 'Audit trail').")
+    else:
+        log.info("audit chain keyed with key %s", key_id)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.domain.audit import Keyring
+
 ENV_FILE = ".env"
+MIN_AUDIT_KEY = 16
 
 
 class Settings(BaseSettings):
@@ -47,3 +50,24 @@ class Settings(BaseSettings):
     delivery_max_age_seconds: float = 86_400.0
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 900.0
+
+    # The audit chain's key (HMAC-SHA256), kept outside the database; unset, the chain is plain SHA-256.
+    audit_key: SecretStr | None = None
+    audit_previous_keys: SecretStr | None = None  # comma-separated earlier keys, to verify what they chained
+    audit_anchor_seconds: float = Field(default=3600.0, gt=0)  # how often the chain's head is published
+    refusals_retention_days: float = Field(default=30.0, gt=0)  # refused-webhook summaries older than this go
+
+    @field_validator("audit_key", "audit_previous_keys")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None  # `AUDIT_KEY=` as in .env.example: unset
+        if any(len(k.strip()) < MIN_AUDIT_KEY for k in value.get_secret_value().split(",")):
+            raise ValueError(f"each key needs at least {MIN_AUDIT_KEY} characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    def audit_keyring(self) -> Keyring:
+        """The key new audit entries are chained with (None: unkeyed) and the earlier ones."""
+        previous = self.audit_previous_keys.get_secret_value().split(",") if self.audit_previous_keys else []
+        return Keyring.of(self.audit_key.get_secret_value().strip() if self.audit_key else None,
+                          [k.strip() for k in previous])

@@ -164,3 +164,8 @@ def acknowledged(blocks: list[Block], user_id: str, at: str) -> list[Block]:
     """An escalation message once someone took it: the button gives way to who and when."""
     kept = [b for b in blocks if b.get("type") != "actions"]
     return kept + [_context(f":white_check_mark: Acknowledged by <@{user_id}> · {at}")]
+
+
+def audit_anchor(text: str, anchor: str) -> list[Block]:
+    """The finance channel: the audit chain's head, published where the database's writer cannot rewrite it."""
+    return [_section(":lock: " + escape({"t": text})["t"]), _context(f"`paybot audit verify --anchor {anchor}`")]

@@ -14,7 +14,7 @@ returns `Received(confirm_later=True)`: the event is stored unconfirmed and answ
 from __future__ import annotations
 
 import logging
-
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,11 +133,17 @@ def checked(received: Received) -> Received:
 
 async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: InboundRequest) -> Received:
     """Parse a verified request. A payload of a shape the parser did not foresee is the sender's malformed
-    input (400 with the reason), not our failure: it is logged in full and refused, never a 500."""
+    input (400), not our failure: it is refused, never a 500. The exception's text may quote the payload, so
+    neither the answer nor the log carries it: the type and where the parser tripped are enough to find it."""
     try:
         return checked(await parse(request))
     except (InboundError, ProviderError):
         raise
     except Exception as exc:  # noqa: BLE001  the boundary: whatever the parser tripped on
-        log.warning("payload of an unforeseen shape", exc_info=True)
-        raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__}: {exc})"[:300]) from exc
+        log.warning("payload of an unforeseen shape: %s at %s", type(exc).__name__, _where(exc))
+        raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__})") from exc
+
+
+def _where(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    return f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
