@@ -187,7 +187,7 @@ async def test_a_malformed_ipn_is_400_with_the_reason(paybot, paypal, body):
     assert response.status == 400
     assert (await response.json())["error"]
     assert await paybot.rows(models.WebhookEvent) == []
-    assert await paybot.audit_kinds() == ["webhook.rejected"]
+    assert await paybot.audit_kinds() == [] and await paybot.refused() == [("paypal", 400, 1)]
 
 
 async def test_an_oversized_ipn_is_413(paybot):
@@ -240,7 +240,7 @@ async def test_a_rest_event_paypal_does_not_vouch_for_is_401(paybot, paypal, sen
     assert response.status == 401
     assert "FAILURE" in (await response.json())["error"]
     assert await paybot.rows(models.WebhookEvent) == []
-    assert await paybot.audit_kinds() == ["webhook.rejected"]
+    assert await paybot.audit_kinds() == [] and await paybot.refused() == [("paypal", 401, 1)]
 
 
 async def test_a_rest_event_without_transmission_headers_is_401(paybot):
