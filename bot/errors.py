@@ -1,7 +1,7 @@
 """Errors typed by what the caller should do.
 
     BotError
-    ├── InboundError                 a request we refuse (nothing is stored but an audit entry)
+    ├── InboundError                 a request we refuse (counted, never stored); a short reason
     │   ├── SignatureInvalid         → 401
     │   ├── PayloadInvalid           → 400, with the reason
     │   └── PayloadTooLarge          → 413
