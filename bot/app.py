@@ -17,7 +17,7 @@ from bot.storage.database import Clock, utcnow
 
 def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
                clock: Clock = utcnow, run_worker: bool = True, runtime: Runtime | None = None) -> web.Application:
-    # The body limit is enforced by the webhook handler (413 with an audit entry); this is the outer bound.
+    # The body limit is enforced by the webhook handler (413, counted as a refusal); this is the outer bound.
     app = web.Application(client_max_size=settings.max_body_bytes + 1)
     app.add_routes(health.routes() + webhooks.routes() + callbacks.routes() + slack_events.routes())
 

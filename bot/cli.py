@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.audit import Anchor
 from bot.errors import ConfigError
@@ -160,7 +161,7 @@ async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _print_head(session: Any) -> None:
+async def _print_head(session: AsyncSession) -> None:
     """Every export names the chain's head on stderr (stdout keeps the exported format exactly): keep it, and
     `paybot audit verify --anchor SEQ:HASH` later proves the trail up to it is unchanged."""
     anchor, key_id = await audit.head(session)
@@ -218,7 +219,9 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 def _what_it_proves(result: audit.Verification) -> list[str]:
     """Plainly what an intact verdict does and does not prove (see README, 'Audit trail')."""
     lines = []
-    if result.first_keyed is None:
+    if result.count == 0:
+        lines.append("The trail is empty.")
+    elif result.first_keyed is None:
         lines.append("UNKEYED (no AUDIT_KEY): every entry matches its plain SHA-256 hash, which proves only that "
                      "nothing changed by accident; anyone who can write the database can rewrite entries and "
                      "recompute every hash. Set AUDIT_KEY.")
