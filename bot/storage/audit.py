@@ -39,14 +39,15 @@ async def adopt(session: AsyncSession, keys: Keyring, at: datetime) -> str | Non
 
 def append_rows(connection: Connection, records: Sequence[AuditRecord], keys: Keyring = Keyring(),
                 at: datetime | None = None) -> None:
-    """`append` for a synchronous connection (and the one implementation behind both). A chain keyed with
-    another key (or none) first gets a marker switching it to `keys.current`: every entry after it is keyed."""
+    """`append` for a synchronous connection (and the one implementation behind both; `at` stamps a marker when
+    there are no records). A chain keyed with another key (or none) first gets a marker switching it to
+    `keys.current`: every entry after it is keyed."""
     head = connection.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.key_id)
                               .where(AuditHead.id == 1).with_for_update()).one()
     current = keys.current
     if head.key_id is not None and current is None:
         raise AuditKeyMissing(f"the audit trail is keyed (key {head.key_id}) but AUDIT_KEY is not set")
-    if current is not None and head.key_id != current.id and (records or at is not None):
+    if current is not None and head.key_id != current.id:
         records = [marker(at or records[0].at, current, head.key_id), *records]
     if not records:
         return

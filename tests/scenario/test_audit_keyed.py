@@ -82,6 +82,16 @@ async def test_an_edit_with_recomputed_plain_hashes_is_detected_when_keyed(
     assert code == 1 and f"BROKEN at entry {matched}: content does not match its hash" in out
 
 
+async def test_deferred_ingest_chains_its_group_commits_with_the_key(
+        aiohttp_client, settings_for, configs, clock, capsys, monkeypatch, database_url):
+    bot = await make_paybot(aiohttp_client, settings_for, configs, clock, audit_key=KEY, ingest_mode="deferred")
+    await some_history(bot, "evt_1", "evt_2")
+    await bot.deliver()
+    assert (await bot.audit_kinds()).count("webhook.received") == 2
+    code, out = await verify(capsys, monkeypatch, database_url)
+    assert code == 0 and "KEYED: entries 1-" in out
+
+
 async def test_the_same_edit_on_an_unkeyed_trail_passes_and_verify_says_what_that_means(
         paybot, capsys, monkeypatch, database_url):
     await some_history(paybot, "evt_1")
