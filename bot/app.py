@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from bot.handlers import callbacks, health, slack_events, webhooks
 from bot.integrations.base import IntegrationSettings
@@ -14,11 +17,14 @@ from bot.runtime import Runtime, start
 from bot.settings import Settings
 from bot.storage.database import Clock, utcnow
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
                clock: Clock = utcnow, run_worker: bool = True, runtime: Runtime | None = None) -> web.Application:
     # The body limit is enforced by the webhook handler (413, counted as a refusal); this is the outer bound.
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
+    app = web.Application(client_max_size=settings.max_body_bytes + 1,
+                          middlewares=[body_deadline(settings.read_timeout_seconds)])
     app.add_routes(health.routes() + webhooks.routes() + callbacks.routes() + slack_events.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -46,3 +52,41 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
     app.cleanup_ctx.append(slack_events.lifecycle)  # after the runtime it is built on
     app.cleanup_ctx.append(worker if run_worker else refusal_flusher)
     return app
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """What `web.AppRunner` needs beyond the app. aiohttp closes a connection that has not sent a whole request
+    head within `keepalive_timeout` (its default is an hour, so a slow-loris client could hold sockets for ever);
+    the same bound closes idle keep-alive connections."""
+    return {"keepalive_timeout": settings.read_timeout_seconds}
+
+
+def body_deadline(seconds: float) -> Middleware:
+    """A request's body must arrive within `seconds` of its head, or the connection is closed: aiohttp has no such
+    read timeout of its own. Only the reading is timed; the handler's work after the last byte is not."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.can_read_body or request.content.is_eof():
+            return await handler(request)
+        expired = False
+
+        def hang_up() -> None:
+            nonlocal expired
+            if not request.content.is_eof() and request.transport is not None:
+                expired = True
+                request.transport.close()
+
+        timer = asyncio.get_running_loop().call_later(seconds, hang_up)
+        try:
+            return await handler(request)
+        except ConnectionResetError:
+            if not expired:
+                raise
+            log.info("closed a connection whose body did not arrive within %s s (%s %s from %s)",
+                     seconds, request.method, request.path, request.remote)
+            raise web.HTTPRequestTimeout() from None
+        finally:
+            timer.cancel()
+
+    return middleware

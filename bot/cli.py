@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import errno
 import json
 import logging
 import signal
@@ -19,10 +20,12 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import logs, staff_cli, text
 from bot.domain.audit import Anchor
 from bot.errors import ConfigError
-from bot.settings import Settings
-from bot.storage import audit, migrate, refusals
+from bot.settings import Settings, setting_errors
+from bot.storage import audit, refusals
+from bot.storage.connect import open_database
 from bot.storage.database import Database
 
 log = logging.getLogger("paybot")
@@ -32,33 +35,33 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"bad setting: {problems}") from exc
+        raise ConfigError(f"bad setting: {setting_errors(exc)}") from exc
 
 
 def configure_logging(level: str) -> None:
+    """stderr, every record through `bot.logs.SafeRecords` (escaped, redacted), chatty libraries held back."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    for noisy in ("aiohttp.access", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        logs.make_safe(handler)
+    logs.hold_libraries(logging.getLogger().level)
 
 
 async def _database(settings: Settings) -> Database:
-    return Database.open(settings.database_url, audit_keys=settings.audit_keyring())
+    """The database, ready: on SQLite migrated on the spot (as `serve` does), on PostgreSQL checked to be
+    migrated; any problem is one line naming DATABASE_URL (exit 2)."""
+    return await open_database(settings.database_url, audit_keys=settings.audit_keyring())
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    db = await _database(settings)
-    try:
-        await migrate.upgrade(db.engine)
-    finally:
-        await db.dispose()
+    db = await open_database(settings.database_url, upgrade=True)
+    await db.dispose()
     print("database is at the latest schema")
     return 0
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import create_app
+    from bot.app import create_app, server_options
     from bot.demo import run_demo
     from bot.runtime import start
 
@@ -68,17 +71,28 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         await run_demo(out=sys.stdout)
         print(f"\nServing anyway on http://{settings.host}:{settings.port} (health, metrics; webhooks 404).")
     app = create_app(settings, runtime=runtime, run_worker=not args.no_worker)
-    runner = web.AppRunner(app, handle_signals=True)
+    runner = web.AppRunner(app, handle_signals=True, **server_options(settings))
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    log.info("paybot serving on %s:%s (worker %s)", settings.host, settings.port,
-             "off" if args.no_worker else "on")
     try:
+        await _listen(runner, settings)
+        log.info("paybot serving on %s:%s (worker %s)", settings.host, settings.port,
+                 "off" if args.no_worker else "on")
         await _until_signalled()
     finally:
         await runner.cleanup()
         await runtime.close()
     return 0
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"PORT {settings.port}: {settings.host}:{settings.port} is already in use "
+                              "(another paybot? set PORT to a free port)") from exc
+        raise ConfigError(f"HOST {settings.host} / PORT {settings.port}: cannot listen there "
+                          f"({exc.strerror or exc})") from exc
 
 
 async def _until_signalled() -> None:
@@ -92,7 +106,7 @@ async def _until_signalled() -> None:
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.runtime import start
 
-    runtime = await start(settings, migrate_sqlite=False)
+    runtime = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,21 +123,26 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
     importer = directory.import_customers if args.what == "customers" else directory.import_invoices
     db = await _database(settings)
     try:
         async with db.transaction() as uow:
-            report = await importer(uow, text)
-    except directory.RowError as exc:
+            report = await importer(uow, data, dry_run=args.dry_run)
+    except directory.FileError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     finally:
         await db.dispose()
     for line, message in report.errors:
         print(f"{path}:{line}: {message}", file=sys.stderr)
-    print(f"imported {report.imported} {args.what}; {len(report.errors)} rows rejected")
+    if args.dry_run:
+        for change in report.changes:
+            print(f"{path}:{change.line}: {change.described()}")
+    verb = "would import" if args.dry_run else "imported"
+    print(f"{verb} {report.imported} {args.what}; {len(report.errors)} rows rejected ({report.created} new, "
+          f"{report.updated} changed, {report.unchanged} unchanged){'; nothing written' if args.dry_run else ''}")
     return 1 if report.errors else 0
 
 
@@ -147,7 +166,8 @@ async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
                 writer = csv.DictWriter(out, fieldnames=audit.EXPORT_FIELDS, lineterminator="\n")
                 writer.writeheader()
                 async for row in rows:
-                    writer.writerow(row | {"detail": json.dumps(row["detail"], sort_keys=True)})
+                    row = row | {"detail": json.dumps(row["detail"], sort_keys=True)}
+                    writer.writerow({name: text.csv_cell(value) for name, value in row.items()})
             else:
                 out.write("[")
                 first = True
@@ -179,7 +199,7 @@ async def cmd_audit_refusals(settings: Settings, args: argparse.Namespace) -> in
                 writer = csv.DictWriter(sys.stdout, fieldnames=refusals.EXPORT_FIELDS, lineterminator="\n")
                 writer.writeheader()
                 async for row in rows:
-                    writer.writerow(row)
+                    writer.writerow({name: text.csv_cell(value) for name, value in row.items()})
             else:
                 sys.stdout.write("[")
                 first = True
@@ -241,6 +261,43 @@ def _what_it_proves(result: audit.Verification) -> list[str]:
     return lines
 
 
+async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import start
+    from bot.services.check import check
+
+    runtime = await start(settings, announce=False)  # the summary is part of what check prints
+    try:
+        findings = await check(runtime.sources, runtime.channels, runtime.disabled, settings, runtime.db)
+    finally:
+        await runtime.close()
+    for finding in findings:
+        print(f"{finding.mark:<8} {finding.text}")
+    problems = [f for f in findings if f.problem]
+    print(f"\n{len(problems)} problem(s): fix them and run `paybot check` again" if problems else "\nall good")
+    return 1 if problems else 0
+
+
+async def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import start
+    from bot.services.check import unreachable
+    from bot.services.send_test import find_customer, send_test
+
+    runtime = await start(settings, announce=False)
+    try:
+        customer = await find_customer(runtime.db, args.to)
+        if customer is None:
+            raise ConfigError(f"--to {args.to}: no such customer (import it first: paybot import customers FILE.csv)")
+        outcomes = await send_test(runtime.db, runtime.notifier, runtime.worker, customer)
+    finally:
+        await runtime.close()
+    if not outcomes:
+        print(f"{customer.id} ({customer.name}): nobody can reach it: {unreachable(runtime.notifier, customer)}")
+        return 1
+    for outcome in outcomes:
+        print(f"{outcome.status:<8} [TEST] thank-you via {outcome.channel} to {outcome.recipient}: {outcome.detail}")
+    return 0 if all(o.delivered for o in outcomes) else 1
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -257,7 +314,8 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="create or upgrade the schema").set_defaults(run=cmd_migrate)
     importer = commands.add_parser("import", help="upsert customers or invoices from CSV")
     importer.add_argument("what", choices=["customers", "invoices"])
-    importer.add_argument("file")
+    importer.add_argument("file", help="CSV: UTF-8, UTF-16 or Windows-1252; separated by , ; or tabs")
+    importer.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
     importer.set_defaults(run=cmd_import)
     audit_cmd = commands.add_parser("audit", help="export or verify the audit trail")
     audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
@@ -274,7 +332,13 @@ def parser() -> argparse.ArgumentParser:
     refused.add_argument("--format", choices=["json", "csv"], default="json")
     refused.add_argument("--since", help="ISO 8601 time; windows ending at or after it")
     refused.set_defaults(run=cmd_audit_refusals)
+    commands.add_parser("check", help="check the configuration and each provider's credentials; "
+                        "exit 1 naming each problem").set_defaults(run=cmd_check)
+    send_test_cmd = commands.add_parser("send-test", help="send a [TEST] thank-you through a customer's channels")
+    send_test_cmd.add_argument("--to", required=True, metavar="CUSTOMER", help="the customer's id, as imported")
+    send_test_cmd.set_defaults(run=cmd_send_test)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    staff_cli.add_commands(commands)
     return root
 
 

@@ -16,6 +16,9 @@ class Metrics:
                                          ["source"], registry=self.registry)
         self.deliveries = Counter("paybot_deliveries", "Delivery attempts, by channel and outcome",
                                   ["channel", "outcome"], registry=self.registry)
+        self.possible_duplicates = Counter("paybot_possible_duplicates", "Messages sent again after a worker died "
+                                           "mid-send, where the provider could not say whether it already had them",
+                                           ["channel"], registry=self.registry)
         self.delivery_seconds = Histogram("paybot_delivery_seconds", "Provider call latency", ["channel"],
                                           registry=self.registry)
         self.outbox_depth = Gauge("paybot_outbox_depth", "Notifications by status", ["status"],

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import Channel
@@ -19,21 +19,26 @@ from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
 from bot.services.anchors import Anchors
+from bot.services.check import summary
 from bot.services.delivery import DeliveryWorker
 from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
 from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
-from bot.settings import Settings
-from bot.storage import audit, migrate
+from bot.services.verifier import Verifier
+from bot.services.workqueue import WorkQueue
+from bot.settings import Settings, setting_errors
+from bot.storage import audit
+from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow
-from bot.storage.engine import is_sqlite
 
 log = logging.getLogger(__name__)
 
 #: How often events stored unverified (PayPal IPN) are swept, besides right after each is answered.
 CONFIRM_SWEEP = timedelta(seconds=60)
+#: How often the bodies of events never proven genuine are looked at for purging (UNVERIFIED_RETENTION_HOURS).
+PURGE_SWEEP = timedelta(minutes=10)
 #: INGEST_MODE=deferred: how often workers look for events to record, and how long an event its web process
 #: accepted may wait before a worker decides that process died and records it instead.
 WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
@@ -53,29 +58,27 @@ class Runtime:
     worker: DeliveryWorker
     metrics: Metrics
     refusals: Refusals
+    verifier: Verifier
     disabled: dict[str, list[str]] = field(default_factory=dict)
-    background: set[asyncio.Task[None]] = field(default_factory=set)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
-    processing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PROCESSING_CONCURRENCY))
+    recording: WorkQueue[tuple[int, Received]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recording = WorkQueue("recording deferred payments", self._process,
+                                   consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG)
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
-        self._after_answer(self.confirm_pending())
+        self.verifier.wake()
 
     def process_soon(self, row_id: int, received: Received) -> None:
         """Record a stored event's payments now that its request is answered (INGEST_MODE=deferred)."""
-        if len(self.background) < PROCESSING_BACKLOG:  # past it, the event waits in the database for a sweep
-            self._after_answer(self._process(row_id, received))
+        self.recording.offer((row_id, received))  # full: the event waits in the database for a worker's sweep
 
-    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    async def _process(self, row_id: int, received: Received) -> None:
+    async def _process(self, item: tuple[int, Received]) -> None:
+        row_id, received = item
         try:
-            async with self.processing:
-                recorded = await self.ingest.process(row_id, received)
+            recorded = await self.ingest.process(row_id, received)
         except Exception:  # nobody to raise to: a worker's sweep records it later
             log.exception("recording the payments of webhook event %s failed", row_id)
             return
@@ -91,23 +94,21 @@ class Runtime:
             after = recorded.last_seen
 
     async def confirm_pending(self) -> None:
-        try:
-            confirmed = await self.ingest.confirm_pending()
-        except Exception:  # a background task has nobody to raise to; the periodic sweep tries again
-            log.exception("confirming pending webhooks failed")
-            return
-        if confirmed.notification_ids:
-            self.worker.wake()
+        await self.verifier.drain()
+
+    async def purge_unverified(self) -> None:
+        await self.verifier.purge()
 
     async def settle(self) -> None:
-        """Wait for the work requests left running after their answer (at shutdown; in tests)."""
-        while self.background:
-            await asyncio.gather(*self.background)
+        """Wait for the work requests left behind after their answer (at shutdown; in tests)."""
+        await self.recording.join()
+        await self.verifier.settle()
 
     async def close(self) -> None:
         if self.ingest.inbox is not None:
             await self.ingest.inbox.close()
-        await self.settle()
+        await self.recording.close()
+        await self.verifier.close()
         try:
             await self.refusals.flush()  # the last window's counts, not lost at a restart
         except Exception:
@@ -121,14 +122,20 @@ def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name
     """Given `configs` (tests, demo), exactly those integrations run; otherwise each reads its environment."""
     if configs is not None:
         return configs.get(name)
-    return cls()
+    try:
+        return cls()
+    except ValidationError as exc:  # e.g. STRIPE_TOLERANCE_SECONDS=soon: one line, exit 2
+        raise ConfigError(f"bad setting: {setting_errors(exc, cls.model_config.get('env_prefix', ''))}") from exc
 
 
 async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
-                clock: Clock = utcnow, migrate_sqlite: bool = True) -> Runtime:
-    db = Database.open(settings.database_url, clock, audit_keys=settings.audit_keyring())
-    if migrate_sqlite and is_sqlite(settings.database_url):
-        await migrate.upgrade(db.engine)  # the zero-set-up default: an empty file becomes a database
+                clock: Clock = utcnow, migrate_sqlite: bool = True, announce: bool = True) -> Runtime:
+    # Every setting is read (and a bad one refused) before anything is opened or created.
+    chosen = {name: integration_settings(configs, name, factory.Settings)
+              for registry in (SOURCES, CHANNELS) for name, factory in registry.items()}
+    # The zero-set-up default: on SQLite an empty file becomes a database; PostgreSQL must have been migrated.
+    db = await open_database(settings.database_url, clock, upgrade=None if migrate_sqlite else False,
+                             audit_keys=settings.audit_keyring())
     await adopt_audit_key(db)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     disabled: dict[str, list[str]] = {}
@@ -136,23 +143,26 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     channels: dict[str, Channel] = {}
     for registry, enabled in ((SOURCES, sources), (CHANNELS, channels)):
         for name, factory in registry.items():
-            config = integration_settings(configs, name, factory.Settings)
+            config = chosen[name]
             missing = config.missing() if config is not None else ["(not given)"]
             if config is None or missing:
                 disabled[name] = missing
                 continue
             enabled[name] = factory(config, http)  # type: ignore[assignment]
-    if configs is None:  # read from the environment: say once what is off, and why
-        for name, missing in disabled.items():
-            log.info("integration %s disabled: %s not set", name, ", ".join(missing))
+    if configs is None and announce:  # from the environment: say once what is on, what is off, and why
+        for finding in summary(sources, channels, disabled, settings):
+            log.log(logging.WARNING if finding.problem else logging.INFO, "%s", finding.text)
     metrics = Metrics()
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
+    ingest = Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None,
+                    max_unverified=settings.unverified_max_pending)
+    verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
-                      ingest=Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None),
-                      worker=worker, metrics=metrics, disabled=disabled,
+                      ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled,
                       refusals=Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days)))
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
+    worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":
         worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
     escalations = Escalations(db, notifier, settings)

@@ -7,23 +7,27 @@ Core settings live here; each integration declares its own `<NAME>_…` settings
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.audit import Keyring
+from bot.storage.engine import normalise_url
 
 ENV_FILE = ".env"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_AUDIT_KEY = 16
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+    # env_ignore_empty: `NAME=` (as .env.example has it) means unset, i.e. the default, never "".
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True, env_ignore_empty=True)
 
     database_url: str = "sqlite+aiosqlite:///./paybot.db"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
 
@@ -43,6 +47,14 @@ class Settings(BaseSettings):
     # high volume, and platforms that want an answer within seconds).
     ingest_mode: Literal["inline", "deferred"] = "inline"
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")
+    # Events stored before they can be verified (PayPal IPN; `bot.services.verifier`): anyone can send them.
+    unverified_max_pending: int = Field(default=1000, ge=1)  # per source; past it, 503 and nothing stored
+    unverified_retention_hours: float = Field(default=24.0, gt=0)  # then a forged/unverifiable body is purged
+    verify_concurrency: int = Field(default=8, ge=1)  # verification calls at once, per process
+    verify_max_attempts: int = Field(default=8, ge=1)  # then the event is given up on (`unverifiable`)
+    verify_retry_base_seconds: float = Field(default=30.0, gt=0)  # first wait after a failed attempt; doubles
+    read_timeout_seconds: float = Field(default=30.0, gt=0, description="a request's headers, and then its body, "
+                                        "must arrive within this; an idle connection is closed after it")
     worker_batch: int = 20
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0
@@ -71,3 +83,23 @@ class Settings(BaseSettings):
         previous = self.audit_previous_keys.get_secret_value().split(",") if self.audit_previous_keys else []
         return Keyring.of(self.audit_key.get_secret_value().strip() if self.audit_key else None,
                           [k.strip() for k in previous])
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_url(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS or not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+
+def setting_errors(exc: ValidationError, prefix: str = "") -> str:
+    """A settings class's validation errors as one line naming each variable: `PORT: …; LOG_LEVEL: …`."""
+    return "; ".join(
+        f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors())

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import text
+from bot.text import Mrkdwn
 from cards import ids
 
 Block = dict[str, Any]
 
 
 def escape(data: dict[str, Any]) -> dict[str, Any]:
-    """Slack's three control characters, escaped in every text value (a customer named `<!channel>` stays text)."""
-    return {k: v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") if isinstance(v, str) else v
-            for k, v in data.items()}
+    """Every text value escaped for Slack (`bot/text.py`): a customer named `<!channel>` stays text."""
+    return {k: text.slack(v) if isinstance(v, str) else v for k, v in data.items()}
 
 
-def _text(kind: str, text: str) -> Block:
-    return {"type": kind, "text": text}
+def _text(kind: str, value: str) -> Block:
+    return {"type": kind, "text": text.plain(value) if kind == "plain_text" else value}
 
 
 def _section(markdown: str) -> Block:
@@ -97,9 +98,9 @@ def dead_letter(data: dict[str, Any]) -> list[Block]:
     ]
 
 
-def customer_receipt(text: str) -> list[Block]:
-    """A customer's shared channel: the thank-you text only."""
-    return [_section(":white_check_mark: " + escape({"t": text})["t"])]
+def customer_receipt(words: Mrkdwn) -> list[Block]:
+    """A customer's shared channel: the thank-you text only (rendered for Slack, so already escaped)."""
+    return [_section(text.mrkdwn(":white_check_mark: {}", words))]
 
 
 FINANCE_CARDS = {
@@ -116,15 +117,15 @@ def button_target(value: str) -> tuple[int, int]:
     return int(pid), int(revision or 0)
 
 
-def mention(user_ids: list[str], group: str | None) -> str:
+def mention(user_ids: list[str], group: str | None) -> Mrkdwn:
     """Slack mention syntax for users (`<@U…>`) and a user group (`<!subteam^S…>`); ids are alphanumeric."""
-    parts = [f"<@{u}>" for u in user_ids if u.isalnum()]
+    parts = [text.mention(u) for u in user_ids if u.isalnum()]
     if group and group.isalnum():
-        parts.append(f"<!subteam^{group}>")
-    return " ".join(parts)
+        parts.append(text.usergroup_mention(group))
+    return Mrkdwn(" ").join(parts)
 
 
-def with_activity(blocks: list[Block], lines: list[str], revision: int) -> list[Block]:
+def with_activity(blocks: list[Block], lines: list[Mrkdwn], revision: int) -> list[Block]:
     """The card after staff acted on it: what was done (newest last) and buttons carrying the new revision, so a
     click on the card as it was before is recognised as a double click."""
     updated: list[Block] = []
@@ -138,20 +139,22 @@ def with_activity(blocks: list[Block], lines: list[str], revision: int) -> list[
         updated.append(block)
     if lines:
         updated.append({"type": "context", "block_id": ids.ACTIVITY_BLOCK,
-                        "elements": [_text("mrkdwn", "\n".join(lines[-8:]))]})
+                        "elements": [_text("mrkdwn", text.lines(lines[-8:]))]})
     return updated
 
 
-def activity_line(user_id: str, summary: str, at: str) -> str:
-    return f"<@{user_id}> {escape({'s': summary})['s']} · {at}"
+def activity_line(user_id: str, summary: str, at: str) -> Mrkdwn:
+    return text.mrkdwn("{} {} · {}", text.mention(user_id), summary, at)
 
 
-def escalation(data: dict[str, Any], *, escalation_id: int, mention: str, escalated_by: str, round_: int) -> list[Block]:
+def escalation(data: dict[str, Any], *, escalation_id: int, mention: Mrkdwn, escalated_by: str,
+               round_: int) -> list[Block]:
     """The escalation channel: a payment handed to the on-call person, with Acknowledge."""
     data = escape(data)
     again = f" (reminder {round_ - 1}: nobody has acknowledged it yet)" if round_ > 1 else ""
     return [
-        _section(f":rotating_light: {mention} *Payment escalated* by <@{escalated_by}>{again}"),
+        _section(text.mrkdwn(":rotating_light: {} *Payment escalated* by {}{}", mention, text.mention(escalated_by),
+                             again)),
         _fields([("Amount", data["amount"]), ("Invoice", data["invoice_number"] or "—"),
                  ("Customer", data["customer_name"]), ("Source", data["source"]), ("Note", data["note"] or "")]),
         {"type": "actions", "block_id": f"escalation_{escalation_id}", "elements": [
@@ -163,9 +166,9 @@ def escalation(data: dict[str, Any], *, escalation_id: int, mention: str, escala
 def acknowledged(blocks: list[Block], user_id: str, at: str) -> list[Block]:
     """An escalation message once someone took it: the button gives way to who and when."""
     kept = [b for b in blocks if b.get("type") != "actions"]
-    return kept + [_context(f":white_check_mark: Acknowledged by <@{user_id}> · {at}")]
+    return kept + [_context(text.mrkdwn(":white_check_mark: Acknowledged by {} · {}", text.mention(user_id), at))]
 
 
-def audit_anchor(text: str, anchor: str) -> list[Block]:
+def audit_anchor(words: Mrkdwn, anchor: str) -> list[Block]:
     """The finance channel: the audit chain's head, published where the database's writer cannot rewrite it."""
-    return [_section(":lock: " + escape({"t": text})["t"]), _context(f"`paybot audit verify --anchor {anchor}`")]
+    return [_section(":lock: " + words), _context(f"`paybot audit verify --anchor {text.slack(anchor)}`")]

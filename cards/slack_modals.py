@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import text
+from bot.text import Mrkdwn
 from cards import ids
 
 View = dict[str, Any]
@@ -16,8 +18,8 @@ MAX_OPTIONS = 100
 MAX_TEXT = 3000
 
 
-def _plain(text: str) -> dict[str, str]:
-    return {"type": "plain_text", "text": text[:75]}
+def _plain(value: str) -> dict[str, str]:
+    return {"type": "plain_text", "text": text.plain(value)[:75]}
 
 
 def _modal(callback_id: str, title: str, submit: str, metadata: str, blocks: list[dict[str, Any]]) -> View:
@@ -25,17 +27,17 @@ def _modal(callback_id: str, title: str, submit: str, metadata: str, blocks: lis
             "close": _plain("Cancel"), "private_metadata": metadata, "blocks": blocks}
 
 
-def edit_message(heading: str, text: str, metadata: str) -> View:
+def edit_message(heading: Mrkdwn, draft: str, metadata: str) -> View:
     block_id, action_id = ids.EDIT_TEXT
     return _modal(ids.EDIT_MODAL, "Edit customer message", "Save and resend", metadata, [
         {"type": "section", "text": {"type": "mrkdwn", "text": heading}},
         {"type": "input", "block_id": block_id, "label": _plain("Message to the customer"),
          "element": {"type": "plain_text_input", "action_id": action_id, "multiline": True,
-                     "initial_value": text[:MAX_TEXT], "max_length": MAX_TEXT}},
+                     "initial_value": text.plain(draft)[:MAX_TEXT], "max_length": MAX_TEXT}},
     ])
 
 
-def match_payment(heading: str, options: list[tuple[str, str]], metadata: str) -> View:
+def match_payment(heading: Mrkdwn, options: list[tuple[str, str]], metadata: str) -> View:
     """A picker of likely open invoices (value, label) and, for any other, a field for its number."""
     pick_block, pick_action = ids.MATCH_PICK
     number_block, number_action = ids.MATCH_NUMBER

@@ -1,8 +1,9 @@
 """Shared fixtures: a database on each engine, an injected clock, and paybot wired to local fake providers.
 
 PostgreSQL tests use `PAYBOT_TEST_POSTGRES_URL` (default: the local server's `test` database, where a scratch
-database is created). Without a reachable server they skip, saying why, unless `PAYBOT_REQUIRE_POSTGRES=1`
-(set by CI), when they fail instead.
+database is created). Only a server that cannot be reached at all makes them skip, saying why (and not even that
+with `PAYBOT_REQUIRE_POSTGRES=1`, set by CI). Anything a reachable server answers — bad credentials, a missing
+database, a migration that fails only on PostgreSQL — is an error in every PostgreSQL test, never a skip.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(autouse=True)
+def safe_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Captured records pass the filter `paybot` puts on its own handlers (escaped, redacted: bot/logs.py)."""
+    from bot.logs import make_safe
+
+    make_safe(caplog.handler)
+
+
+@pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No local secrets or .env may leak into a test (as bolt's tests clear os.environ)."""
     from bot.integrations.base import env_name
@@ -89,20 +98,41 @@ async def _postgres_scratch() -> str:
     engine = create_engine(scratch_url)
     try:
         await migrate.upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        await _admin(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')  # leave no half-built scratch behind
+        raise
+    await engine.dispose()
+    return scratch_url
+
+
+async def _connect_once(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.connect():
+            pass
     finally:
         await engine.dispose()
-    return scratch_url
+
+
+def skip_if_unreachable(url: str, *, required: bool) -> None:
+    """Skip when nothing answers at `url` (refused, unknown host, timeout: an OSError before PostgreSQL says a
+    word). Whatever the server answers, even a refusal, is left to raise where it happens."""
+    try:
+        run_in_thread(_connect_once(url))
+    except OSError as exc:
+        if required:
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {url} ({type(exc).__name__}: {exc}); "
+                    "set PAYBOT_TEST_POSTGRES_URL to run these tests")
+    except Exception:  # reachable: the set-up below meets the same problem and reports it as an error
+        pass
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    try:
-        url = run_in_thread(_postgres_scratch())
-    except (OSError, Exception) as exc:  # no server, refused, bad credentials: all mean "cannot test here"
-        if REQUIRE_POSTGRES:
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc}); "
-                    "set PAYBOT_TEST_POSTGRES_URL to run these tests")
+    skip_if_unreachable(POSTGRES_URL, required=REQUIRE_POSTGRES)
+    url = run_in_thread(_postgres_scratch())  # any error here (a PostgreSQL-only migration bug) fails the tests
     yield url
     run_in_thread(_admin(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
 
@@ -153,10 +183,10 @@ async def sendgrid(aiohttp_server):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def slack(aiohttp_server):  # type: ignore[no-untyped-def]
+async def slack(aiohttp_server, clock):  # type: ignore[no-untyped-def]
     from tests.fakes.slack import FakeSlack
 
-    fake = FakeSlack()
+    fake = FakeSlack(clock=clock)
     fake.server = await aiohttp_server(fake.app)
     return fake
 

@@ -18,6 +18,7 @@ from bot.domain.parties import Customer, Invoice
 from bot.domain.payments import PaymentEvent
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-/#.]*[A-Za-z0-9]|[0-9]")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 class MatchRule(StrEnum):
@@ -72,12 +73,19 @@ class Outcome:
     settlement: Settlement
 
 
+def invoice_key(number: str) -> str:
+    """What invoice numbers are compared by: `inv-1042`, ` INV-1042 ` and `INV-1042` are one invoice. Only ASCII
+    letters are folded, as SQL does it on every engine (`bot.storage.sql.invoice_key`), so a look-up in the
+    database and a comparison here always agree; numbers are still shown as printed."""
+    return number.strip().translate(_ASCII_UPPER)
+
+
 def tokens(texts: Iterable[str]) -> set[str]:
     """Every word-like run in free text, upper-cased, with '#'-prefixes stripped ("Inv #1042" → {"INV", "1042"})."""
     found: set[str] = set()
     for text in texts:
         for token in _TOKEN.findall(text or ""):
-            found.add(token.upper().lstrip("#"))
+            found.add(invoice_key(token).lstrip("#"))
     return found
 
 
@@ -86,7 +94,7 @@ def normalise_email(email: str | None) -> str | None:
 
 
 def lookup_keys(event: PaymentEvent) -> LookupKeys:
-    numbers = {n.strip().upper() for n in event.invoice_numbers if n.strip()}
+    numbers = {invoice_key(n) for n in event.invoice_numbers if n.strip()}
     numbers |= tokens(event.texts)
     return LookupKeys(
         invoice_numbers=frozenset(numbers),
@@ -110,8 +118,8 @@ def match(event: PaymentEvent, found: Candidates) -> Match:
         return Match(rule, invoice, customer, reason)
 
     # Explicit references outrank free text: a named number first, then tokens in descriptions.
-    named = [i for i in found.invoices if i.number.upper() in {n.strip().upper() for n in event.invoice_numbers}]
-    by_number = named or [i for i in found.invoices if i.number.upper() in keys.invoice_numbers]
+    named = [i for i in found.invoices if invoice_key(i.number) in {invoice_key(n) for n in event.invoice_numbers}]
+    by_number = named or [i for i in found.invoices if invoice_key(i.number) in keys.invoice_numbers]
     if len(by_number) == 1:
         return result(MatchRule.INVOICE_NUMBER, by_number[0], f"invoice number {by_number[0].number}")
 

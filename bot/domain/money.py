@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel.numbers import format_currency, get_currency_precision, get_currency_symbol, list_currencies
 
 
 class CurrencyError(ValueError):
@@ -97,3 +98,70 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+
+# Written amounts, as spreadsheets and relays export them: `1,250.00`, `$2,400.00`, `1.250,00 €`, `¥5,000`.
+_SPACES = str.maketrans("", "", " \u00a0\u202f")
+_WRITTEN = re.compile(r"(?P<sign>-?)(?P<lead>[^\d.,'-]*)(?P<number>[\d.,']*?)(?P<tail>[^\d.,']*)")
+_GROUPED = re.compile(r"[1-9]\d{0,2}([.,'])\d{3}(\1\d{3})*")
+
+
+@lru_cache(maxsize=None)
+def currency_markers(currency: str) -> frozenset[str]:
+    """What may stand beside an amount of `currency`: its code and symbols (`USD`, `$`, `US$`; `MXN`, `MX$`, `$`)."""
+    symbol = get_currency_symbol(currency, "en")
+    narrow = symbol.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") or symbol
+    return frozenset({currency, symbol.upper(), narrow.upper(), currency[:2] + narrow.upper()})
+
+
+def parse_amount(text: str, currency: str) -> Money:
+    """A written amount of `currency` in major units, or ValueError saying why not.
+
+    A currency code or symbol may stand before or after it, if it is the currency's own. Thousands may be grouped
+    with `,` `.` `'` or a space. With both `,` and `.`, the last one is the decimal mark (`1,250.50`, `1.250,50`).
+    A single `,` or `.` followed by exactly three digits is read the one way the currency allows: for a currency
+    with three decimals (BHD, KWD) `1.250` is one and a quarter and `1,250` is refused; for the others `1,250` is
+    one thousand two hundred and fifty and `1.250` is refused (it could be either). Otherwise one `,` or `.` is the
+    decimal mark (`1250,5`, `1250.00`). More decimals than the currency has is an error, never rounded.
+    """
+    currency = normalise_currency(currency)
+    written = _WRITTEN.fullmatch(text.translate(_SPACES))
+    if written is None or not written["number"]:
+        raise ValueError(f"not an amount: {text!r}")
+    markers = [m for m in (written["lead"], written["tail"]) if m]
+    if len(markers) > 1 or any(m.upper() not in currency_markers(currency) for m in markers):
+        raise ValueError(f"not an amount of {currency}: {text!r}")
+    return Money.of(written["sign"] + _plain(written["number"], currency), currency)
+
+
+def _plain(number: str, currency: str) -> str:
+    """`1,250.50` → `1250.50`: the number without its grouping, with `.` as the decimal mark."""
+    if not (number[0].isdigit() and number[-1].isdigit()):
+        raise ValueError(f"not an amount: {number!r}")
+    marks = {c for c in number if c in ".,"}
+    if len(marks) == 2:
+        decimal_mark: str | None = number[max(number.rfind("."), number.rfind(","))]
+    elif marks:
+        decimal_mark = _reading_of_one_mark(number, marks.pop(), currency)
+    else:
+        decimal_mark = None
+    whole, _, fraction = number.rpartition(decimal_mark) if decimal_mark else (number, "", "")
+    if not whole.isdigit() and not _GROUPED.fullmatch(whole):
+        raise ValueError(f"not an amount: {number!r} (thousands are grouped by three)")
+    return re.sub(r"[.,']", "", whole) + (f".{fraction}" if fraction else "")
+
+
+def _reading_of_one_mark(number: str, mark: str, currency: str) -> str | None:
+    """The decimal mark, or None when `mark` groups thousands; ValueError where neither reading is safe."""
+    if number.count(mark) > 1:
+        return None
+    whole, fraction = number.split(mark)
+    if len(fraction) != 3 or not re.fullmatch(r"[1-9]\d{0,2}", whole):
+        return mark
+    three_places = exponent(currency) == 3
+    if mark == "." and three_places:
+        return mark
+    if mark == "," and not three_places:
+        return None
+    raise ValueError(f"{number!r} could be {whole}{fraction} or {whole}.{fraction} {currency}: "
+                     "write it without a thousands separator")

@@ -1,15 +1,21 @@
-"""`POST /callbacks/{channel}`: delivery-status reports from providers, verified as each provider signs them."""
+"""`POST /callbacks/{channel}`: delivery-status reports from providers, verified as each provider signs them.
+
+Like `/webhooks`: a refusal stands even when its audit entry cannot be written (logged instead), and a database that
+cannot take the reports answers 503, so the provider keeps them and sends them again. Never a 500.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import InboundError
 from bot.handlers.webhooks import error, inbound
 from bot.integrations.channels.base import ReportsStatus
 from bot.keys import RUNTIME
+from bot.runtime import Runtime
 from bot.services import delivery_status
 
 log = logging.getLogger(__name__)
@@ -24,14 +30,25 @@ async def receive(request: web.Request) -> web.StreamResponse:
     try:
         updates = channel.statuses(await inbound(request, runtime))
     except InboundError as exc:
-        log.warning("status callback %s rejected (%s): %s", name, exc.status, exc)
-        async with runtime.db.transaction() as uow:
-            uow.audit("callback.rejected", channel=name, detail={"status": exc.status, "reason": str(exc)})
+        await reject(runtime, name, exc)
         return error(exc.status, str(exc))
-    changed = await delivery_status.record(runtime.db, runtime.notifier, name, updates)
+    try:
+        changed = await delivery_status.record(runtime.db, runtime.notifier, name, updates)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("status callback %s could not be stored: %s", name, exc)
+        return error(503, "could not store the delivery status right now; please retry")
     if changed:
         runtime.worker.wake()
     return web.json_response({"received": len(updates), "changed": changed})
+
+
+async def reject(runtime: Runtime, channel: str, exc: InboundError) -> None:
+    log.warning("status callback %s rejected (%s): %s", channel, exc.status, exc)
+    try:
+        async with runtime.db.transaction() as uow:
+            uow.audit("callback.rejected", channel=channel, detail={"status": exc.status, "reason": str(exc)})
+    except (SQLAlchemyError, OSError) as failure:
+        log.error("could not audit the rejection of a %s status callback: %s", channel, failure)
 
 
 def routes() -> list[web.RouteDef]:

@@ -27,14 +27,15 @@ from bot.services.staff.escalations import Escalations
 from bot.services.staff.queries import StaffQueries
 from bot.services.staff.targets import Request, StaffError, claim
 from bot.storage.database import Database
+from bot.text import Mrkdwn, mrkdwn
 from cards import ids
 from cards import slack as cards
 from cards import slack_modals as modals
 
 log = logging.getLogger(__name__)
 
-REFUSAL = ("Sorry, that is only for the finance team, so nothing was done. "
-           "If you have a question about a payment, just ask here and someone will help.")
+REFUSAL = mrkdwn("Sorry, that is only for the finance team, so nothing was done. "
+                 "If you have a question about a payment, just ask here and someone will help.")
 
 
 @dataclass
@@ -83,7 +84,7 @@ class Staff:
         claim_id = await claim(self.db, request)
         return (request, claim_id) if claim_id is not None else None
 
-    async def reply(self, body: dict[str, Any], text: str, response_url: str | None = None) -> None:
+    async def reply(self, body: dict[str, Any], text: Mrkdwn, response_url: str | None = None) -> None:
         """Ephemeral, through the request's response_url (valid 30 minutes, 5 uses)."""
         url = response_url or body.get("response_url")
         if not url:
@@ -138,12 +139,12 @@ def register(app: AsyncApp, staff: Staff) -> None:
             command = parse(body.get("text") or "")
             text = await run(command, *admitted, body, client)
         except (UsageError, StaffError) as exc:
-            text = str(exc)
+            text = exc.text
         if text:
             await staff.reply(body, text)
 
     async def run(command: Command, request: Request, claim_id: int, body: dict[str, Any],
-                  client: AsyncWebClient) -> str | None:
+                  client: AsyncWebClient) -> Mrkdwn | None:
         match command.name:
             case "help":
                 return HELP
@@ -162,7 +163,7 @@ def register(app: AsyncApp, staff: Staff) -> None:
                 return await staff.queries.unmatched()
             case "audit":
                 return await staff.queries.audit(command.target)
-        raise UsageError(f"Unknown subcommand `{command.name}`.\n{HELP}")
+        raise UsageError(mrkdwn("Unknown subcommand `{}`.\n{}", command.name, HELP))
 
     async def open_edit(client: AsyncWebClient, body: dict[str, Any], name: str, card: list[str] | None) -> None:
         draft = await staff.desk.draft(name)
@@ -202,7 +203,7 @@ def register(app: AsyncApp, staff: Staff) -> None:
             else:
                 text = await staff.escalations.escalate(request, claim_id, f"p{payment_id}")
         except StaffError as exc:
-            await staff.reply(body, str(exc))
+            await staff.reply(body, exc.text)
             return
         await staff.update_card(client, card, payment_id)
         await staff.reply(body, text)
@@ -223,7 +224,7 @@ def register(app: AsyncApp, staff: Staff) -> None:
         try:
             text, took_it = await staff.escalations.acknowledge(request, claim_id, escalation_id)
         except StaffError as exc:
-            text, took_it = str(exc), False
+            text, took_it = exc.text, False
         message, container = body.get("message") or {}, body.get("container") or {}
         if took_it and message.get("blocks") and container.get("message_ts"):
             at = staff.db.clock().strftime("%Y-%m-%d %H:%M UTC")
@@ -288,7 +289,7 @@ def register(app: AsyncApp, staff: Staff) -> None:
         try:
             text = (await act(*admitted)).text
         except StaffError as exc:
-            text = str(exc)
+            text = exc.text
         else:
             await staff.update_card(client, metadata.get("card"), int(metadata["payment_id"]))
         await staff.reply(body, text, metadata.get("response_url"))

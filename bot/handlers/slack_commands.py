@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HELP = """*/payments* — finance chat-ops
+from bot.text import Mrkdwn, mrkdwn
+
+#: Escaped like any other text, so `<invoice>` is shown, not taken for a link.
+HELP = mrkdwn("{}", """*/payments* — finance chat-ops
 • `resend <invoice|n<notification id>> [channel]` — send the customer's receipt again (optionally on another of \
 their channels: email, sms, slack…), or exactly that notification again
 • `edit <invoice>` — reword the customer's message, then resend it
@@ -13,7 +16,7 @@ their channels: email, sms, slack…), or exactly that notification again
 • `find <customer|email|amount>` — look up customers, invoices and payments
 • `unmatched` — payments waiting to be matched to an invoice
 • `audit <invoice>` — the invoice's audit trail
-• `help` — this list"""
+• `help` — this list""")
 
 #: subcommand → (argument names, whether the last argument takes the rest of the line, how many are required)
 SUBCOMMANDS: dict[str, tuple[tuple[str, ...], bool, int]] = {
@@ -31,6 +34,10 @@ SUBCOMMANDS: dict[str, tuple[tuple[str, ...], bool, int]] = {
 class UsageError(ValueError):
     """A subcommand that does not exist, or arguments that do not fit it; the message says how to use it."""
 
+    def __init__(self, message: Mrkdwn) -> None:
+        super().__init__(message)
+        self.text = message
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -39,10 +46,10 @@ class Command:
     extra: str = ""   # the second (resend's channel) or the rest of the line (escalate's note)
 
 
-def usage(name: str) -> str:
+def usage(name: str) -> Mrkdwn:
     names, _, required = SUBCOMMANDS[name]
     shown = [f"<{n}>" if i < required else f"[{n}]" for i, n in enumerate(names)]
-    return f"Usage: `/payments {' '.join([name, *shown])}`"
+    return mrkdwn("Usage: `/payments {}`", " ".join([name, *shown]))
 
 
 def parse(text: str) -> Command:
@@ -51,16 +58,17 @@ def parse(text: str) -> Command:
         return Command("help")
     name = words[0].lower()
     if name not in SUBCOMMANDS:
-        raise UsageError(f"I don't know `{words[0]}`.\n{HELP}")
+        raise UsageError(mrkdwn("I don't know `{}`.\n{}", words[0], HELP))
     names, rest_of_line, required = SUBCOMMANDS[name]
     args = words[1:]
     if len(args) < required:
-        raise UsageError(f"`{name}` needs {' and '.join(f'<{n}>' for n in names[:required])}. {usage(name)}")
+        raise UsageError(mrkdwn("`{}` needs {}. {}", name, " and ".join(f"<{n}>" for n in names[:required]),
+                                usage(name)))
     if rest_of_line and len(names) == 1:
         return Command(name, " ".join(args))
     if rest_of_line:
         return Command(name, args[0] if args else "", " ".join(args[1:]))
     if len(args) > len(names):
-        raise UsageError(f"`{name}` takes at most {len(names)} argument{'s' if len(names) != 1 else ''}. "
-                         f"{usage(name)}")
+        raise UsageError(mrkdwn("`{}` takes at most {} argument{}. {}", name, len(names),
+                                "s" if len(names) != 1 else "", usage(name)))
     return Command(name, args[0] if args else "", args[1] if len(args) > 1 else "")

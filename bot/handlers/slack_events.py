@@ -8,6 +8,7 @@ and do their work afterwards in a task tracked here, so shutdown (and a test) ca
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from bot.handlers.slack import InFlight
 from bot.handlers.webhooks import error, read_body
 from bot.integrations.base import secret
 from bot.integrations.channels.slack import SlackChannel
+from bot.integrations.sources.common import unix_seconds
 from bot.keys import RUNTIME
 from bot.runtime import Runtime
 from bot.services.staff.access import StaffAccess
@@ -33,6 +35,8 @@ from bot.services.staff.actions import StaffDesk
 from bot.services.staff.escalations import Escalations
 from bot.services.staff.queries import StaffQueries
 from bot.storage.database import Clock
+
+log = logging.getLogger(__name__)
 
 
 class _Clock(SignatureClock):
@@ -43,19 +47,29 @@ class _Clock(SignatureClock):
         return self.clock().timestamp()
 
 
+class StrictVerifier(SignatureVerifier):
+    """slack_sdk's check, refusing what it would trip over: a timestamp that is not ASCII digits (`int()` raises)
+    or a non-ASCII signature (`hmac.compare_digest` raises)."""
+
+    def is_valid(self, body: str | bytes, timestamp: str | None, signature: str | None) -> bool:
+        if not timestamp or not signature or not unix_seconds(timestamp) or not signature.isascii():
+            return False
+        return super().is_valid(body, timestamp, signature)
+
+
 class ClockedRequestVerification(AsyncRequestVerification):
     """Bolt's own signature check, on paybot's clock instead of `time.time()`."""
 
     def __init__(self, signing_secret: str, clock: Clock) -> None:
         super().__init__(signing_secret)
-        self._clocked = SignatureVerifier(signing_secret, clock=_Clock(clock))
+        self._clocked = StrictVerifier(signing_secret, clock=_Clock(clock))
 
     @property
     def verifier(self) -> SignatureVerifier:
         return self._clocked
 
     def _debug_log_error(self, signature: str, timestamp: str, body: str) -> None:
-        self.logger.info("refused a request with an invalid or stale Slack signature (timestamp %s)", timestamp)
+        self.logger.info("refused a request with an invalid or stale Slack signature (timestamp %r)", timestamp)
 
 
 @dataclass
@@ -69,9 +83,12 @@ SLACK_OPS = web.AppKey("slack_ops", SlackOps)
 
 def build(runtime: Runtime) -> SlackOps | None:
     channel = runtime.channels.get("slack")
-    if not isinstance(channel, SlackChannel) or not channel.settings.signing_secret:
+    if not isinstance(channel, SlackChannel):
         return None
-    signing_secret = secret(channel.settings.signing_secret)
+    signing_secret = secret(channel.settings.signing_secret).strip()
+    if not signing_secret:  # blank would crash bolt's verifier at start-up: Slack chat-ops stay off, and say so
+        log.info("Slack events disabled (/slack/events answers 404): SLACK_SIGNING_SECRET not set")
+        return None
     client = AsyncWebClient(token=secret(channel.settings.bot_token), base_url=channel.settings.base_url,
                             session=runtime.http)
     bolt = AsyncApp(client=client, signing_secret=signing_secret, request_verification_enabled=False,
@@ -101,8 +118,12 @@ async def events(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, runtime.settings.max_body_bytes)
     except PayloadTooLarge as exc:
         return error(exc.status, str(exc))
-    bolt_request = AsyncBoltRequest(body=body.decode("utf-8", errors="replace"), query=request.query_string,
-                                    headers=request.headers)  # type: ignore[arg-type]
+    try:  # bolt parses the body before its middleware checks the signature: a 500 for anyone, unless caught
+        bolt_request = AsyncBoltRequest(body=body.decode("utf-8", errors="replace"), query=request.query_string,
+                                        headers=request.headers)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001  the boundary: whatever bolt's parser tripped on
+        log.info("refused a Slack request bolt cannot parse (%s)", type(exc).__name__)
+        return error(400, "not a Slack request paybot can parse")
     return await to_aiohttp_response(await ops.bolt.async_dispatch(bolt_request))
 
 

@@ -13,9 +13,10 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import InboundError, PayloadTooLarge, ProviderError
-from bot.integrations.sources.base import InboundRequest, Reply, read
+from bot.integrations.sources.base import InboundRequest, Reply, body_limit, read
 from bot.keys import RUNTIME
 from bot.runtime import Runtime
+from bot.services.ingest import Backlogged
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return body
 
 
-async def inbound(request: web.Request, runtime: Runtime) -> InboundRequest:
-    body = await read_body(request, runtime.settings.max_body_bytes) if request.can_read_body else b""
+async def inbound(request: web.Request, runtime: Runtime, limit: int | None = None) -> InboundRequest:
+    body = await read_body(request, limit or runtime.settings.max_body_bytes) if request.can_read_body else b""
     return InboundRequest(
         method=request.method, url=runtime.settings.public_base_url.rstrip("/") + request.path_qs,
         headers=request.headers, query=request.query, body=body, received_at=runtime.db.clock(),
@@ -60,7 +61,8 @@ async def receive(request: web.Request) -> web.StreamResponse:
         return error(404, f"payment source {name!r} is {why}")
     with runtime.metrics.webhook_seconds.labels(name).time():
         try:
-            req = await inbound(request, runtime)
+            limit = body_limit(source, request.headers, runtime.settings.max_body_bytes)  # the source's own, if less
+            req = await inbound(request, runtime, limit)
             handshake = await source.handshake(req)
             if handshake is not None:
                 return reply(handshake)
@@ -68,6 +70,9 @@ async def receive(request: web.Request) -> web.StreamResponse:
                 return error(405, "only POST delivers notifications here")
             source.verify(req)
             received = await read(source.parse, req)
+            if not received.store:  # unverified and nothing we act on: answered, kept nowhere
+                runtime.metrics.webhooks.labels(name, "ignored").inc()
+                return reply(received.reply or Reply())
         except InboundError as exc:
             await reject(runtime, name, exc, request)
             return error(exc.status, str(exc))
@@ -81,6 +86,12 @@ async def receive(request: web.Request) -> web.StreamResponse:
                 recorded = await runtime.ingest.accept(name, req, received, process_here=runtime.process_here)
             else:
                 recorded = await runtime.ingest.record(name, req, received)
+        except Backlogged as exc:
+            # Anyone can send unverified events: past the cap, none is kept. Not 2xx, so the platform keeps a
+            # genuine one and sends it again later (PayPal retries IPN for days), once the verifier caught up.
+            log.warning("webhook %s not stored: %s", name, exc)
+            runtime.metrics.rejected.labels(name, "verification_backlog").inc()
+            return error(503, "too many notifications await verification; please retry later")
         except (SQLAlchemyError, OSError) as exc:
             # Not stored, so not answered 2xx: the platform keeps the event and sends it again.
             log.error("webhook %s could not be stored: %s", name, exc)

@@ -16,17 +16,28 @@ class IntegrationSettings(BaseSettings):
     `required` names the fields without which the integration is disabled.
     """
 
-    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", frozen=True, env_ignore_empty=True)
     required: ClassVar[tuple[str, ...]] = ()
 
     def missing(self) -> list[str]:
-        """The unset required settings, as environment variable names."""
+        """The unset required settings, as environment variable names (blank counts as unset, see `given`)."""
         prefix = self.model_config.get("env_prefix", "")
-        return [f"{prefix}{name}".upper() for name in self.required if not getattr(self, name)]
+        return [f"{prefix}{name}".upper() for name in self.required if not given(getattr(self, name))]
+
+
+def given(value: object) -> bool:
+    """Has a setting any content? A secret of only commas or spaces names no key: enabled, it would refuse every
+    request without a word, so it counts as unset and the integration is disabled (and says so at start-up)."""
+    if isinstance(value, SecretStr):
+        return bool(secrets(value))
+    if isinstance(value, str):
+        return bool(value.strip())
+    return bool(value)
 
 
 def settings_config(name: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=f"{name}_", env_file=ENV_FILE, extra="ignore", frozen=True)
+    return SettingsConfigDict(env_prefix=f"{name}_", env_file=ENV_FILE, extra="ignore", frozen=True,
+                              env_ignore_empty=True)  # `NAME=` means unset, as for the core settings
 
 
 def secret(value: SecretStr | None) -> str:

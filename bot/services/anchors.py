@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.audit import Anchor
-from bot.messages import Audience, Purpose, render_text
+from bot.messages import Audience, Purpose, render_slack_text
 from bot.services.notify import Notifier
 from bot.storage import audit, outbox
 from bot.storage.database import Database
@@ -40,14 +40,15 @@ class Anchors:
             route = self.notifier.finance_route()
             if route is None or not await self._moved(uow.session, anchor):
                 return
-            text = render_text(Purpose.AUDIT_ANCHOR, seq=anchor.seq, hash=anchor.hash, key_id=key_id)
+            words = render_slack_text(Purpose.AUDIT_ANCHOR, seq=anchor.seq, hash=anchor.hash, key_id=key_id)
             # Not through Notifier.queue: an anchor is about no payment, and queueing it adds no audit entry
             # (the chain would move under its own anchor).
             await outbox.enqueue(
                 uow.session, now=uow.clock(), idempotency_key=f"{KEY_PREFIX}{anchor.seq}", payment_id=None,
                 channel=route.channel.name, audience=Audience.FINANCE.value, purpose=Purpose.AUDIT_ANCHOR.value,
                 recipient=route.recipient,
-                payload={"channel": route.recipient, "text": text, "blocks": cards.audit_anchor(text, str(anchor))})
+                payload={"channel": route.recipient, "text": words,
+                         "blocks": cards.audit_anchor(words, str(anchor))})
 
     @staticmethod
     async def _moved(session: AsyncSession, anchor: Anchor) -> bool:

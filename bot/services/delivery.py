@@ -3,6 +3,11 @@
 Outcomes: sent; retried with exponential backoff and jitter (never sooner than the provider's Retry-After);
 or dead after a permanent error, too many attempts or too much age. A dead customer message falls back to the
 customer's next channel and is reported to finance.
+
+A worker that dies between the provider accepting a message and recording it leaves the row marked "attempt
+started" (see `outbox.renew`). Whoever takes it over first asks whether the provider already has it: the
+provider's own status reports, then the provider itself where it can be asked (`FindsSent`). Only when neither
+can tell is it sent again, counted and audited as a possible duplicate.
 """
 
 from __future__ import annotations
@@ -12,22 +17,26 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from bot.integrations.channels.base import Channel
+from bot.integrations.channels.base import CannotTell, Channel, FindsSent
 from bot.integrations.http import Delivery, Failed, Retry, Sent
 from bot.metrics import Metrics
 from bot.services import receipts
 from bot.services.notify import Notifier, redact
 from bot.settings import Settings
 from bot.storage import outbox
+from bot.storage.connect import problem, unavailable
 from bot.storage.database import Database
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
+#: The longest pause between two rounds while the database is unavailable.
+OUTAGE_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -66,14 +75,23 @@ class DeliveryWorker:
             await self._loop(stop)
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        failures = 0  # rounds failed in a row: each waits twice as long as the last, up to OUTAGE_MAX_SECONDS
         while not stop.is_set():
             self._wake.clear()  # before looking: a wake-up during this round must lead to another round
             try:
                 busy = await self.run_once()
                 await self.run_periodic()
-            except Exception:  # the loop must outlive any one bad row or database blip
-                log.exception("delivery worker iteration failed")
-                busy = 0
+                failures = 0
+            except Exception as exc:  # the loop must outlive any one bad row or database outage
+                failures += 1
+                delay = self.outage_delay(failures)
+                if unavailable(exc):  # expected while the database restarts: one line, no traceback
+                    log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc), delay)
+                else:
+                    log.exception("delivery worker iteration failed; retrying in %.0f s", delay)
+                with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
             if busy:
                 continue
             waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
@@ -81,6 +99,10 @@ class DeliveryWorker:
                                             return_when=asyncio.FIRST_COMPLETED)
             for waiter in pending:
                 waiter.cancel()
+
+    def outage_delay(self, failures: int) -> float:
+        """The pause after `failures` failed rounds in a row: the poll interval, doubled each time, capped."""
+        return min(OUTAGE_MAX_SECONDS, self.settings.worker_poll_seconds * 2 ** min(failures - 1, 30))
 
     async def run_periodic(self) -> None:
         now = self.db.clock()
@@ -120,19 +142,50 @@ class DeliveryWorker:
             if not await outbox.renew(uow.session, row.id, self.worker_id, uow.clock(), self._lease):
                 log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
                 return
+        note: dict[str, Any] = {}
+        if row.attempt_started_at is not None:  # the last attempt died mid-send: did the provider get it?
+            match await self._ask_provider(channel, row, row.attempt_started_at):
+                case Sent() as found:
+                    await self._finish(row, found, note={"found_at_provider": True})
+                    return
+                case Retry() as later:
+                    await self._finish(row, later, attempt_over=False)
+                    return
+                case CannotTell(reason):
+                    log.warning("notification %s may have been sent before its worker died; sending it again (%s)",
+                                row.id, reason)
+                    note = {"possible_duplicate": True}
         started = self.db.clock()
         result = await channel.send(row.payload, key=row.idempotency_key)
         self.metrics.delivery_seconds.labels(row.channel).observe((self.db.clock() - started).total_seconds())
-        await self._finish(row, result)
+        if note and isinstance(result, Sent):
+            self.metrics.possible_duplicates.labels(row.channel).inc()
+        await self._finish(row, result, note=note)
 
-    async def _finish(self, row: Notification, result: Delivery) -> None:
+    async def _ask_provider(self, channel: Channel, row: Notification,
+                            since: datetime) -> Sent | Retry | CannotTell | None:
+        """Whether the provider already accepted this row's message: Sent (do not send), None (it did not),
+        Retry (ask again later), CannotTell (send, knowing it may be a duplicate)."""
+        if row.delivery_status is not None:  # a status report (SendGrid's Event Webhook) named our key
+            return Sent(row.provider_id)
+        if not isinstance(channel, FindsSent):
+            return CannotTell(f"{row.channel} cannot be asked what it already accepted")
+        return await channel.find_sent(row.payload, key=row.idempotency_key, since=since)
+
+    async def _finish(self, row: Notification, result: Delivery, *, note: Mapping[str, Any] | None = None,
+                      attempt_over: bool = True) -> None:
+        """Record the outcome. `attempt_over=False` keeps the "attempt started" mark: the provider could not yet
+        say whether an earlier attempt reached it, so the next attempt must ask again."""
         async with self.db.transaction() as uow:
             mine = await outbox.still_mine(uow.session, row.id, self.worker_id)
             if mine is None:
                 log.warning("notification %s was taken over by another worker before we recorded it", row.id)
                 return
             now = uow.clock()
-            detail: dict[str, Any] = {"notification_id": mine.id, "purpose": mine.purpose, "attempts": mine.attempts}
+            if attempt_over:
+                mine.attempt_started_at = None
+            detail: dict[str, Any] = {"notification_id": mine.id, "purpose": mine.purpose,
+                                      "attempts": mine.attempts} | dict(note or {})
             audit: dict[str, Any] = {"channel": mine.channel, "detail": detail}
             match result:
                 case Sent(provider_id):

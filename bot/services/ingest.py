@@ -1,8 +1,9 @@
 """Recording a verified webhook: in one transaction the raw event, each payment, its match and the outbox rows.
 
 The caller answers 2xx only after `record` returns, i.e. after the commit. An event its source confirms later
-(`Received.confirm_later`, PayPal IPN) is stored `pending_verification` with no payments; `confirm_pending` then
-verifies it and records its payments the same way, or marks it `rejected`.
+(`Received.confirm_later`, PayPal IPN) is stored `pending_verification` with no payments, at most
+`max_unverified` of them per source; the verifier (`bot.services.verifier`) then confirms it and `confirmed`
+records its payments the same way, or `reject_pending` marks it `rejected`.
 """
 
 from __future__ import annotations
@@ -23,27 +24,31 @@ from bot.domain import matching
 from bot.domain.fingerprint import Report, fingerprint, is_same_payment, ref_key, refs_in
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import InboundError, ProviderError
-from bot.integrations.sources.base import ConfirmsLater, InboundRequest, PaymentSource, Received, read
+from bot.integrations.sources.base import InboundRequest, PaymentSource, Received, read
 from bot.services.inbox import Inbox
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
-from bot.storage import models, repo
+from bot.storage import models, repo, unverified
 from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
-PENDING, PROCESSED, IGNORED, REJECTED, DUPLICATE = (
-    "pending_verification", "processed", "ignored", "rejected", "duplicate")
+PROCESSED, IGNORED, DUPLICATE = "processed", "ignored", "duplicate"
+PENDING, REJECTED = unverified.PENDING, unverified.REJECTED  # stored unverified; found not genuine
 # INGEST_MODE=deferred: stored, its payments recorded by the web process right after answering (ACCEPTED), or by
 # a worker (RECEIVED, when the web process runs without one).
 ACCEPTED, RECEIVED = "accepted", "received"
 UNVERIFIED = "#unverified-"
 
 
+class Backlogged(Exception):
+    """Too many of a source's events already wait for verification: this one is not stored (answer 503)."""
+
+
 @dataclass(slots=True)
 class Recorded:
     duplicate: bool = False
-    pending: bool = False  # stored unverified, for `confirm_pending`
+    pending: bool = False  # stored unverified, for the verifier
     deferred: int | None = None  # stored, its payments for `process` (the event's row id)
     last_seen: int | None = None  # a sweep's last event row id, to page through a backlog
     payment_ids: list[int] = field(default_factory=list)
@@ -72,11 +77,12 @@ def stored_request(row: models.WebhookEvent) -> InboundRequest:
 
 class Ingest:
     def __init__(self, db: Database, notifier: Notifier, sources: Mapping[str, PaymentSource] | None = None, *,
-                 inbox: Inbox | None = None) -> None:
+                 inbox: Inbox | None = None, max_unverified: int | None = None) -> None:
         self.db = db
         self.notifier = notifier
         self.sources = sources or {}
         self.inbox = inbox
+        self.max_unverified = max_unverified
 
     async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:
         """The event, its payments, their matches and outbox rows, in one transaction (INGEST_MODE=inline)."""
@@ -85,6 +91,11 @@ class Ingest:
             if received.confirm_later:
                 if await self._known(uow, source, received.event_id):
                     return Recorded(duplicate=True)
+                # Anyone can send these: past the cap, nothing more is kept until the verifier catches up. (Counted
+                # then inserted, so concurrent requests may pass it by a few; the cap bounds, it does not meter.)
+                if self.max_unverified is not None and \
+                        await unverified.waiting(uow.session, source) >= self.max_unverified:
+                    raise Backlogged(f"{self.max_unverified} {source} events already wait for verification")
                 # Unverified, it must not hold the event's id: a forgery would shadow the genuine message. The id
                 # is claimed when the platform confirms it (`confirm_pending`).
                 stored_id = f"{received.event_id[:200]}{UNVERIFIED}{uuid4().hex}"
@@ -151,41 +162,15 @@ class Ingest:
             done.notification_ids += result.notification_ids
         return done
 
-    async def confirm_pending(self, limit: int = 50) -> Recorded:
-        """Verify the events stored unconfirmed and record what they hold; returns the payments and notifications.
-
-        Safe to run from several places at once: the verification is repeated, the recording is not (the event row
-        is locked and must still be pending). One whose platform cannot answer stays pending for the next sweep.
-        """
-        async with self.db.read() as session:
-            waiting = list(await session.scalars(select(models.WebhookEvent).where(
-                models.WebhookEvent.status == PENDING).order_by(models.WebhookEvent.id).limit(limit)))
-        done = Recorded()
-        unreachable: set[str] = set()
-        for row in waiting:
-            source = self.sources.get(row.source)
-            if not isinstance(source, ConfirmsLater) or row.source in unreachable:
-                continue  # disabled or down: the event waits
-            try:
-                received = await read(source.confirm, stored_request(row))
-            except ProviderError as exc:
-                log.warning("webhook %s %s stays pending: %s", row.source, row.event_id, exc)
-                unreachable.add(row.source)
-                continue
-            except InboundError as exc:
-                await self._reject_pending(row.id, exc)
-                continue
-            try:
-                result = await self._confirmed(row.id, received)
-            except IntegrityError:  # another copy of the same message claimed its id at this very moment
-                result = await self._confirmed(row.id, received)
-            done.payment_ids += result.payment_ids
-            done.notification_ids += result.notification_ids
-        return done
-
-    async def _confirmed(self, row_id: int, received: Received) -> Recorded:
+    async def confirmed(self, row_id: int, received: Received) -> Recorded:
         """The platform vouched for a stored event: it claims its id and its payments are recorded, unless a copy
         of it already did (the platform resent it while we could not ask)."""
+        try:
+            return await self._confirmed(row_id, received)
+        except IntegrityError:  # another copy of the same message claimed its id at this very moment
+            return await self._confirmed(row_id, received)
+
+    async def _confirmed(self, row_id: int, received: Received) -> Recorded:
         async with self.db.transaction() as uow:
             event = await self._still_pending(uow, row_id)
             if event is None:
@@ -203,15 +188,15 @@ class Ingest:
         return await uow.session.scalar(select(models.WebhookEvent.id).where(
             models.WebhookEvent.source == source, models.WebhookEvent.event_id == event_id)) is not None
 
-    async def _reject_pending(self, row_id: int, exc: InboundError) -> None:
+    async def reject_pending(self, row_id: int, exc: InboundError) -> None:
         async with self.db.transaction() as uow:
             event = await self._still_pending(uow, row_id)
             if event is None:
                 return
-            log.warning("webhook %s %s rejected after it was answered: %s", event.source, event.event_id, exc)
+            claimed_id = event.event_id.split(UNVERIFIED)[0]  # the sender's words: %r keeps them on one log line
+            log.warning("webhook %s %r rejected after it was answered: %s", event.source, claimed_id, exc)
             uow.audit("webhook.rejected", source=event.source, detail={
-                "event_id": event.event_id.split(UNVERIFIED)[0], "status": exc.status, "reason": str(exc),
-                "stage": "confirmation"})
+                "event_id": claimed_id, "status": exc.status, "reason": str(exc), "stage": "confirmation"})
             event.status = REJECTED
 
     async def _still_pending(self, uow: UnitOfWork, row_id: int) -> models.WebhookEvent | None:

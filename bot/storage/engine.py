@@ -7,7 +7,37 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+#: The schemes a DATABASE_URL may use, and the async driver paybot runs each on. Hosting platforms hand out
+#: `postgres://` and `postgresql://`; SQLAlchemy's own docs write `sqlite:///`.
+DRIVERS = {
+    "postgres": "postgresql+asyncpg", "postgresql": "postgresql+asyncpg", "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+EXAMPLES = "sqlite+aiosqlite:///./paybot.db or postgresql+asyncpg://user:password@host:5432/dbname"
+
+
+def normalise_url(url: str) -> str:
+    """`url` on the driver paybot runs (`postgres://…` → `postgresql+asyncpg://…`); ValueError saying what is wrong,
+    without repeating the URL (it may hold a password)."""
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError:
+        raise ValueError(f"not a database URL (expected {EXAMPLES})") from None
+    driver = DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(f"unsupported database {parsed.drivername!r} (expected {EXAMPLES})")
+    parsed = parsed.set(drivername=driver)
+    if driver == "postgresql+asyncpg":
+        if not parsed.database:
+            raise ValueError("names no database (…/dbname at the end)")
+        if "sslmode" in parsed.query:  # libpq's name, in platforms' URLs; asyncpg takes the same values as `ssl`
+            query = dict(parsed.query)
+            query["ssl"] = query.pop("sslmode")
+            parsed = parsed.set(query=query)
+    return parsed.render_as_string(hide_password=False)
 
 
 def is_sqlite(url: str) -> bool:

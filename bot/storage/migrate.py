@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,3 +24,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+
+
+async def at_head(engine: AsyncEngine) -> bool:
+    """Whether the database has the latest schema (False for one that has none yet)."""
+    script = ScriptDirectory.from_config(alembic_config())
+
+    def current(sync: Connection) -> set[str]:
+        return set(MigrationContext.configure(sync).get_current_heads())
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(current) == set(script.get_heads())

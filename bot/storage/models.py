@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.storage.sql import invoice_key
 from bot.storage.types import UTCDateTime
 
 
@@ -19,16 +20,26 @@ class WebhookEvent(Base):
     """Every accepted webhook, raw; the unique (source, event_id) is what makes redelivery harmless."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_webhook_source_event"),)
+    __table_args__ = (UniqueConstraint("source", "event_id", name="uq_webhook_source_event"),
+                      Index("ix_webhook_events_status_source", "status", "source"),
+                      Index("ix_webhook_events_status_received", "status", "received_at"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     source: Mapped[str] = mapped_column(String(40))
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(120))
     received_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | pending_verification | rejected
+    status: Mapped[str] = mapped_column(String(30))  # processed | ignored | rejected | unverifiable | …: see ingest
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
+    # Verified after the answer (`bot.services.verifier`): tries so far, and when the next may start (while a
+    # verifier holds the event, the end of its lease).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    # A rejected or never-verified body is dropped after UNVERIFIED_RETENTION_HOURS; its size stays.
+    body_bytes: Mapped[int | None] = mapped_column(Integer)
+    purged_at: Mapped[datetime | None]
 
 
 class Customer(Base):
@@ -43,6 +54,7 @@ class Customer(Base):
     channels: Mapped[list[Any]]
     slack_channel: Mapped[str | None] = mapped_column(String(64))
     teams_conversation: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
 
 
 class Invoice(Base):
@@ -56,6 +68,10 @@ class Invoice(Base):
     paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     issued_on: Mapped[date | None] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
+
+
+# Invoices are looked up by number whatever the case of its letters (bot.domain.matching.invoice_key).
+Index("ix_invoices_number_key", invoice_key(Invoice.number))
 
 
 class ExternalRef(Base):
@@ -99,7 +115,7 @@ class Payment(Base):
 
 
 class Notification(Base):
-    """The transactional outbox: written with the payment, sent by a worker, never lost, never sent twice."""
+    """The transactional outbox: written with the payment, sent by a worker, never lost (README: "Out")."""
 
     __tablename__ = "notifications"
     __table_args__ = (Index("ix_notifications_due", "status", "available_at"),)
@@ -118,6 +134,7 @@ class Notification(Base):
     available_at: Mapped[datetime]
     lease_until: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    attempt_started_at: Mapped[datetime | None]         # a send began and its outcome is not recorded yet
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     provider_id: Mapped[str | None] = mapped_column(String(255))

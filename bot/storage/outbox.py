@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.storage.models import Notification, RateSlot
@@ -81,12 +81,17 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worke
 
 async def renew(session: AsyncSession, notification_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
     """Extend this worker's lease right before sending; False if the lease ran out or was taken over (a stalled
-    worker must not send what another worker now owns)."""
+    worker must not send what another worker now owns).
+
+    Committed before the send, it also marks the attempt as started: should the worker die before recording the
+    outcome, whoever takes the row over knows the provider may already have it, and since when."""
     renewed = await session.execute(
         update(Notification)
         .where(Notification.id == notification_id, Notification.claimed_by == worker,
                Notification.status == SENDING, Notification.lease_until > now)
-        .values(lease_until=now + lease)
+        .values(lease_until=now + lease,
+                attempt_started_at=func.coalesce(Notification.attempt_started_at,
+                                                 literal(now, Notification.attempt_started_at.type)))
         .execution_options(synchronize_session=False))
     return bool(renewed.rowcount)  # type: ignore[attr-defined]
 

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain import parties
+from bot.domain import matching, parties
 from bot.domain.matching import Candidates, LookupKeys
 from bot.domain.money import Money
+from bot.storage import sql
 from bot.storage.models import Customer, ExternalRef, Invoice
 
 
@@ -64,7 +65,7 @@ async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoic
     """
     invoice_conditions: list[ColumnElement[bool]] = []
     if keys.invoice_numbers:
-        invoice_conditions.append(Invoice.number.in_(keys.invoice_numbers))
+        invoice_conditions.append(sql.invoice_key(Invoice.number).in_(keys.invoice_numbers))
     if keys.invoice_external_id:
         source, ext = keys.invoice_external_id
         invoice_conditions.append(Invoice.number.in_(
@@ -97,6 +98,15 @@ async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoic
 
 async def invoice_row(session: AsyncSession, number: str) -> Invoice | None:
     return await session.scalar(select(Invoice).where(Invoice.number == number))
+
+
+async def invoice_named(session: AsyncSession, number: str, *, for_update: bool = False) -> Invoice | None:
+    """The invoice someone names, whatever the case of its letters (`inv-1042` is `INV-1042`): the one spelled
+    exactly so if there is one, else the only one differing in case (None when several do)."""
+    statement = select(Invoice).where(sql.invoice_key(Invoice.number) == matching.invoice_key(number))
+    rows = list(await session.scalars(statement.with_for_update() if for_update else statement))
+    exact = [r for r in rows if r.number == number.strip()]
+    return exact[0] if exact else rows[0] if len(rows) == 1 else None
 
 
 async def set_external_ids(session: AsyncSession, entity: str, entity_id: str, ids: dict[str, str]) -> None:

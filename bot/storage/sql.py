@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 
 def insert_or_ignore(executor: AsyncSession | Connection, model: type[DeclarativeBase] | Table,
@@ -21,3 +24,37 @@ def insert_or_ignore(executor: AsyncSession | Connection, model: type[Declarativ
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (insert(model) if values is None else insert(model).values(values)).on_conflict_do_nothing()
     return statement.returning(model.id) if hasattr(model, "id") and values is not None else statement
+
+
+class invoice_key(GenericFunction[str]):
+    """`bot.domain.matching.invoice_key` in SQL: ASCII letters upper-cased, nothing else. SQLite's `upper()` does
+    exactly that; PostgreSQL's follows the database's locale, so there it is spelled out with `translate()`.
+    Both are immutable, so `ix_invoices_number_key` indexes the expression."""
+
+    type = String()
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[str] | QueryableAttribute[str]) -> None:
+        super().__init__(column)
+
+
+@compiles(invoice_key)
+def _invoice_key(element: invoice_key, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"upper({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(invoice_key, "postgresql")
+def _invoice_key_postgresql(element: invoice_key, compiler: SQLCompiler, **kw: Any) -> str:
+    lower, upper = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return f"translate({compiler.process(element.clauses, **kw)}, '{lower}', '{upper}')"
+
+
+#: The escape character of `like_pattern`: `column.like(like_pattern(term), escape=LIKE_ESCAPE)`.
+LIKE_ESCAPE = "\\"
+
+
+def like_pattern(term: str) -> str:
+    """`%term%` in which the term's own `%`, `_` and escape character match only themselves."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        term = term.replace(special, LIKE_ESCAPE + special)
+    return f"%{term}%"

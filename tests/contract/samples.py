@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.sources import paypal, square, stripe, wave
-from tests.fakes.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal
+from tests.fakes.paypal import WEBHOOK_ID, FakePayPal
 from tests.harness import STRIPE_SECRET, stripe_invoice_event
 
 PAYLOADS = Path(__file__).parent.parent / "payloads"
@@ -121,7 +121,7 @@ class WaveSample:
 
 
 class PayPalSample:
-    """REST webhooks, verified through the fake's verify-webhook-signature API. (IPN is answered 200 before it can
+    """REST webhooks, signed with the fake's certificate and checked with it. (IPN is answered 200 before it can
     be verified, so it cannot meet this contract's 401; tests/sources/test_paypal.py covers it.)"""
 
     signs_body: ClassVar[bool] = True
@@ -131,12 +131,11 @@ class PayPalSample:
         self.fake = FakePayPal()
         self.fake.server = await aiohttp_server(self.fake.app)
         return paypal.PayPalSettings(  # type: ignore[call-arg]
-            _env_file=None, receiver_email="billing@weld.example", webhook_id=WEBHOOK_ID, client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET, base_url=str(self.fake.server.make_url("/")),
-            ipn_verify_url=str(self.fake.server.make_url("/cgi-bin/webscr")))
+            _env_file=None, receiver_email="billing@weld.example", webhook_id=WEBHOOK_ID,
+            cert_origins=self.fake.origin, ipn_verify_url=str(self.fake.server.make_url("/cgi-bin/webscr")))
 
     def secrets(self) -> tuple[str, ...]:
-        return (CLIENT_SECRET,)
+        return ()  # PayPal's signature is checked with its public certificate: paybot holds no PayPal secret
 
     def payment(self) -> bytes:
         return payload("paypal", "rest_capture_completed.json")

@@ -1,53 +1,68 @@
-"""Fake PayPal: the IPN postback (`/cgi-bin/webscr`), OAuth2 client credentials (`/v1/oauth2/token`) and
-`/v1/notifications/verify-webhook-signature`, answering as PayPal does.
+"""Fake PayPal: the IPN postback (`/cgi-bin/webscr`) and the REST webhooks' signing certificate
+(`/v1/notifications/certs/…`), answering as PayPal does.
 
-PayPal signs REST transmissions with its private key over `transmission_id|transmission_time|webhook_id|crc32(body)`;
-the fake stands in with an HMAC under its own key, and only it can check it, as only PayPal can check the real one.
+PayPal signs REST transmissions with its private key, SHA256withRSA over
+`transmission_id|transmission_time|webhook_id|crc32(body)`, and publishes the certificate at the URL it names in
+`PAYPAL-CERT-URL`. The fake does the same with a key and self-signed certificate made when the tests start.
 IPN messages are genuine when the fake was told it sent them (`sent_ipn`).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
+import functools
 import itertools
-import json
-import zlib
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
-from urllib.parse import parse_qsl
+from datetime import UTC, datetime
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
+from bot.integrations.sources.paypal import signed_message
 from tests.fakes.base import FakeProvider
 
-CLIENT_ID = "AcLIENT-paybot-test"
-CLIENT_SECRET = "EsECRET-paybot-test"
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
-CERT_URL = "https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77"
-_SIGNING_KEY = b"the fake's stand-in for PayPal's private key"
+CERT_PATH = "/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77"
 
 
-def oauth_error(status: int, error: str, description: str) -> web.Response:
-    return web.json_response({"error": error, "error_description": description}, status=status)
+@functools.cache
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def signed_message(transmission_id: str, transmission_time: str, webhook_id: str, body: bytes) -> bytes:
-    return f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body) & 0xFFFFFFFF}".encode()
+@functools.cache
+def certificate_pem(common_name: str = "messageverificationcerts.paypal.com") -> bytes:
+    """A self-signed certificate for `signing_key`, valid from 2020 to 2040 (the tests' clocks fall inside)."""
+    key = signing_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PayPal, Inc.")])
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+                   .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
+                   .sign(key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def sign(message: bytes) -> str:
+    return base64.b64encode(signing_key().sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
 
 
 class FakePayPal(FakeProvider):
     def __init__(self) -> None:
         super().__init__()
         self.ipn_sent: list[bytes] = []
-        self.transmissions: dict[str, bytes] = {}  # transmission id -> the event body PayPal sent
-        self.tokens: set[str] = set()
+        self.certificates: dict[str, bytes] = {CERT_PATH: certificate_pem()}
         self._ids = itertools.count(1)
         self.app.router.add_post("/cgi-bin/webscr", self.webscr)
-        self.app.router.add_post("/v1/oauth2/token", self.token)
-        self.app.router.add_post("/v1/notifications/verify-webhook-signature", self.verify_signature)
+        self.app.router.add_get("/v1/notifications/certs/{name}", self.certificate)
+
+    @property
+    def origin(self) -> str:
+        """Where its certificates live: what PAYPAL_CERT_ORIGINS must allow."""
+        return str(self.server.make_url("/")).rstrip("/")
 
     # --- what PayPal sends ---
 
@@ -56,21 +71,17 @@ class FakePayPal(FakeProvider):
         self.ipn_sent.append(body)
         return body
 
-    def transmit(self, body: bytes, now: datetime, *, webhook_id: str = WEBHOOK_ID) -> dict[str, str]:
-        """The headers PayPal sends a REST event with, for `webhook_id`'s subscription."""
+    def transmit(self, body: bytes, now: datetime, *, webhook_id: str = WEBHOOK_ID,
+                 cert_path: str = CERT_PATH) -> dict[str, str]:
+        """The headers PayPal sends a REST event with, for `webhook_id`'s subscription, signed for real."""
         transmission_id = f"b2384410-f8d2-11ee-8f6d-{next(self._ids):012d}"
         when = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        mac = hmac.new(_SIGNING_KEY, signed_message(transmission_id, when, webhook_id, body), hashlib.sha256)
-        self.transmissions[transmission_id] = body
         return {
             "PAYPAL-TRANSMISSION-ID": transmission_id, "PAYPAL-TRANSMISSION-TIME": when,
-            "PAYPAL-TRANSMISSION-SIG": base64.b64encode(mac.digest()).decode(), "PAYPAL-CERT-URL": CERT_URL,
-            "PAYPAL-AUTH-ALGO": "SHA256withRSA", "Content-Type": "application/json",
-            "User-Agent": "PayPal/AUHR-214.0-58843778",
+            "PAYPAL-TRANSMISSION-SIG": sign(signed_message(transmission_id, when, webhook_id, body)),
+            "PAYPAL-CERT-URL": self.origin + cert_path, "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+            "Content-Type": "application/json", "User-Agent": "PayPal/AUHR-214.0-58843778",
         }
-
-    def revoke_tokens(self) -> None:
-        self.tokens.clear()
 
     # --- PayPal's endpoints ---
 
@@ -80,44 +91,18 @@ class FakePayPal(FakeProvider):
         genuine = body.startswith(prefix) and body[len(prefix):] in self.ipn_sent
         return web.Response(text="VERIFIED" if genuine else "INVALID", content_type="text/html")
 
-    async def token(self, request: web.Request) -> web.Response:
-        expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        if request.headers.get("Authorization") != expected:
-            return oauth_error(401, "invalid_client", "Client Authentication failed")
-        form = dict(parse_qsl((await request.read()).decode()))
-        if form.get("grant_type") != "client_credentials":
-            return oauth_error(400, "unsupported_grant_type", "Grant Type is NULL")
-        token = f"A21AAF{next(self._ids):08d}paybotfake"
-        self.tokens.add(token)
-        return web.json_response({
-            "scope": "https://uri.paypal.com/services/invoicing https://uri.paypal.com/services/payments/payment",
-            "access_token": token, "token_type": "Bearer", "app_id": "APP-80W284485P519543T",
-            "expires_in": 32400, "nonce": "2026-11-28T12:00:00Zpaybotfake"})
+    async def certificate(self, request: web.Request) -> web.Response:
+        pem = self.certificates.get(request.path)
+        if pem is None:
+            return web.json_response({"name": "RESOURCE_NOT_FOUND", "message": "The specified resource does not "
+                                      "exist.", "debug_id": "8e4b3c2a1f0d9"}, status=404)
+        return web.Response(body=pem, content_type="application/x-pem-file")
 
-    async def verify_signature(self, request: web.Request) -> web.Response:
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in self.tokens:
-            return oauth_error(401, "invalid_token", "Token signature verification failed")
-        try:
-            args: dict[str, Any] = json.loads(await request.read(), parse_float=Decimal)
-        except ValueError:
-            return self.validation_error("MALFORMED_REQUEST_JSON")
-        names = ("auth_algo", "cert_url", "transmission_id", "transmission_sig", "transmission_time", "webhook_id",
-                 "webhook_event")
-        if any(not args.get(name) for name in names):
-            return self.validation_error("MISSING_REQUIRED_PARAMETER")
-        return web.json_response({"verification_status": "SUCCESS" if self._genuine(args) else "FAILURE"})
 
-    def _genuine(self, args: dict[str, Any]) -> bool:
-        sent = self.transmissions.get(args["transmission_id"])
-        if sent is None or json.loads(sent, parse_float=Decimal) != args["webhook_event"]:
-            return False  # not a transmission of ours, or not the event we sent
-        message = signed_message(args["transmission_id"], args["transmission_time"], args["webhook_id"], sent)
-        expected = base64.b64encode(hmac.new(_SIGNING_KEY, message, hashlib.sha256).digest()).decode()
-        return hmac.compare_digest(expected, str(args["transmission_sig"]))
 
-    @staticmethod
-    def validation_error(issue: str) -> web.Response:
-        return web.json_response({
-            "name": "VALIDATION_ERROR", "message": "Invalid request - see details",
-            "debug_id": "f2a1c3b4d5e6f", "details": [{"issue": issue}]}, status=400)
+def certificate_for(common_name: str, valid_from: datetime, valid_until: datetime) -> bytes:
+    """Another certificate for the same key (expired, or not PayPal's), to serve instead of PayPal's own."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(signing_key().public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(valid_from).not_valid_after(valid_until)
+            .sign(signing_key(), hashes.SHA256()).public_bytes(serialization.Encoding.PEM))

@@ -28,11 +28,20 @@ class FakeSendGrid(FakeProvider):
         super().__init__()
         self._ids = itertools.count(1)
         self.accepted: list[dict[str, Any]] = []
+        self.scopes = ["mail.send", "user.profile.read"]  # what API_KEY was granted
         self.app.router.add_post("/v3/mail/send", self.mail_send)
+        self.app.router.add_get("/v3/scopes", self.list_scopes)
+
+    async def list_scopes(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return errors(401, "authorization required")
+        return web.json_response({"scopes": self.scopes})
 
     async def mail_send(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return errors(401, "The provided authorization grant is invalid, expired, or revoked")
+        if "mail.send" not in self.scopes:
+            return errors(403, "access forbidden")
         try:
             mail = json.loads(await request.read())
         except ValueError:

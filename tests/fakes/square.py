@@ -38,6 +38,12 @@ class FakeSquare(FakeProvider):
         self.invoices: list[dict[str, Any]] = []
         self.page_size = page_size  # Square's own cap is 200; smaller pages exercise the cursor
         self.app.router.add_post("/v2/invoices/search", self.search_invoices)
+        self.app.router.add_get("/v2/locations", self.list_locations)
+
+    async def list_locations(self, request: web.Request) -> web.Response:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        return web.json_response({"locations": [{"id": "L0WELDSHOP", "name": "Weld Shop", "status": "ACTIVE"}]})
 
     @staticmethod
     def refused(request: web.Request) -> web.Response | None:

@@ -42,6 +42,7 @@ class FakeStripe(FakeProvider):
         self.invoices: dict[str, dict[str, Any]] = {}
         self.invoice_payments: list[dict[str, Any]] = []
         self.app.router.add_get("/v1/invoices/{id}", self.get_invoice)
+        self.app.router.add_get("/v1/account", self.get_account)
         self.app.router.add_get("/v1/invoice_payments", self.list_invoice_payments)
 
     @staticmethod
@@ -54,6 +55,12 @@ class FakeStripe(FakeProvider):
         if auth.removeprefix("Bearer ") != API_KEY:
             return stripe_error(401, "invalid_request_error", "Invalid API Key provided: sk_test_****")
         return None
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        if (refusal := self.refused(request)) is not None:
+            return refusal
+        return web.json_response({"id": "acct_1PaybotFake", "object": "account", "country": "US",
+                                  "default_currency": "usd", "charges_enabled": True})
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         if (refusal := self.refused(request)) is not None:

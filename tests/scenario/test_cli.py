@@ -43,7 +43,7 @@ async def test_import_reports_bad_rows_by_line_and_keeps_good_ones(capsys, monke
     assert "customers.csv:3: phone" in err and "customers.csv:4: channels: unknown pigeon" in err
     code, out, err = await run(capsys, monkeypatch, database_url, "import", "invoices", "invoices.csv")
     assert code == 1 and "imported 2 invoices" in out
-    assert "invoices.csv:3: customer_id 'C9'" in err and "invoices.csv:4: amount/currency" in err
+    assert "invoices.csv:3: customer_id 'C9'" in err and "invoices.csv:4: amount" in err
 
     engine = create_engine(database_url)
     async with engine.connect() as conn:
@@ -106,6 +106,31 @@ async def test_demo_runs_with_no_credentials(capsys):
     code = await asyncio.to_thread(main, ["demo"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "→ 200" in out and "receipt via sendgrid" in out and "finance_card via slack" in out
-    assert "$1,250.00" in out and "audit verify: intact" in out
+    first, retry, partial, unmatched = out.split("─" * 78)[1:5]
+    # The email as the customer reads it, and the finance card as Slack shows it.
+    assert "To:      ap@alvarez-fab.example" in first and "Subject: Payment received for invoice INV-1042" in first
+    assert "We received your payment of $1,250.00 for invoice INV-1042" in first
+    assert "✅ Payment received — $1,250.00 from Alvarez Fabrication" in first and "[ Resend ]" in first
+    assert "if it fails for good: slack" in first  # the Slack channel is a fallback, not a second message
+    assert "200 (duplicate" in retry and "Nothing new was queued" in retry
+    assert "$1,400.00 is still owed on invoice INV-1043" in partial
+    assert "needs review — $310.00" in unmatched and "To the customer" not in unmatched
+    assert "audit verify: intact" in out
     assert not list(Path.cwd().glob("*.db"))  # the demo leaves nothing behind
+
+
+async def test_audit_csv_defuses_formulas_in_every_cell(paybot, capsys, monkeypatch, database_url):
+    """Finance opens the export in a spreadsheet: a payer's or platform's `=…` must stay text there."""
+    customer, invoice = "=CMD|' /C CALC'!A0", "-2+3+HYPERLINK(\"HTTPS://EVIL.EXAMPLE\")"
+    await paybot.add_customer(customer, name="@SUM(1+1)", email="jane@example.com")
+    await paybot.add_invoice(invoice, customer_id=customer)
+    await paybot.post_stripe(stripe_invoice_event(number=invoice, customer_name="+1+1"))
+
+    code, out, _ = await run(capsys, monkeypatch, database_url, "audit", "export", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {"'" + invoice} <= {r["invoice"] for r in table} and {"'" + customer} <= {
+        r["customer_id"] for r in table}
+    cells = [cell for row in table for cell in row.values() if cell]
+    dangerous = [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert all(c.lstrip("-").replace(".", "").isdigit() for c in dangerous), dangerous  # numbers only
+    assert any(c.startswith("'") and customer in c for c in cells)

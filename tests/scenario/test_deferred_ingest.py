@@ -137,3 +137,30 @@ async def test_a_web_process_without_a_worker_leaves_payments_to_the_workers(pay
     await paybot.runtime.worker.run_periodic()  # a worker's round
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
+
+
+async def test_a_burst_is_recorded_by_a_fixed_number_of_consumers_not_a_task_per_request(paybot, sendgrid):
+    from bot.runtime import PROCESSING_CONCURRENCY
+
+    await paybot.add_customer()
+    for n in range(30):
+        await paybot.add_invoice(f"INV-{n}", "10.00")
+    loop = asyncio.get_running_loop()
+    default = loop.get_task_factory()
+    started: list[str] = []
+
+    def counting(loop, coro, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(getattr(coro, "__qualname__", ""))
+        return default(loop, coro, **kwargs) if default is not None else asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        events = [stripe_invoice_event(f"evt_{n}", number=f"INV-{n}", amount_paid=1000) for n in range(30)]
+        responses = await asyncio.gather(*(paybot.post_stripe(e) for e in events))
+        await paybot.deliver()
+    finally:
+        loop.set_task_factory(default)
+    assert [r.status for r in responses] == [200] * 30
+    assert len(sendgrid.accepted) == 30
+    ours = [name for name in started if name.startswith(("Runtime.", "WorkQueue.", "Ingest."))]
+    assert 0 < len(ours) <= PROCESSING_CONCURRENCY, ours

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from bot.services.delivery import DeliveryWorker
 from bot.storage import models, outbox
 from tests.fakes.sendgrid import errors, too_many_requests
@@ -176,7 +178,7 @@ async def test_periodic_jobs_run_on_the_injected_clock(paybot, clock):
 async def test_postgres_workers_hear_of_new_rows_at_once(paybot, sendgrid, database_url):
     """LISTEN/NOTIFY: a worker on another connection wakes at the commit, not at its next poll (an hour here)."""
     if not database_url.startswith("postgresql"):
-        return  # SQLite runs one process: the web handler wakes its in-process worker directly
+        pytest.skip("SQLite has no LISTEN/NOTIFY: one process, whose web handler wakes its own worker directly")
     rt = paybot.runtime
     sleepy = DeliveryWorker(rt.db, rt.channels, rt.notifier, rt.settings.model_copy(update={"worker_poll_seconds": 3600}),
                             metrics=rt.metrics, worker_id="sleepy")

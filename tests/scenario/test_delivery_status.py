@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from bot.integrations.channels.sendgrid import SendGridSettings
-from bot.storage import models
 from tests.fakes.sendgrid import API_KEY
 from tests.fakes.sendgrid_events import EventSigner, body, event
 from tests.harness import stripe_invoice_event
@@ -81,7 +80,13 @@ async def test_forged_or_stale_events_are_refused(paybot, sendgrid):
     assert (await paybot.audit_kinds()).count("callback.rejected") == 3
 
 
-async def test_unparseable_events_are_400(paybot):
+async def test_unparseable_events_are_400_and_change_nothing(paybot, sendgrid):
+    await emailed(paybot, sendgrid)
+    before = [(n.id, n.status, n.delivery_status) for n in await paybot.notifications()]
+    audit_before = await paybot.audit_kinds()
     assert (await post_events(paybot, b'{"not": "a list"}')).status == 400
+    assert (await post_events(paybot, b'[{"event": "bounce"')).status == 400
     assert (await paybot.client.post("/callbacks/slack", data=b"[]")).status == 404
-    assert await paybot.rows(models.Notification) == []
+    assert [(n.id, n.status, n.delivery_status) for n in await paybot.notifications()] == before
+    assert before and all(status == "sent" for _, status, _ in before)
+    assert [k for k in await paybot.audit_kinds() if k not in audit_before] == ["callback.rejected"] * 2

@@ -36,3 +36,23 @@ async def test_without_a_known_invoice_the_customers_only_open_invoice_is_chosen
 
     assert response.status == 200
     assert await invoice_of(paybot, "evt_unknown") == ("INV-2", "customer_amount")
+
+
+async def test_invoice_numbers_match_whatever_the_case_of_their_letters(paybot, sendgrid):
+    """Printed `inv-2026-a`, quoted by the payer as printed, in capitals, or in a description: one invoice."""
+    await paybot.add_customer()
+    await paybot.add_invoice("inv-2026-a", "100.00")
+    await paybot.add_invoice("Rech-7b", "50.00", customer_id="C1")
+    await paybot.post_stripe(stripe_invoice_event("evt_printed", number="inv-2026-a", amount_paid=4000,
+                                                  amount_remaining=6000, email="someone@else.example"))
+    await paybot.post_stripe(stripe_invoice_event("evt_capitals", number="INV-2026-A", amount_paid=6000,
+                                                  email="someone@else.example"))
+    await paybot.post_stripe(stripe_invoice_event("evt_free_text", number=None, id="in_other", amount_paid=5000,
+                                                  email="someone@else.example", description="Zahlung RECH-7B"))
+
+    assert await invoice_of(paybot, "evt_printed") == ("inv-2026-a", "invoice_number")
+    assert await invoice_of(paybot, "evt_capitals") == ("inv-2026-a", "invoice_number")
+    assert await invoice_of(paybot, "evt_free_text") == ("Rech-7b", "invoice_number")
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 3  # every payer thanked, none sent to review
+    assert "inv-2026-a" in sendgrid.accepted[0]["subject"]  # shown as printed

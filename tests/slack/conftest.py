@@ -81,12 +81,12 @@ class SlackStaff:
     async def click(self, card: dict[str, Any], action_id: str, **kwargs: Any) -> Any:
         return await self.post(self.click_body(card, action_id, **kwargs))
 
-    def submit_body(self, values: dict[str, dict[str, dict[str, Any]]], *, user: str = FINANCE,
+    def submit_body(self, values: dict[str, dict[str, dict[str, Any]]], *, user: str = FINANCE, user_team: str = TEAM,
                     view: dict[str, Any] | None = None) -> str:
         view = view or self.slack.views[-1]
         payload = {
             "type": "view_submission", "team": {"id": TEAM, "domain": "acme"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": "A0PAYBOT",
+            "user": {"id": user, "username": user.lower(), "team_id": user_team}, "api_app_id": "A0PAYBOT",
             "token": "deprecated-verification-token", "trigger_id": f"{next(self._ids)}.9.abc",
             "view": {"id": f"V{len(self.slack.views):04d}"} | view | {
                 "team_id": TEAM, "app_id": "A0PAYBOT", "bot_id": "B0PAYBOT", "hash": "1764331400.abcdef",

@@ -24,7 +24,8 @@ async def test_unknown_subcommand_and_bad_arguments_get_usage(staff):
     await staff.command("resend INV-1 email extra")
     unknown, missing, extra = staff.slack.replies()
     assert "I don't know `refund`" in unknown and "`resend" in unknown
-    assert "`status` needs <invoice>" in missing and "Usage: `/payments status <invoice>`" in missing
+    # Slack shows `&lt;invoice&gt;` as `<invoice>`; unescaped, `<invoice>` would be taken for a link.
+    assert "`status` needs &lt;invoice&gt;" in missing and "Usage: `/payments status &lt;invoice&gt;`" in missing
     assert "at most 2 arguments" in extra and "[channel]" in extra
 
 
@@ -90,6 +91,27 @@ async def test_find_by_customer_email_and_amount(staff):
     assert by_email == by_name.replace("`jane`", "`jane@example.com`")
     assert "invoice INV-2000 (C1): total $99.50, owes $99.50" in by_amount
     assert nothing == "No customer matches `nobody-like-this`."
+
+
+async def test_find_takes_percent_and_underscore_literally(staff):
+    await staff.bot.add_customer()
+    await staff.bot.add_customer("C2", name="100% Widgets", email="ops@widgets.example")
+    await staff.bot.add_customer("C3", name="Under_Score Ltd", email="a_b@under.example")
+    for term in ("%", "_", "100%", "ne_d", "a_b"):
+        await staff.command(f"find {term}")
+    percent, underscore, widgets, no_wildcard, email = staff.slack.replies()
+    assert percent.count("• ") == 1 and "100% Widgets" in percent  # not every customer
+    assert underscore.count("• ") == 1 and "Under_Score Ltd" in underscore
+    assert widgets.count("• ") == 1 and "100% Widgets" in widgets
+    assert no_wildcard == "No customer matches `ne_d`."  # as a wildcard `_` would match "Jane Doe"
+    assert email.count("• ") == 1 and "Under_Score Ltd" in email
+
+
+async def test_status_finds_an_invoice_whatever_the_case_typed(staff):
+    await paid_invoice(staff)
+    await staff.command("status inv-1042")
+    [reply] = staff.slack.replies()
+    assert reply.startswith("*Invoice INV-1042*")
 
 
 async def test_unmatched_lists_the_review_queue(staff):

@@ -6,7 +6,9 @@ PayPal; REST events are verified through its verify-webhook-signature API before
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from aiohttp import web
 from bot.integrations.sources.paypal import PayPalSettings
 from bot.storage import models
 from tests.contract.samples import payload
-from tests.fakes.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal
+from tests.fakes.paypal import CERT_PATH, WEBHOOK_ID, FakePayPal, certificate_for
 from tests.sources.helpers import mail_text
 
 RECEIVER = "billing@weld.example"
@@ -32,8 +34,7 @@ async def paypal(aiohttp_server):  # type: ignore[no-untyped-def]
 def configs(configs, paypal):  # type: ignore[no-untyped-def]
     return configs | {"paypal": PayPalSettings(  # type: ignore[call-arg]
         _env_file=None, ipn_verify_url=str(paypal.server.make_url("/cgi-bin/webscr")), receiver_email=RECEIVER,
-        webhook_id=WEBHOOK_ID, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        base_url=str(paypal.server.make_url("/")))}
+        webhook_id=WEBHOOK_ID, cert_origins=paypal.origin)}
 
 
 def ipn(name: str = "ipn_completed.form", **changes: str) -> bytes:
@@ -148,13 +149,15 @@ async def test_a_refund_after_the_payment_tells_finance_not_the_customer(paybot,
     assert "refund" in reversal["text"] and "INV-1042" in reversal["text"] and "$1,250.00" in reversal["text"]
 
 
-async def test_an_ipn_for_another_receiver_is_rejected(paybot, paypal, sendgrid, slack):
+async def test_an_ipn_for_another_receiver_is_refused_before_it_is_stored_or_posted_back(paybot, paypal, sendgrid,
+                                                                                            slack):
     await customer_and_invoice(paybot)
-    await post_ipn(paybot, ipn(receiver_email="someone-else%40example.org"), paypal)
-    [event] = await paybot.rows(models.WebhookEvent)
-    assert event.status == "rejected"
-    [rejection] = await paybot.rows(models.AuditEntry, models.AuditEntry.kind == "webhook.rejected")
-    assert "receiver_email" in rejection.detail["reason"]
+    body = paypal.sent_ipn(ipn(receiver_email="someone-else%40example.org"))
+    response = await paybot.client.post("/webhooks/paypal", data=body,
+                                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 400
+    assert "receiver_email" in (await response.json())["error"]
+    assert await paybot.rows(models.WebhookEvent) == [] and paypal.to("/cgi-bin/webscr") == []
     assert await paybot.rows(models.Payment) == []
     await paybot.deliver()
     assert sendgrid.accepted == [] and slack.posted() == []
@@ -179,6 +182,7 @@ async def test_a_payment_in_another_currency_goes_to_finance_for_review(paybot, 
     pytest.param(ipn(mc_gross=""), id="completed-without-amount"),
     pytest.param(ipn(mc_gross="12.3.4"), id="bad-amount"),
     pytest.param(ipn(charset="x-no-such-charset"), id="unknown-charset"),
+    pytest.param(ipn(txn_id="61E67681%00CH3238416"), id="nul-in-a-field"),
 ])
 async def test_a_malformed_ipn_is_400_with_the_reason(paybot, paypal, body):
     paypal.sent_ipn(body)
@@ -203,8 +207,9 @@ async def test_an_unreachable_postback_waits_for_the_sweep(paybot, paypal, sendg
     paypal.script("/cgi-bin/webscr", web.Response(status=503, text="Service Unavailable"))
     await post_ipn(paybot, ipn(), paypal)
     [event] = await paybot.rows(models.WebhookEvent)
-    assert event.status == "pending_verification"
+    assert (event.status, event.attempts) == ("pending_verification", 1)
 
+    paybot.clock.advance(30)  # its backoff: VERIFY_RETRY_BASE_SECONDS after the first attempt
     await paybot.runtime.worker.run_periodic()  # the worker's sweep, once PayPal answers again
     [event] = await paybot.rows(models.WebhookEvent)
     assert event.status == "processed"
@@ -218,12 +223,8 @@ async def test_a_verified_capture_is_thanked(paybot, paypal, sendgrid):
     response = await post_rest(paybot, paypal, body)
     assert response.status == 200, await response.text()
 
-    [token_call] = paypal.to("/v1/oauth2/token")
-    assert token_call.headers["Authorization"].startswith("Basic ")
-    [verify] = paypal.to("/v1/notifications/verify-webhook-signature")
-    sent = verify.json()
-    assert sent["webhook_id"] == WEBHOOK_ID and sent["webhook_event"] == json.loads(body)
-    assert body in verify.body  # the event goes back byte for byte
+    # Checked here with PayPal's certificate: the one request to PayPal is for the certificate itself.
+    assert [c.path for c in paypal.calls] == [CERT_PATH]
     [payment] = await paybot.rows(models.Payment)
     assert payment.payment_ref == "29Y24445UY2083144" and payment.details["order_id"] == "89T257400V0473133"
     await paybot.deliver()
@@ -231,16 +232,73 @@ async def test_a_verified_capture_is_thanked(paybot, paypal, sendgrid):
     assert "$1,250.00" in mail_text(mail) and "Invoice INV-1042 is now paid in full" in mail_text(mail)
 
 
-async def test_a_rest_event_paypal_does_not_vouch_for_is_401(paybot, paypal, sendgrid):
+async def test_a_forged_rest_event_is_401_and_costs_paypal_no_call(paybot, paypal, sendgrid):
     await customer_and_invoice(paybot)
     body = payload("paypal", "rest_capture_completed.json")
+    assert (await post_rest(paybot, paypal, body)).status == 200  # PayPal's own: its certificate is now kept
+    paypal.calls.clear()
+
     headers = paypal.transmit(body, paybot.clock())
-    forged = body.replace(b'"value":"1250.00"', b'"value":"9250.00"', 1)
-    response = await paybot.client.post("/webhooks/paypal", data=forged, headers=headers)
-    assert response.status == 401
-    assert "FAILURE" in (await response.json())["error"]
+    tampered = body.replace(b'"value":"1250.00"', b'"value":"9250.00"', 1)
+    other_webhook = paypal.transmit(body, paybot.clock(), webhook_id="3HV58741XF905712A")
+    forged_sig = headers | {"PAYPAL-TRANSMISSION-SIG": base64.b64encode(b"\x00" * 256).decode()}
+    elsewhere = headers | {"PAYPAL-CERT-URL": "https://evil.example/v1/notifications/certs/CERT-1"}
+    for sent, signed in [(tampered, headers), (body, other_webhook), (body, forged_sig), (body, elsewhere)]:
+        response = await paybot.client.post("/webhooks/paypal", data=sent, headers=signed)
+        assert response.status == 401, await response.text()
+    assert paypal.calls == []  # no certificate fetched again, no API asked, nothing fetched from elsewhere
+    assert len(await paybot.rows(models.WebhookEvent)) == 1
+    assert "webhook.rejected" not in await paybot.audit_kinds() and await paybot.refused() == [("paypal", 401, 4)]
+
+
+async def test_the_certificate_is_fetched_once_per_url(paybot, paypal):
+    await customer_and_invoice(paybot)
+    capture = json.loads(payload("paypal", "rest_capture_completed.json"))
+    for n in range(3):
+        response = await post_rest(paybot, paypal, json.dumps(capture | {"id": f"WH-{n}"}).encode())
+        assert response.status == 200
+    assert len(paypal.to(CERT_PATH)) == 1
+
+
+async def test_an_unknown_certificate_on_paypals_host_is_401_and_fetched_at_most_once_a_minute(paybot, paypal):
+    body = payload("paypal", "rest_capture_completed.json")
+    made_up = paypal.transmit(body, paybot.clock(), cert_path="/v1/notifications/certs/CERT-made-up-1")
+    assert (await paybot.client.post("/webhooks/paypal", data=body, headers=made_up)).status == 401
+    another = paypal.transmit(body, paybot.clock(), cert_path="/v1/notifications/certs/CERT-made-up-2")
+    response = await paybot.client.post("/webhooks/paypal", data=body, headers=another)
+    assert response.status == 503  # not fetched: PayPal, if it was PayPal, sends it again
+    assert [c.path for c in paypal.calls] == ["/v1/notifications/certs/CERT-made-up-1"]
     assert await paybot.rows(models.WebhookEvent) == []
-    assert await paybot.audit_kinds() == [] and await paybot.refused() == [("paypal", 401, 1)]
+
+
+@pytest.mark.parametrize("common_name, valid_days", [
+    pytest.param("messageverificationcerts.paypal.com", (-400, -1), id="expired"),
+    pytest.param("messageverificationcerts.paypal.com.evil.example", (-1, 365), id="not-paypals-name"),
+])
+async def test_a_certificate_that_is_not_paypals_current_one_is_401(paybot, paypal, common_name, valid_days):
+    now = paybot.clock()
+    paypal.certificates[CERT_PATH] = certificate_for(common_name, now + timedelta(days=valid_days[0]),
+                                                     now + timedelta(days=valid_days[1]))
+    body = payload("paypal", "rest_capture_completed.json")
+    response = await post_rest(paybot, paypal, body)  # signed with the very key the certificate holds
+    assert response.status == 401
+    assert await paybot.rows(models.WebhookEvent) == []
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({"PAYPAL-AUTH-ALGO": "SHA1withRSA"}, id="another-algorithm"),
+    pytest.param({"PAYPAL-TRANSMISSION-SIG": "not base64!"}, id="signature-not-base64"),
+    pytest.param({"PAYPAL-TRANSMISSION-ID": "b2384410\u00e9"}, id="non-ascii-transmission-id"),
+    pytest.param({"PAYPAL-CERT-URL": "http://api.paypal.com/v1/notifications/certs/CERT-1"}, id="cert-over-http"),
+    pytest.param({"PAYPAL-CERT-URL": "https://api.paypal.com.evil.example/v1/notifications/certs/C"}, id="lookalike"),
+    pytest.param({"PAYPAL-CERT-URL": "https://api.paypal.com/v1/oauth2/token"}, id="not-a-cert-path"),
+])
+async def test_malformed_transmission_headers_are_401_without_a_request(paybot, paypal, headers):
+    body = payload("paypal", "rest_capture_completed.json")
+    signed = paypal.transmit(body, paybot.clock()) | headers
+    response = await paybot.client.post("/webhooks/paypal", data=body, headers=signed)
+    assert response.status == 401
+    assert paypal.calls == [] and await paybot.rows(models.WebhookEvent) == []
 
 
 async def test_a_rest_event_without_transmission_headers_is_401(paybot):
@@ -248,20 +306,6 @@ async def test_a_rest_event_without_transmission_headers_is_401(paybot):
     response = await paybot.client.post("/webhooks/paypal", data=body, headers={"Content-Type": "application/json"})
     assert response.status == 401
     assert "PAYPAL-TRANSMISSION-ID" in (await response.json())["error"]
-
-
-async def test_the_access_token_is_reused_and_renewed_when_revoked(paybot, paypal):
-    await customer_and_invoice(paybot)
-    capture = json.loads(payload("paypal", "rest_capture_completed.json"))
-    for n in range(3):
-        if n == 2:
-            paypal.revoke_tokens()
-        event = capture | {"id": f"WH-{n}"}
-        response = await post_rest(paybot, paypal, json.dumps(event).encode())
-        assert response.status == 200
-    assert len(paypal.to("/v1/oauth2/token")) == 2
-    assert [c.json()["webhook_event"]["id"] for c in paypal.to("/v1/notifications/verify-webhook-signature")
-            if c.headers["Authorization"].removeprefix("Bearer ") in paypal.tokens] == ["WH-2"]
 
 
 async def test_a_partly_paid_invoice_names_the_balance(paybot, paypal, sendgrid):
@@ -311,16 +355,16 @@ async def test_one_transaction_reported_by_ipn_and_by_a_rest_event_is_thanked_on
     assert second.duplicate_of == first.id
 
 
-async def test_refused_credentials_are_a_503_so_paypal_retries(paybot, paypal, sendgrid):
+async def test_an_unreachable_certificate_is_a_503_so_paypal_retries(paybot, paypal, sendgrid):
     await customer_and_invoice(paybot, amount="1250.00")
     body = payload("paypal", "rest_capture_completed.json")
-    paypal.script("/v1/oauth2/token", web.json_response(
-        {"error": "invalid_client", "error_description": "Client Authentication failed"}, status=401))
+    paypal.script(CERT_PATH, web.Response(status=503, text="Service Unavailable"))
     response = await post_rest(paybot, paypal, body)
     assert response.status == 503
     assert await paybot.rows(models.WebhookEvent) == []
 
-    again = await post_rest(paybot, paypal, body)  # PayPal's retry, once the credentials are fixed
+    paybot.clock.advance(60)  # a new certificate is fetched at most once a minute
+    again = await post_rest(paybot, paypal, body)  # PayPal's retry
     assert again.status == 200
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
@@ -332,6 +376,7 @@ async def test_a_forgery_still_unverified_does_not_swallow_the_genuine_message(p
     paypal.script("/cgi-bin/webscr", web.Response(status=503, text="Service Unavailable"))
     await post_ipn(paybot, ipn(payer_email="mallory%40example.com"), paypal=None)  # forged: PayPal never sent it
     await post_ipn(paybot, ipn(), paypal)  # genuine, the same txn_id, while the forgery still awaits PayPal
+    paybot.clock.advance(30)
     await paybot.runtime.worker.run_periodic()   # the sweep, PayPal answering again
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
@@ -343,6 +388,7 @@ async def test_two_copies_confirmed_together_record_one_event(paybot, paypal, se
     paypal.script("/cgi-bin/webscr", web.Response(status=503, text="Service Unavailable"))
     await post_ipn(paybot, ipn(), paypal)
     await post_ipn(paybot, ipn() + b"&resend=true", paypal)  # PayPal resends while we could not verify
+    paybot.clock.advance(30)
     await paybot.runtime.worker.run_periodic()
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.domain.matching import Candidates, MatchRule, Settlement, lookup_keys, match, outcome, tokens
+from bot.domain.matching import (Candidates, MatchRule, Settlement, invoice_key, lookup_keys, match, outcome,
+                                 tokens)
 from bot.domain.money import Money
 from bot.domain.parties import Customer, Invoice
 from bot.domain.payments import PaymentEvent, PaymentKind
@@ -90,3 +91,13 @@ def test_a_payment_in_another_currency_does_not_settle_the_invoice_it_names(even
     assert found.rule is MatchRule.UNMATCHED and found.invoice is None
     assert found.customer == JANE  # staff see whose it is
     assert "not the invoice's USD" in found.reason
+
+
+@pytest.mark.parametrize(("printed", "quoted"), [
+    ("inv-2026-a", "INV-2026-A"), ("INV-1042", "inv-1042"), ("Rech-7b", " rech-7B "), ("A-ä1", "a-ä1"),
+])
+def test_invoice_numbers_are_one_whatever_the_case_of_their_ascii_letters(printed, quoted):
+    found = Candidates(invoices=[invoice(printed)], customers=[JANE])
+    result = match(payment(invoice_numbers=(quoted,)), found)
+    assert (result.rule, result.invoice.number) == (MatchRule.INVOICE_NUMBER, printed)  # shown as printed
+    assert invoice_key(printed) == invoice_key(quoted) and invoice_key("ä") == "ä"  # as SQL folds it: ASCII only

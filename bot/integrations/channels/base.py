@@ -5,7 +5,8 @@
     await channel.send(payload, key) → Sent | Retry | Failed; raises only for bugs
 
 A channel whose provider reports delivery afterwards also implements `ReportsStatus`, served at
-`POST /callbacks/{name}`.
+`POST /callbacks/{name}`. One whose provider can be asked whether it already holds a message implements
+`FindsSent`: the worker asks before re-sending a message whose previous attempt died mid-send.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiohttp
 
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings
-from bot.integrations.http import Delivery
+from bot.integrations.http import Delivery, Retry, Sent
 from bot.integrations.sources.base import InboundRequest
 from bot.messages import Message
 
@@ -66,4 +67,19 @@ class StatusUpdate:
 class ReportsStatus(Protocol):
     def statuses(self, request: InboundRequest) -> list[StatusUpdate]:
         """Verify the callback (SignatureInvalid) and read its updates (PayloadInvalid)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CannotTell:
+    """The provider cannot say whether it holds the message (no permission to read it back, too much to search)."""
+
+    reason: str
+
+
+@runtime_checkable
+class FindsSent(Protocol):
+    async def find_sent(self, payload: Payload, *, key: str, since: datetime) -> Sent | Retry | CannotTell | None:
+        """The message this provider accepted under `key` at or after `since` (Sent with its id), None when it
+        holds none, Retry when it cannot be asked just now, CannotTell when it can never answer."""
         ...

@@ -16,12 +16,14 @@ from sendgrid.helpers.mail import CustomArg, Mail
 
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
-from bot.errors import PayloadInvalid, SignatureInvalid
+from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.channels.base import Payload, StatusUpdate
 from bot.integrations.sources.base import InboundRequest
-from bot.integrations.sources.common import from_unix
+from bot.integrations.sources.common import fetch_json, from_unix
 from bot.integrations.http import Delivery, Retry, Sent, outcome_of_status
 from bot.messages import Message, render
+from bot.settings import Settings as CoreSettings
 
 
 class SendGridSettings(IntegrationSettings):
@@ -71,7 +73,9 @@ class SendGridChannel:
 
     async def send(self, payload: Payload, *, key: str) -> Delivery:
         body: dict[str, Any] = dict(payload)
-        # SendGrid has no idempotency key; ours rides along in custom_args so events can be joined back.
+        # SendGrid has no idempotency key, and cannot be asked whether it accepted a message: ours rides along in
+        # custom_args, so Event Webhook events are joined back (and tell a worker taking over after a crash that
+        # the message was accepted, see DeliveryWorker._ask_provider).
         for personalization in body.get("personalizations", []):
             personalization.setdefault("custom_args", {})["notification_key"] = key
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}"}
@@ -116,6 +120,20 @@ class SendGridChannel:
                          detail=str(e.get("reason") or e.get("response") or "")[:300])
             for e in events if e.get("notification_key") and e.get("event") in DELIVERY_EVENTS
         ]
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """`GET /v3/scopes`: the key is accepted, and has Mail Send."""
+        url = f"{self.settings.base_url.rstrip('/')}/v3/scopes"
+        headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}"}
+        try:
+            answer = await fetch_json(self.http, self.name, "GET", url, what="the API key's scopes", headers=headers)
+        except ProviderRejected as exc:
+            return [problem(f"SENDGRID_API_KEY was refused (HTTP {exc.status}: {_reason(exc.body)}): create a key "
+                            "with the Mail Send permission (Settings → API Keys)")]
+        if "mail.send" not in (answer.get("scopes") or []):
+            return [problem("SENDGRID_API_KEY lacks the mail.send scope: give the key the Mail Send permission "
+                            "(Settings → API Keys), or no email will go out")]
+        return [ok("SENDGRID_API_KEY accepted, with mail.send")]
 
 
 def _reason(body: str) -> str:

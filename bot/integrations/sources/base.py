@@ -8,15 +8,20 @@ A source is verified on the raw bytes first, then parsed; it never touches the d
 
 A platform that wants its answer before it can be verified (PayPal IPN: an empty 200 at once, then a postback)
 returns `Received(confirm_later=True)`: the event is stored unconfirmed and answered, and the source's `confirm`
-(see `ConfirmsLater`) verifies it afterwards, from the stored bytes.
+(see `ConfirmsLater`) verifies it afterwards, from the stored bytes (`bot.services.verifier`). Anyone can send
+such a request, so before it is stored the source does every check it can without the platform (required
+fields, that it is addressed to us, that it is a kind paybot acts on: others are answered with
+`Received(store=False)` and kept nowhere), and declares a body limit of the platform's size (`LimitsBody`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import traceback
+
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -60,6 +65,7 @@ class Received:
     reply: Reply | None = None  # how to answer instead of the default JSON 200
     headers_kept: dict[str, str] = field(default_factory=dict)  # non-secret headers worth keeping on the record
     confirm_later: bool = False  # store now, unverified; `ConfirmsLater.confirm` verifies it after the answer
+    store: bool = True  # False: unverified and nothing paybot acts on; answered (`reply`), kept nowhere
 
 
 class PaymentSource(Protocol):
@@ -81,6 +87,20 @@ class ConfirmsLater(Protocol):
         """Verify a stored notification and say what it holds: raises InboundError if it is not genuine (it is
         then rejected), ProviderError if the platform cannot answer now (it stays pending for the next sweep)."""
         ...
+
+
+@runtime_checkable
+class LimitsBody(Protocol):
+    """A source whose notifications are far smaller than MAX_BODY_BYTES (IPN: a few KB), and refuses more."""
+
+    def body_limit(self, headers: Mapping[str, str]) -> int:
+        """The largest body, in bytes, a notification with these headers may have."""
+        ...
+
+
+def body_limit(source: PaymentSource, headers: Mapping[str, str], default: int) -> int:
+    """The body limit for a request to `source`: its own where it declares one, never above `default`."""
+    return min(source.body_limit(headers), default) if isinstance(source, LimitsBody) else default
 
 
 S = TypeVar("S", bound=IntegrationSettings)
@@ -106,29 +126,77 @@ class SourceFactory(Protocol):
     def __call__(self, settings: Any, http: aiohttp.ClientSession) -> PaymentSource: ...
 
 
-#: What storage holds of an event; a verified payload with a longer value is refused, never cut short.
-TEXT_LIMITS = {"event_id": 255, "event_type": 120}
-PAYMENT_TEXT_LIMITS = {"payment_ref": 255, "payer_email": 320, "payer_name": 255, "invoice_external_id": 255,
-                       "customer_external_id": 255}
+#: What storage holds. Identity (the ids that make a redelivery a duplicate) is refused when it does not fit: cut short
+#: or altered, two events could become one. Lookup keys that cannot be stored can match nothing and are dropped.
+#: Display text is cleaned and cut short: a payer's odd name never costs a payment.
+IDENTITY_LIMITS = {"event_id": 255}
+PAYMENT_IDENTITY_LIMITS = {"payment_ref": 255}
+LOOKUP_LIMITS = {"invoice_external_id": 255, "customer_external_id": 255, "payer_email": 320}
+DISPLAY_LIMITS = {"event_type": 120, "payer_name": 255}
 MAX_MINOR_UNITS = 10**15  # ten trillion dollars: anything larger is a malformed payload, not a payment
+#: NUL (PostgreSQL text cannot hold it) and lone surrogates (not UTF-8): no column on either engine takes them.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    return UNSTORABLE.search(text) is None
+
+
+def display(value: object, limit: int | None = None) -> str:
+    """Outside text as storage and people can take it: unstorable characters replaced, cut to `limit` with `…`."""
+    text = UNSTORABLE.sub("\ufffd", value if isinstance(value, str) else str(value))
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _shown(value: object, limit: int | None = None) -> str | None:
+    return None if value is None else display(value, limit)
 
 
 def checked(received: Received) -> Received:
-    """`received`, if storage can hold it as it is; PayloadInvalid naming the field otherwise."""
-    for name, limit in TEXT_LIMITS.items():
-        if len(getattr(received, name)) > limit:
-            raise PayloadInvalid(f"{name} is longer than {limit} characters")
-    for payment in received.payments:
-        for name, limit in PAYMENT_TEXT_LIMITS.items():
-            value = getattr(payment, name)
-            if value is not None and len(value) > limit:
-                raise PayloadInvalid(f"{name} is longer than {limit} characters")
-        for money in (payment.amount, payment.reported_balance, payment.invoice_total):
-            if money is not None and abs(money.minor) >= MAX_MINOR_UNITS:
-                raise PayloadInvalid(f"amount {money} is out of range")
-        if payment.amount.minor < 0:
-            raise PayloadInvalid(f"amount {payment.amount} is negative")
-    return received
+    """`received` as storage can hold it: display text cleaned and shortened, unusable lookup keys dropped;
+    PayloadInvalid naming the field when an identity or an amount is unusable."""
+    for name, limit in IDENTITY_LIMITS.items():
+        _identity(name, getattr(received, name), limit)
+    return replace(received, event_type=display(received.event_type, DISPLAY_LIMITS["event_type"]),
+                   payments=tuple(_checked_payment(p) for p in received.payments),
+                   headers_kept={display(k): display(v) for k, v in received.headers_kept.items()})
+
+
+def _identity(name: str, value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise PayloadInvalid(f"{name} is longer than {limit} characters")
+    if value is not None and not storable(value):
+        raise PayloadInvalid(f"{name} holds a NUL or an unpaired surrogate")
+
+
+def _lookup(value: object, limit: int) -> str | None:
+    """An id to look something up by, if storage could hold it (else nothing stored could ever equal it)."""
+    return value if isinstance(value, str) and len(value) <= limit and storable(value) else None
+
+
+def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
+    for name, limit in PAYMENT_IDENTITY_LIMITS.items():
+        _identity(name, getattr(payment, name), limit)
+    for money in (payment.amount, payment.reported_balance, payment.invoice_total):
+        if money is not None and abs(money.minor) >= MAX_MINOR_UNITS:
+            raise PayloadInvalid(f"amount {money} is out of range")
+    if payment.amount.minor < 0:
+        raise PayloadInvalid(f"amount {payment.amount} is negative")
+    lookups: dict[str, Any] = {name: _lookup(getattr(payment, name), limit) for name, limit in LOOKUP_LIMITS.items()}
+    unusable = sorted(name for name, value in lookups.items() if value is None and getattr(payment, name) is not None)
+    if unusable:
+        log.warning("%s payment %s: dropped %s (too long or unstorable to match anything)",
+                    payment.source, payment.payment_ref, ", ".join(unusable))
+    details = {display(k): display(v) for k, v in payment.details.items()}
+    return replace(
+        payment, **lookups,
+        payer_name=_shown(payment.payer_name, DISPLAY_LIMITS["payer_name"]),
+        payer_phone=_shown(payment.payer_phone),
+        invoice_numbers=tuple(display(n) for n in payment.invoice_numbers),
+        texts=tuple(display(t) for t in payment.texts),
+        reverses=tuple(display(r) for r in payment.reverses),
+        details=details | ({"unusable_fields": ",".join(unusable)} if unusable else {}),
+    )
 
 
 async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: InboundRequest) -> Received:
@@ -140,10 +208,14 @@ async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: 
     except (InboundError, ProviderError):
         raise
     except Exception as exc:  # noqa: BLE001  the boundary: whatever the parser tripped on
-        log.warning("payload of an unforeseen shape: %s at %s", type(exc).__name__, _where(exc))
+        log.warning("payload of an unforeseen shape (%s), at %s", type(exc).__name__, tripped_at(exc))
         raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__})") from exc
 
 
-def _where(exc: BaseException) -> str:
-    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    return f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
+def tripped_at(exc: BaseException) -> str:
+    """Where an exception was raised, as `file.py:123 in function` (the innermost frame)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "an unknown place"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -15,8 +16,25 @@ from bot.integrations.http import raise_for_status
 
 
 def digest_matches(expected: str | bytes, candidates: list[str] | list[bytes]) -> bool:
-    """Constant-time: does any candidate equal the expected digest?"""
-    return any(hmac.compare_digest(expected, candidate) for candidate in candidates)  # type: ignore[arg-type]
+    """Constant-time: does any candidate equal the expected digest? Compared as bytes: a header is the sender's
+    text, and `compare_digest` refuses non-ASCII `str` with a TypeError (a digest never has any)."""
+    want = as_bytes(expected)
+    return any(hmac.compare_digest(want, as_bytes(candidate)) for candidate in candidates)
+
+
+def as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def unix_seconds(text: str) -> bool:
+    """Is a header's `text` a plausible Unix time? ASCII digits only: `"²".isdigit()` is true, `int("²")` fails."""
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
+def path_segment(value: object) -> str:
+    """A payload's id made safe to paste into an outbound API path: one segment, every reserved character
+    percent-encoded (`in_1/../charges?x` stays one id and never climbs to another endpoint)."""
+    return quote(str(value), safe="")
 
 
 def json_object(body: bytes) -> dict[str, Any]:

@@ -24,8 +24,10 @@ from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
 from bot.integrations.sources.common import digest_matches, fetch_json, field, json_object, parse_time
+from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
 PAYMENT_EVENTS = frozenset({"payment.created", "payment.updated"})
@@ -183,6 +185,23 @@ class SquareSource(WebhookSource[SquareSettings]):
             if found is not None or not cursor:
                 return found
         return None
+
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """`GET /v2/locations` with SQUARE_ACCESS_TOKEN. A token without MERCHANT_PROFILE_READ (403) is accepted
+        all the same: paybot itself needs only INVOICES_READ."""
+        if self.settings.access_token is None:
+            return [ok("nothing to call: SQUARE_ACCESS_TOKEN not set (the first signed webhook proves the key)")]
+        headers = {"Authorization": f"Bearer {secret(self.settings.access_token)}", "Square-Version": API_VERSION}
+        url = f"{self.settings.base_url.rstrip('/')}/v2/locations"
+        try:
+            answer = await fetch_json(self.http, self.name, "GET", url, what="the locations", headers=headers)
+        except ProviderRejected as exc:
+            if exc.status == 403:
+                return [ok("SQUARE_ACCESS_TOKEN accepted (it may not list locations, which paybot does not need)")]
+            return [problem(f"SQUARE_ACCESS_TOKEN was refused (HTTP {exc.status}, {error_codes(exc.body)}): "
+                            "copy the access token of the same environment as SQUARE_BASE_URL")]
+        return [ok(f"SQUARE_ACCESS_TOKEN accepted, {len(answer.get('locations') or [])} location(s)")]
 
 
 def error_codes(body: str) -> str:

@@ -23,8 +23,11 @@ from bot.domain.money import CurrencyError, Money, exponent
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import digest_matches, fetch_json, field, from_unix, json_object
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, from_unix, json_object,
+                                             path_segment, unix_seconds)
+from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
 API_VERSION = "2025-05-28.basil"
@@ -82,7 +85,7 @@ class StripeSource(WebhookSource[StripeSettings]):
         pairs = [item.split("=", 1) for item in header.split(",") if "=" in item]
         timestamps = [v for k, v in pairs if k.strip() == "t"]
         signatures = [v.strip() for k, v in pairs if k.strip() == "v1"]
-        if not timestamps or not signatures or not timestamps[0].strip().isdigit():
+        if not timestamps or not signatures or not unix_seconds(timestamps[0].strip()):
             raise SignatureInvalid("Stripe-Signature header missing or malformed")
         timestamp = int(timestamps[0])
         signed = f"{timestamp}.".encode() + request.body
@@ -250,9 +253,24 @@ class StripeSource(WebhookSource[StripeSettings]):
     async def fetch_invoice(self, invoice_id: str) -> dict[str, Any]:
         if not self.settings.api_key:
             raise ProviderUnavailable(self.name, "STRIPE_API_KEY is needed to read invoice_payment.paid's invoice")
-        return await self._get(f"/v1/invoices/{invoice_id}", f"invoice {invoice_id}")
+        return await self._get(f"/v1/invoices/{path_segment(invoice_id)}", f"invoice {invoice_id}")
 
     async def _get(self, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}", "Stripe-Version": API_VERSION}
         return await fetch_json(self.http, self.name, "GET", f"{self.settings.base_url.rstrip('/')}{path}",
                                 what=what, headers=headers, **kwargs)
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """`GET /v1/account` with STRIPE_API_KEY. A restricted key may not read the account (403): accepted all
+        the same, as paybot needs only invoices and invoice payments."""
+        if self.settings.api_key is None:
+            return [ok("nothing to call: STRIPE_API_KEY not set (the first signed webhook proves the secret)")]
+        mode = " (test mode)" if "_test_" in secret(self.settings.api_key) else ""
+        try:
+            account = await self._get("/v1/account", "the account")
+        except ProviderRejected as exc:
+            if exc.status == 403:
+                return [ok(f"STRIPE_API_KEY accepted{mode}, a restricted key")]
+            return [problem(f"STRIPE_API_KEY was refused (HTTP {exc.status}): copy a secret or restricted key "
+                            "from Developers → API keys")]
+        return [ok(f"STRIPE_API_KEY accepted{mode}, account {account.get('id')}")]

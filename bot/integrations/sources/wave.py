@@ -1,7 +1,8 @@
 """Wave (waveapps) through a relay: a "Webhooks by Zapier" POST (JSON or form) with the `X-Webhook-Secret` header.
 
 Zapier does not sign requests, so the shared secret in a header is the whole check. The body is the flat shape
-the README documents (`invoice_number`, `status` PAID|PARTIAL, `amount_paid`, `payment_amount`, …). Wave's own
+the README documents (`invoice_number`, `status` PAID|PARTIAL, `amount_paid`, `payment_amount`, …). Amounts may
+come as Zapier's formatter writes them (`$2,400.00`, `¥5,000`): read for the currency, never rounded. Wave's own
 webhooks are not accepted: their signing scheme is not published where we could verify it.
 """
 
@@ -16,12 +17,12 @@ from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
 
-from bot.domain.money import CurrencyError, Money
+from bot.domain.money import CurrencyError, Money, parse_amount
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secrets, settings_config
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import json_object, parse_time
+from bot.integrations.sources.common import as_bytes, json_object, parse_time
 
 HEADER = "X-Webhook-Secret"
 PAID_STATUSES = frozenset({"PAID", "PARTIAL"})
@@ -47,17 +48,25 @@ def flat_fields(request: InboundRequest) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in data.items() if v is not None}
 
 
-def decimal_of(fields: dict[str, str], name: str) -> Decimal | None:
+def money_of(fields: dict[str, str], name: str, currency: str) -> Money | None:
+    """An amount as Zapier passes Wave's on: `2400.00`, or written (`$2,400.00`, `¥5,000`); see `parse_amount`."""
     value = fields.get(name, "").strip()
     if not value:
         return None
     try:
-        amount = Decimal(value)
-    except InvalidOperation as exc:
-        raise PayloadInvalid(f"{name} is not a number: {value!r}") from exc
-    if not amount.is_finite():
-        raise PayloadInvalid(f"{name} is not a number: {value!r}")
-    return amount
+        return parse_amount(value, currency)
+    except CurrencyError as exc:
+        raise PayloadInvalid(f"bad currency: {currency!r}") from exc
+    except ValueError as exc:
+        raise PayloadInvalid(f"{name} is not an amount in {currency} (such as 2400.00 or $2,400.00)") from exc
+
+
+def position_amount(value: str) -> str:
+    """`amount_paid` as the event ids of payments without an id have always spelt it (`1250.00`)."""
+    try:
+        return str(Decimal(value)) if value else "None"
+    except InvalidOperation:
+        return value  # written, `$1,250.00`: as written
 
 
 class WaveSource(WebhookSource[WaveSettings]):
@@ -65,7 +74,7 @@ class WaveSource(WebhookSource[WaveSettings]):
     Settings: ClassVar[type[IntegrationSettings]] = WaveSettings
 
     def verify(self, request: InboundRequest) -> None:
-        given = request.headers.get(HEADER, "").encode()
+        given = as_bytes(request.headers.get(HEADER, ""))
         if not given or not any(hmac.compare_digest(given, key.encode())
                                 for key in secrets(self.settings.webhook_secret)):
             raise SignatureInvalid(f"{HEADER} header missing or wrong")
@@ -77,10 +86,9 @@ class WaveSource(WebhookSource[WaveSettings]):
         if not invoice_id and not number:
             raise PayloadInvalid("missing field invoice_id or invoice_number")
         status = fields.get("status", "").strip().upper()
-        amount_paid = decimal_of(fields, "amount_paid")
         payment_id = fields.get("payment_id", "").strip()
         # Without a payment id, one invoice's state is one event: a replayed Zap run is recognised as such.
-        position = f"{invoice_id or number}@{amount_paid}"
+        position = f"{invoice_id or number}@{position_amount(fields.get('amount_paid', '').strip())}"
         event_id = payment_id or "wave:" + hashlib.sha256(position.encode()).hexdigest()[:40]
         event_type = f"invoice.{status.lower() or 'unknown'}"
         if status not in PAID_STATUSES:
@@ -93,17 +101,10 @@ class WaveSource(WebhookSource[WaveSettings]):
         currency = fields.get("currency", "").strip()
         if not currency:
             raise PayloadInvalid("missing field currency")
-        this_payment = decimal_of(fields, "payment_amount")
-        reported = this_payment if this_payment is not None else decimal_of(fields, "amount_paid")
-        if reported is None:
+        this_payment = money_of(fields, "payment_amount", currency)
+        amount = this_payment if this_payment is not None else money_of(fields, "amount_paid", currency)
+        if amount is None:
             raise PayloadInvalid("missing field payment_amount or amount_paid")
-        due, invoice_total = decimal_of(fields, "amount_due"), decimal_of(fields, "total")
-        try:
-            amount = Money.rounded(reported, currency)
-            balance = Money.rounded(due, currency) if due is not None else None
-            stated_total = Money.rounded(invoice_total, currency) if invoice_total is not None else None
-        except CurrencyError as exc:
-            raise PayloadInvalid(f"bad currency: {currency!r}") from exc
         return PaymentEvent(
             source=self.name,
             kind=PaymentKind.PAYMENT,
@@ -117,7 +118,7 @@ class WaveSource(WebhookSource[WaveSettings]):
             payer_email=fields.get("customer_email") or None,
             payer_name=fields.get("customer_name") or None,
             payer_phone=fields.get("customer_phone") or None,
-            reported_balance=balance,
-            invoice_total=stated_total,
+            reported_balance=money_of(fields, "amount_due", currency),
+            invoice_total=money_of(fields, "total", currency),
             details={"wave_invoice": invoice_id, **{k: fields[k] for k in ("view_url", "business_name") if fields.get(k)}},
         )

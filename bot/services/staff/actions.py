@@ -20,19 +20,20 @@ from bot.services.notify import Notifier, Route, key_for
 from bot.services.staff.targets import Request, StaffError, Target, payment_target, remember, resolve
 from bot.storage import models, repo
 from bot.storage.database import Database, UnitOfWork
+from bot.text import Mrkdwn, mrkdwn
 from cards.slack_modals import MAX_OPTIONS, MAX_TEXT
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    text: str             # the reply to the member of staff
+    text: Mrkdwn          # the reply to the member of staff
     payment_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Draft:
     payment_id: int
-    heading: str
+    heading: Mrkdwn
     text: str
 
 
@@ -64,26 +65,27 @@ class StaffDesk:
                       **_subject(target), detail={"notification_id": queued, "purpose": message.purpose.value,
                                                   "of": original.id if original else None})
             await remember(uow, claim_id, target.payment.id, f"resent {what} via {route.channel.name}")
-        return Done(f"Queued {what} for {_invoice(target)} again via {route.channel.name} "
-                    f"(notification #{queued}).", target.payment.id)
+        return Done(mrkdwn("Queued {} for {} again via {} (notification #{}).", what, _invoice(target),
+                           route.channel.name, queued), target.payment.id)
 
     def _route_of(self, notification: models.Notification) -> Route:
         channel = self.notifier.channels.get(notification.channel)
         if channel is None:
-            raise StaffError(f"Channel {notification.channel} is not configured any more.")
+            raise StaffError(mrkdwn("Channel {} is not configured any more.", notification.channel))
         return Route(channel, notification.recipient)
 
     def _customer_route(self, target: Target, preference: str | None) -> Route:
         if not target.receipt.matched or target.customer is None or target.payment.kind != PaymentKind.PAYMENT:
-            raise StaffError(f"Payment #{target.payment.id} is not matched to a customer's invoice: "
-                             "there is no customer message to send. Match it first.")
+            raise StaffError(mrkdwn("Payment #{} is not matched to a customer's invoice: there is no customer "
+                                    "message to send. Match it first.", target.payment.id))
         routes = self.notifier.customer_routes(target.customer)
         if preference:
             routes = [r for r in routes if preference in (r.channel.name, r.channel.serves)]
         if not routes:
             usable = ", ".join(r.channel.serves for r in self.notifier.customer_routes(target.customer)) or "none"
             wanted = f" on {preference}" if preference else ""
-            raise StaffError(f"{target.customer.name} cannot be reached{wanted} (usable channels: {usable}).")
+            raise StaffError(mrkdwn("{} cannot be reached{} (usable channels: {}).", target.customer.name, wanted,
+                                    usable))
         return routes[0]
 
     async def _receipt_message(self, uow: UnitOfWork, target: Target, route: Route) -> Message:
@@ -101,7 +103,8 @@ class StaffDesk:
             target = await resolve(uow.session, name)
             route = self._customer_route(target, None)
             text = render(await self._receipt_message(uow, target, route)).text
-        heading = f"*{_invoice(target)}* · {target.receipt.money(target.receipt.amount)} · payment #{target.payment.id}"
+        heading = mrkdwn("*{}* · {} · payment #{}", _invoice(target), target.receipt.money(target.receipt.amount),
+                         target.payment.id)
         return Draft(target.payment.id, heading, text)
 
     async def check_edit(self, payment_id: int, text: str) -> str | None:
@@ -131,12 +134,12 @@ class StaffDesk:
             uow.audit("notification.edited", actor=request.actor, channel=route.channel.name, **_subject(target),
                       detail={"notification_id": queued, "before": before, "after": after})
             await remember(uow, claim_id, payment_id, f"edited the receipt and resent it via {route.channel.name}")
-        return Done(f"Saved the new wording for {_invoice(target)} and queued it via {route.channel.name} "
-                    f"(notification #{queued}).", payment_id)
+        return Done(mrkdwn("Saved the new wording for {} and queued it via {} (notification #{}).",
+                           _invoice(target), route.channel.name, queued), payment_id)
 
     # --- match ----------------------------------------------------------------------------------------------------
 
-    async def match_options(self, payment_id: int) -> tuple[str, list[tuple[str, str]]]:
+    async def match_options(self, payment_id: int) -> tuple[Mrkdwn, list[tuple[str, str]]]:
         """A heading and the open invoices in the payment's currency, likeliest first (its customer's, exact fits)."""
         async with self.db.read() as session:
             target = await payment_target(session, payment_id)
@@ -150,29 +153,29 @@ class StaffDesk:
         options = [(i.number, f"{i.number} · {i.customer_id} · owes "
                     f"{Money(i.currency, i.amount_minor - i.paid_minor).format()}") for i in fits[:MAX_OPTIONS]]
         receipt = target.receipt
-        heading = (f"*{receipt.money(receipt.amount)}* via {receipt.source} from "
-                   f"{receipt.payer_email or receipt.customer_name or 'an unknown payer'} · payment #{payment_id}\n"
-                   f"_{receipt.match_reason}_")
+        heading = mrkdwn("*{}* via {} from {} · payment #{}\n_{}_", receipt.money(receipt.amount), receipt.source,
+                         receipt.payer_email or receipt.customer_name or "an unknown payer", payment_id,
+                         receipt.match_reason)
         return heading, options
 
     @staticmethod
     def _matchable(target: Target) -> None:
         payment = target.payment
         if payment.kind != PaymentKind.PAYMENT or payment.duplicate_of is not None:
-            raise StaffError(f"Payment #{payment.id} is not a payment that can be matched.")
+            raise StaffError(mrkdwn("Payment #{} is not a payment that can be matched.", payment.id))
         if payment.invoice_id is not None:
-            raise StaffError(f"Payment #{payment.id} is already matched to {target.receipt.invoice_number}.")
+            raise StaffError(mrkdwn("Payment #{} is already matched to {}.", payment.id, target.receipt.invoice_number))
 
     async def check_match(self, payment_id: int, number: str) -> str | None:
         if not number:
             return "Choose an invoice or type its number."
         async with self.db.read() as session:
-            invoice = await repo.invoice_row(session, number)
+            invoice = await repo.invoice_named(session, number)
             payment = await session.get(models.Payment, payment_id)
         if invoice is None:
             return f"There is no invoice {number}."
         if payment is not None and invoice.currency != payment.currency:
-            return f"{number} is in {invoice.currency}; the payment is in {payment.currency}."
+            return f"{invoice.number} is in {invoice.currency}; the payment is in {payment.currency}."
         return None
 
     async def match(self, request: Request, claim_id: int, payment_id: int, number: str) -> Done:
@@ -180,10 +183,10 @@ class StaffDesk:
             target = await payment_target(uow.session, payment_id)
             self._matchable(target)
             payment = target.payment
-            row = await uow.session.scalar(
-                select(models.Invoice).where(models.Invoice.number == number).with_for_update())
+            row = await repo.invoice_named(uow.session, number, for_update=True)
             if row is None or row.currency != payment.currency:
-                raise StaffError(f"Invoice {number} cannot take this payment.")
+                raise StaffError(mrkdwn("Invoice {} cannot take this payment.", number))
+            number = row.number
             invoice = (await repo.invoices(uow.session, [row]))[0]
             amount = Money(payment.currency, payment.amount_minor)
             outcome = matching.outcome(invoice, PaymentEvent(source=payment.source, kind=PaymentKind.PAYMENT,
@@ -200,8 +203,8 @@ class StaffDesk:
                           "balance": str(outcome.balance.amount)})
             queued = await self.notifier.thank(uow, receipt, customer, actor=request.actor) if customer else None
             await remember(uow, claim_id, payment.id, f"matched it to {number}")
-        told = f" and queued {customer.name}'s receipt" if customer and queued else ""
-        return Done(f"Matched payment #{payment_id} to {number}{told}.", payment_id)
+        told = mrkdwn(" and queued {}'s receipt", customer.name) if customer and queued else ""
+        return Done(mrkdwn("Matched payment #{} to {}{}.", payment_id, number, told), payment_id)
 
 
 def _invoice(target: Target) -> str:

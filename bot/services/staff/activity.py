@@ -11,6 +11,7 @@ from bot.messages import Purpose
 from bot.services.staff.targets import payment_target
 from bot.storage import models
 from bot.storage.database import Database
+from bot.text import mrkdwn
 from cards import slack as cards
 
 
@@ -29,7 +30,8 @@ async def card_after(db: Database, channel: str, ts: str, payment_id: int) -> di
     text: str = card.payload.get("text", "")
     if card.purpose == Purpose.NEEDS_REVIEW and target.receipt.matched:
         blocks = cards.payment_confirmation(target.receipt.as_template_data())
-        text = f"Payment {target.receipt.money(target.receipt.amount)} matched to {target.receipt.invoice_number}"
+        text = mrkdwn("Payment {} matched to {}", target.receipt.money(target.receipt.amount),
+                      target.receipt.invoice_number)
     lines = [cards.activity_line(a.actor.partition(":")[2], a.summary or "", a.at.strftime("%Y-%m-%d %H:%M UTC"))
              for a in done]
     return {"channel": channel, "ts": ts, "text": text, "blocks": cards.with_activity(blocks, lines, len(done))}

@@ -9,12 +9,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from bot.integrations.channels.base import Channel
-from bot.messages import Message, Purpose, render, template_data
+from bot.messages import Message, Purpose, Surface, render, template_data
 from bot.services.notify import Notifier, Route
 from bot.services.staff.targets import Request, StaffError, Target, remember, resolve, target_of
 from bot.settings import Settings
 from bot.storage import models
 from bot.storage.database import Database, UnitOfWork
+from bot import text
+from bot.text import Mrkdwn, mrkdwn
 from cards import slack as cards
 
 log = logging.getLogger(__name__)
@@ -33,18 +35,18 @@ class Escalations:
     def _route(self) -> Route:
         slack: Channel | None = self.notifier.channels.get("slack")
         if slack is None or not self.settings.escalation_slack_channel:
-            raise StaffError("Escalation is not set up: ESCALATION_SLACK_CHANNEL (and Slack) must be configured.")
+            raise StaffError(mrkdwn("Escalation is not set up: ESCALATION_SLACK_CHANNEL (and Slack) must be configured."))
         return Route(slack, self.settings.escalation_slack_channel)
 
-    async def escalate(self, request: Request, claim_id: int, name: str, note: str = "") -> str:
+    async def escalate(self, request: Request, claim_id: int, name: str, note: str = "") -> Mrkdwn:
         route = self._route()
         async with self.db.transaction() as uow:
             target = await resolve(uow.session, name)
             open_ = await uow.session.scalar(select(models.Escalation).where(
                 models.Escalation.payment_id == target.payment.id, models.Escalation.acknowledged_at.is_(None)))
             if open_ is not None:
-                raise StaffError(f"Payment #{target.payment.id} was already escalated by "
-                                 f"<@{open_.escalated_by.partition(':')[2]}>; nobody has acknowledged it yet.")
+                raise StaffError(mrkdwn("Payment #{} was already escalated by {}; nobody has acknowledged it yet.",
+                                        target.payment.id, text.mention(open_.escalated_by.partition(":")[2])))
             escalation = models.Escalation(payment_id=target.payment.id, note=note, escalated_by=request.actor,
                                            created_at=uow.clock(), rounds=1, next_at=self._next(uow, 1))
             uow.session.add(escalation)
@@ -52,7 +54,8 @@ class Escalations:
             await self._post(uow, route, escalation, target)
             summary = "escalated it" + (f": {note}" if note else "")
             await remember(uow, claim_id, target.payment.id, summary)
-        return f"Escalated payment #{target.payment.id} to {route.recipient} (escalation #{escalation.id})."
+        return mrkdwn("Escalated payment #{} to {} (escalation #{}).", target.payment.id, route.recipient,
+                      escalation.id)
 
     def _next(self, uow: UnitOfWork, rounds: int) -> datetime | None:
         return uow.clock() + self.interval if rounds < self.settings.escalation_max_rounds else None
@@ -64,7 +67,8 @@ class Escalations:
                                 self.settings.escalation_oncall_slack_usergroup)
         blocks = cards.escalation(template_data(message), escalation_id=escalation.id, mention=mention,
                                   escalated_by=actor.partition(":")[2], round_=escalation.rounds)
-        payload = {"channel": route.recipient, "text": f"{mention} {render(message).text}".strip(), "blocks": blocks}
+        words = render(message, Surface.SLACK).text
+        payload = {"channel": route.recipient, "text": text.mrkdwn("{} {}", mention, words).strip(), "blocks": blocks}
         queued = await self.notifier.queue(uow, route, message, actor=actor, payload=payload,
                                            key=f"escalation{escalation.id}:round{escalation.rounds}")
         escalation.notification_id = queued
@@ -74,16 +78,17 @@ class Escalations:
                   detail={"escalation_id": escalation.id, "round": escalation.rounds, "note": escalation.note,
                           "notification_id": queued})
 
-    async def acknowledge(self, request: Request, claim_id: int, escalation_id: int) -> tuple[str, bool]:
+    async def acknowledge(self, request: Request, claim_id: int, escalation_id: int) -> tuple[Mrkdwn, bool]:
         """The reply, and whether this request was the one that acknowledged it."""
         async with self.db.transaction() as uow:
             escalation = await uow.session.scalar(
                 select(models.Escalation).where(models.Escalation.id == escalation_id).with_for_update())
             if escalation is None:
-                raise StaffError(f"There is no escalation #{escalation_id}.")
+                raise StaffError(mrkdwn("There is no escalation #{}.", escalation_id))
             if escalation.acknowledged_at is not None:
-                who = escalation.acknowledged_by.partition(":")[2] if escalation.acknowledged_by else "someone"
-                return f"Escalation #{escalation_id} was already acknowledged by <@{who}>.", False
+                who = text.mention(escalation.acknowledged_by.partition(":")[2]) if escalation.acknowledged_by \
+                    else "someone"
+                return mrkdwn("Escalation #{} was already acknowledged by {}.", escalation_id, who), False
             escalation.acknowledged_at, escalation.acknowledged_by = uow.clock(), request.actor
             escalation.next_at = None
             target = await target_of(uow.session, await uow.session.get(models.Payment, escalation.payment_id))
@@ -92,7 +97,7 @@ class Escalations:
                       customer_id=receipt.customer_id, amount=receipt.amount,
                       detail={"escalation_id": escalation_id, "rounds": escalation.rounds})
             await remember(uow, claim_id, escalation.payment_id, f"acknowledged escalation #{escalation_id}")
-        return f"You acknowledged escalation #{escalation_id}.", True
+        return mrkdwn("You acknowledged escalation #{}.", escalation_id), True
 
     async def reescalate_due(self) -> None:
         """Post again every escalation nobody acknowledged in time (the delivery worker runs this periodically)."""

@@ -1,6 +1,7 @@
 """Read-only answers for staff: an invoice's status, a search, the review queue, an invoice's audit trail.
 
-Answers are Slack-flavoured markdown (`*bold*`, `_italic_`), readable as plain text elsewhere.
+Answers are Slack-flavoured markdown (`*bold*`, `_italic_`), readable as plain text elsewhere, built with
+`bot.text.mrkdwn` so every value from a payer, a platform or a customer record is escaped.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.money import Money
 from bot.services.notify import redact
 from bot.services.staff.targets import StaffError
-from bot.storage import models
+from bot.storage import models, repo
 from bot.storage.database import Database
+from bot.storage.sql import LIKE_ESCAPE, like_pattern
+from bot.text import Mrkdwn, lines, mention, mrkdwn
 
 LIMIT = 10
 AMOUNT = re.compile(r"^[^\d\-]{0,3}(\d[\d,]*(?:\.\d+)?)$")
@@ -33,11 +36,11 @@ class StaffQueries:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def status(self, number: str) -> str:
+    async def status(self, number: str) -> Mrkdwn:
         async with self.db.read() as session:
-            invoice = await session.scalar(select(models.Invoice).where(models.Invoice.number == number))
+            invoice = await repo.invoice_named(session, number)
             if invoice is None:
-                raise StaffError(f"There is no invoice `{number}`.")
+                raise StaffError(mrkdwn("There is no invoice `{}`.", number))
             payments = list(await session.scalars(select(models.Payment).where(
                 models.Payment.invoice_id == invoice.id).order_by(models.Payment.occurred_at, models.Payment.id)))
             ids = [p.id for p in payments]
@@ -48,50 +51,53 @@ class StaffQueries:
         balance = invoice.amount_minor - invoice.paid_minor
         state = "paid in full" if balance == 0 else "overpaid" if balance < 0 else \
             "partially paid" if invoice.paid_minor else "open"
-        lines = [f"*Invoice {invoice.number}* · customer {invoice.customer_id} · {state}",
-                 f"Total {_money(invoice.currency, invoice.amount_minor)} · paid "
-                 f"{_money(invoice.currency, invoice.paid_minor)} · balance {_money(invoice.currency, balance)}"]
-        lines.append("*Payments*" if payments else "_No payments recorded._")
+        answer = [mrkdwn("*Invoice {}* · customer {} · {}", invoice.number, invoice.customer_id, state),
+                  mrkdwn("Total {} · paid {} · balance {}", _money(invoice.currency, invoice.amount_minor),
+                         _money(invoice.currency, invoice.paid_minor), _money(invoice.currency, balance))]
+        answer.append(mrkdwn("*Payments*") if payments else mrkdwn("_No payments recorded._"))
         for p in payments:
             extra = f" · duplicate of #{p.duplicate_of}" if p.duplicate_of else f" · {p.settlement or p.kind}"
-            lines.append(f"• #{p.id} {_money(p.currency, p.amount_minor)} via {p.source} on {_when(p.occurred_at)}"
-                         f"{extra}")
+            answer.append(mrkdwn("• #{} {} via {} on {}{}", p.id, _money(p.currency, p.amount_minor), p.source,
+                                 _when(p.occurred_at), extra))
         if notifications:
-            lines.append("*Notifications*")
+            answer.append(mrkdwn("*Notifications*"))
         for n in notifications:
             state = n.delivery_status or n.status
             error = f" · {n.last_error}" if n.last_error and n.status != "sent" else ""
             sent = f" at {_when(n.sent_at)}" if n.sent_at else ""
-            lines.append(f"• n{n.id} {n.purpose} to {n.audience} via {n.channel} ({redact(n.recipient)}): "
-                         f"{state}{sent}, {n.attempts} attempt{'s' if n.attempts != 1 else ''}{error}")
+            answer.append(mrkdwn("• n{} {} to {} via {} ({}): {}{}, {} attempt{}{}", n.id, n.purpose, n.audience,
+                                 n.channel, redact(n.recipient), state, sent, n.attempts,
+                                 "s" if n.attempts != 1 else "", error))
         for e in escalations:
-            acked = f"acknowledged by <@{(e.acknowledged_by or '').partition(':')[2]}>" if e.acknowledged_at \
-                else f"not acknowledged ({e.rounds} post{'s' if e.rounds != 1 else ''})"
-            lines.append(f"• escalation #{e.id} by <@{e.escalated_by.partition(':')[2]}>: {acked}")
-        return "\n".join(lines)
+            acked = mrkdwn("acknowledged by {}", mention((e.acknowledged_by or "").partition(":")[2])) \
+                if e.acknowledged_at else f"not acknowledged ({e.rounds} post{'s' if e.rounds != 1 else ''})"
+            answer.append(mrkdwn("• escalation #{} by {}: {}", e.id, mention(e.escalated_by.partition(":")[2]),
+                                 acked))
+        return lines(answer)
 
-    async def find(self, term: str) -> str:
+    async def find(self, term: str) -> Mrkdwn:
         amount = _amount(term)
         async with self.db.read() as session:
             if amount is not None:
                 return await self._find_amount(session, amount)
-            like = f"%{term.lower()}%"
+            like = like_pattern(term.lower())  # `%` and `_` in the term are literal
             customers = list(await session.scalars(select(models.Customer).where(or_(
-                models.Customer.id == term, func.lower(models.Customer.name).like(like),
-                func.lower(models.Customer.email).like(like))).order_by(models.Customer.id).limit(LIMIT)))
+                models.Customer.id == term, func.lower(models.Customer.name).like(like, escape=LIKE_ESCAPE),
+                func.lower(models.Customer.email).like(like, escape=LIKE_ESCAPE))).order_by(models.Customer.id)
+                .limit(LIMIT)))
             if not customers:
-                return f"No customer matches `{term}`."
-            lines = [f"*Customers matching `{term}`*"]
+                return mrkdwn("No customer matches `{}`.", term)
+            answer = [mrkdwn("*Customers matching `{}`*", term)]
             for c in customers:
                 invoices = list(await session.scalars(select(models.Invoice).where(
                     models.Invoice.customer_id == c.id, models.Invoice.amount_minor > models.Invoice.paid_minor)
                     .order_by(models.Invoice.number).limit(LIMIT)))
                 owing = ", ".join(f"{i.number} ({_money(i.currency, i.amount_minor - i.paid_minor)})"
                                   for i in invoices) or "nothing open"
-                lines.append(f"• {c.name} ({c.id}, {redact(c.email or '') or 'no email'}): {owing}")
-        return "\n".join(lines)
+                answer.append(mrkdwn("• {} ({}, {}): {}", c.name, c.id, redact(c.email or "") or "no email", owing))
+        return lines(answer)
 
-    async def _find_amount(self, session: AsyncSession, amount: Decimal) -> str:
+    async def _find_amount(self, session: AsyncSession, amount: Decimal) -> Mrkdwn:
         minors = {int(amount.scaleb(places)) for places in (0, 2, 3) if amount.scaleb(places) % 1 == 0}
         invoices = [i for i in await session.scalars(select(models.Invoice).where(or_(
             models.Invoice.amount_minor.in_(minors), (models.Invoice.amount_minor - models.Invoice.paid_minor)
@@ -102,39 +108,43 @@ class StaffQueries:
             models.Payment.amount_minor.in_(minors)).order_by(models.Payment.id.desc()).limit(LIMIT * 3))
             if Money(p.currency, p.amount_minor).amount == amount]
         if not invoices and not payments:
-            return f"Nothing for the amount {amount}."
-        lines = [f"*Amount {amount}*"]
-        lines += [f"• invoice {i.number} ({i.customer_id}): total {_money(i.currency, i.amount_minor)}, owes "
-                  f"{_money(i.currency, i.amount_minor - i.paid_minor)}" for i in invoices[:LIMIT]]
-        lines += [f"• payment #{p.id} {_money(p.currency, p.amount_minor)} via {p.source} on {_when(p.occurred_at)}"
-                  f" · {'unmatched' if p.invoice_id is None else 'matched'}" for p in payments[:LIMIT]]
-        return "\n".join(lines)
+            return mrkdwn("Nothing for the amount {}.", amount)
+        answer = [mrkdwn("*Amount {}*", amount)]
+        answer += [mrkdwn("• invoice {} ({}): total {}, owes {}", i.number, i.customer_id,
+                          _money(i.currency, i.amount_minor), _money(i.currency, i.amount_minor - i.paid_minor))
+                   for i in invoices[:LIMIT]]
+        answer += [mrkdwn("• payment #{} {} via {} on {} · {}", p.id, _money(p.currency, p.amount_minor), p.source,
+                          _when(p.occurred_at), "unmatched" if p.invoice_id is None else "matched")
+                   for p in payments[:LIMIT]]
+        return lines(answer)
 
-    async def unmatched(self) -> str:
+    async def unmatched(self) -> Mrkdwn:
         async with self.db.read() as session:
             rows = list(await session.scalars(select(models.Payment).where(
                 models.Payment.invoice_id.is_(None), models.Payment.kind == "payment",
                 models.Payment.duplicate_of.is_(None)).order_by(models.Payment.recorded_at).limit(LIMIT * 2)))
         if not rows:
-            return "Nothing to review: every payment is matched."
-        lines = [f"*{len(rows)} payment{'s' if len(rows) != 1 else ''} to review* (oldest first; "
-                 "use the card's *Match to invoice…* button)"]
-        lines += [f"• #{p.id} {_money(p.currency, p.amount_minor)} via {p.source} from "
-                  f"{redact(p.payer_email) if p.payer_email else p.payer_name or 'unknown payer'} on "
-                  f"{_when(p.occurred_at)}: _{p.match_reason}_" for p in rows]
-        return "\n".join(lines)
+            return mrkdwn("Nothing to review: every payment is matched.")
+        answer = [mrkdwn("*{} payment{} to review* (oldest first; use the card's *Match to invoice…* button)",
+                         len(rows), "s" if len(rows) != 1 else "")]
+        answer += [mrkdwn("• #{} {} via {} from {} on {}: _{}_", p.id, _money(p.currency, p.amount_minor), p.source,
+                          redact(p.payer_email) if p.payer_email else p.payer_name or "unknown payer",
+                          _when(p.occurred_at), p.match_reason) for p in rows]
+        return lines(answer)
 
-    async def audit(self, number: str) -> str:
+    async def audit(self, number: str) -> Mrkdwn:
         async with self.db.read() as session:
+            invoice = await repo.invoice_named(session, number)
+            number = invoice.number if invoice is not None else number
             entries = list(await session.scalars(select(models.AuditEntry).where(
                 models.AuditEntry.invoice == number).order_by(models.AuditEntry.seq.desc()).limit(LIMIT * 2)))
         if not entries:
-            return f"No audit entries for invoice `{number}`."
-        lines = [f"*Audit trail of {number}* (latest {len(entries)}, oldest first)"]
+            return mrkdwn("No audit entries for invoice `{}`.", number)
+        answer = [mrkdwn("*Audit trail of {}* (latest {}, oldest first)", number, len(entries))]
         for e in reversed(entries):
             where = e.channel or e.source or ""
-            lines.append(f"• {_when(e.at)} `{e.kind}` by {e.actor}" + (f" · {where}" if where else ""))
-        return "\n".join(lines)
+            answer.append(mrkdwn("• {} `{}` by {}{}", _when(e.at), e.kind, e.actor, f" · {where}" if where else ""))
+        return lines(answer)
 
 
 def _amount(term: str) -> Decimal | None:

@@ -16,9 +16,10 @@ from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 from bot.errors import BotError
 from bot.services import receipts
-from bot.storage import models
+from bot.storage import models, repo
 from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
+from bot.text import Mrkdwn, mrkdwn
 
 NOTIFICATION = re.compile(r"^(?:n|#|notification:)(\d+)$", re.IGNORECASE)
 PAYMENT = re.compile(r"^(?:p|payment:)(\d+)$", re.IGNORECASE)
@@ -26,6 +27,10 @@ PAYMENT = re.compile(r"^(?:p|payment:)(\d+)$", re.IGNORECASE)
 
 class StaffError(BotError):
     """that cannot be done"""
+
+    def __init__(self, message: Mrkdwn) -> None:
+        super().__init__(message)
+        self.text = message  # the reply to the member of staff
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +68,14 @@ async def remember(uow: UnitOfWork, claim_id: int, payment_id: int, summary: str
 
 
 async def latest_payment(session: AsyncSession, invoice_number: str) -> models.Payment:
-    invoice = await session.scalar(select(models.Invoice).where(models.Invoice.number == invoice_number))
+    invoice = await repo.invoice_named(session, invoice_number)
     if invoice is None:
-        raise StaffError(f"There is no invoice `{invoice_number}`.")
+        raise StaffError(mrkdwn("There is no invoice `{}`.", invoice_number))
     payment = await session.scalar(
         select(models.Payment).where(models.Payment.invoice_id == invoice.id, models.Payment.duplicate_of.is_(None))
         .order_by(models.Payment.occurred_at.desc(), models.Payment.id.desc()).limit(1))
     if payment is None:
-        raise StaffError(f"No payment has been recorded on invoice `{invoice_number}` yet.")
+        raise StaffError(mrkdwn("No payment has been recorded on invoice `{}` yet.", invoice_number))
     return payment
 
 
@@ -80,12 +85,12 @@ async def resolve(session: AsyncSession, name: str) -> Target:
     if found := NOTIFICATION.match(name):
         notification = await session.get(models.Notification, int(found.group(1)))
         if notification is None or notification.payment_id is None:
-            raise StaffError(f"There is no notification #{found.group(1)} about a payment.")
+            raise StaffError(mrkdwn("There is no notification #{} about a payment.", found.group(1)))
         payment = await session.get(models.Payment, notification.payment_id)
     elif found := PAYMENT.match(name):
         payment = await session.get(models.Payment, int(found.group(1)))
         if payment is None:
-            raise StaffError(f"There is no payment #{found.group(1)}.")
+            raise StaffError(mrkdwn("There is no payment #{}.", found.group(1)))
     else:
         payment = await latest_payment(session, name)
     return await target_of(session, payment, notification)
@@ -94,7 +99,7 @@ async def resolve(session: AsyncSession, name: str) -> Target:
 async def target_of(session: AsyncSession, payment: models.Payment | None,
                     notification: models.Notification | None = None) -> Target:
     if payment is None:
-        raise StaffError("That payment no longer exists.")
+        raise StaffError(mrkdwn("That payment no longer exists."))
     loaded = await receipts.load(session, payment.id)
     assert loaded is not None
     receipt, customer = loaded

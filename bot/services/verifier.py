@@ -1,0 +1,158 @@
+"""The one consumer of events stored before they could be verified ("store now, verify later": PayPal IPN, and
+any source whose `Received.confirm_later` asks for it).
+
+Anyone can post such an event, so nothing about it may cost more than a constant: each is claimed by one
+verifier (a lease on its row, safe across processes) and verified once, by at most `VERIFY_CONCURRENCY` calls
+at a time per process. Genuine or forged, each answer settles it: confirmed (its payments recorded) or rejected.
+When the platform cannot answer, that event alone backs off (`VERIFY_RETRY_BASE_SECONDS`, doubling) and after
+`VERIFY_MAX_ATTEMPTS` it is given up on (`unverifiable`, audited once); the others carry on. A round takes the
+due events oldest first until none is left, so a genuine event behind a flood waits for the flood's answers,
+never for its retries. Woken after each answer and by the worker's periodic sweep; the bodies of events never
+proven genuine are purged after `UNVERIFIED_RETENTION_HOURS` (`purge`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from bot.errors import InboundError, ProviderError
+from bot.integrations.sources.base import ConfirmsLater, read
+from bot.services.ingest import UNVERIFIED, Ingest, Recorded, stored_request
+from bot.settings import Settings
+from bot.storage import models, unverified
+from bot.storage.database import Database
+
+log = logging.getLogger(__name__)
+RETRY_CAP = timedelta(hours=1)  # the longest wait between two tries of one event
+PURGE_BATCH = 500  # rows per purge transaction: short locks, however large the backlog
+
+
+class Verifier:
+    def __init__(self, db: Database, ingest: Ingest, settings: Settings, *, worker_id: str,
+                 on_notifications: Callable[[], None]) -> None:
+        self.db = db
+        self.ingest = ingest
+        self.settings = settings
+        self.worker_id = worker_id
+        self.on_notifications = on_notifications  # the delivery worker's wake-up
+        self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self._round = asyncio.Lock()  # one round at a time in this process (its calls are the concurrent part)
+        self._wanted = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._consumer: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """An event was stored unverified: verify it soon, after its request is answered. Never blocks."""
+        self._idle.clear()
+        self._wanted.set()
+        if self._consumer is None or self._consumer.done():
+            self._consumer = asyncio.create_task(self._consume())
+
+    async def _consume(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                await self.drain()
+            except Exception:  # nobody to raise to: the periodic sweep tries again
+                log.exception("verifying stored webhooks failed")
+            if not self._wanted.is_set():
+                self._idle.set()
+
+    async def drain(self) -> Recorded:
+        """One round: every due event, oldest first, `VERIFY_CONCURRENCY` at a time, until none is left."""
+        done = Recorded()
+        async with self._round:
+            slots = range(self.settings.verify_concurrency)
+            await asyncio.gather(*(self._verify_until_none_due(done) for _ in slots))
+        if done.notification_ids:
+            self.on_notifications()
+        return done
+
+    async def _verify_until_none_due(self, done: Recorded) -> None:
+        while (row := await self._claim()) is not None:
+            try:
+                result = await self._verify(row)
+            except Exception as exc:  # noqa: BLE001  one event's failure is that event's attempt, nobody else's
+                log.exception("verifying webhook event %s failed", row.id)
+                await self._later(row, exc)
+                continue
+            done.payment_ids += result.payment_ids
+            done.notification_ids += result.notification_ids
+
+    async def _claim(self) -> models.WebhookEvent | None:
+        async with self.db.transaction() as uow:
+            return await unverified.claim(uow.session, now=uow.clock(), lease=self._lease, worker=self.worker_id)
+
+    async def _verify(self, row: models.WebhookEvent) -> Recorded:
+        source = self.ingest.sources.get(row.source)
+        if not isinstance(source, ConfirmsLater):  # disabled here (another process may have it): it waits
+            await self._later(row, None)
+            return Recorded()
+        try:
+            received = await read(source.confirm, stored_request(row))
+        except ProviderError as exc:
+            await self._later(row, exc)
+            return Recorded()
+        except InboundError as exc:
+            await self.ingest.reject_pending(row.id, exc)
+            return Recorded()
+        return await self.ingest.confirmed(row.id, received)
+
+    async def _later(self, row: models.WebhookEvent, failure: Exception | None) -> None:
+        """Back off this event alone; give up on it after its last attempt. Without `failure` (its source is not
+        enabled in this process) the attempt does not count."""
+        async with self.db.transaction() as uow:
+            event = await unverified.held(uow.session, row.id, self.worker_id)
+            if event is None:
+                return  # our lease ran out and another verifier took it over
+            now, claimed_id = uow.clock(), event.event_id.split(UNVERIFIED)[0]
+            event.claimed_by = None
+            if failure is None:
+                event.attempts -= 1
+                event.next_attempt_at = now + self._lease
+            elif event.attempts >= self.settings.verify_max_attempts:
+                event.status, event.next_attempt_at = unverified.UNVERIFIABLE, None
+                log.warning("webhook %s %r given up after %d attempts: %s", event.source, claimed_id,
+                            event.attempts, failure)
+                uow.audit("webhook.unverifiable", source=event.source, detail={
+                    "event_id": claimed_id, "attempts": event.attempts, "reason": str(failure)[:200]})
+            else:
+                event.next_attempt_at = now + self.backoff(event.attempts)
+                log.info("webhook %s %r not verified yet (attempt %d), next at %s: %s", event.source, claimed_id,
+                         event.attempts, event.next_attempt_at.isoformat(), failure)
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Doubling from VERIFY_RETRY_BASE_SECONDS after each failed attempt, at most RETRY_CAP."""
+        return min(timedelta(seconds=self.settings.verify_retry_base_seconds * 2 ** (attempts - 1)), RETRY_CAP)
+
+    async def purge(self) -> int:
+        """Drop the bodies of events never proven genuine once they are older than the retention period, in
+        batches; their small record stays. Returns how many were purged."""
+        purged = 0
+        while True:
+            async with self.db.transaction() as uow:
+                now = uow.clock()
+                count = await unverified.purge(
+                    uow.session, now=now, limit=PURGE_BATCH,
+                    received_before=now - timedelta(hours=self.settings.unverified_retention_hours))
+            purged += count
+            if count < PURGE_BATCH:
+                break
+        if purged:
+            log.info("purged the bodies of %d webhook events never proven genuine", purged)
+        return purged
+
+    async def settle(self) -> None:
+        """Wait until what was woken for has been verified (at shutdown; in tests)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        await self.settle()
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)

@@ -1,0 +1,52 @@
+"""A bounded in-memory queue drained by a fixed number of consumer tasks: work a request leaves behind for after
+its answer, without a task per request. Full, it refuses (`offer` is False) and the caller's fallback applies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WorkQueue(Generic[T]):
+    def __init__(self, name: str, handle: Callable[[T], Awaitable[None]], *, consumers: int, capacity: int) -> None:
+        self.name = name
+        self.handle = handle
+        self.consumers = consumers
+        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=capacity)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def offer(self, item: T) -> bool:
+        """Queue `item` unless the queue is full; never blocks."""
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        if not self._tasks:  # started on first use: the event loop is the one serving requests
+            self._tasks = [asyncio.create_task(self._consume()) for _ in range(self.consumers)]
+        return True
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self.handle(item)
+            except Exception:  # nobody to raise to; `handle` says what its fallback is
+                log.exception("%s: an item failed", self.name)
+            finally:
+                self._queue.task_done()
+
+    async def join(self) -> None:
+        """Wait until everything queued so far is handled."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        await self.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []

@@ -1,0 +1,63 @@
+"""Events stored before they could be verified (PayPal IPN): how many wait, claiming one, and purging the bodies
+of those that never proved genuine.
+
+A claimed event stays `pending_verification`; its claim is `claimed_by` plus a lease, kept in `next_attempt_at`,
+so one column says when anybody may try it next: after the lease (its verifier died) or after its backoff. On
+PostgreSQL verifiers claim with `FOR UPDATE SKIP LOCKED`, so any number run side by side; SQLite has one writer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.storage.models import WebhookEvent
+
+PENDING, REJECTED, UNVERIFIABLE = "pending_verification", "rejected", "unverifiable"
+#: Never proven genuine: what an unauthenticated request left behind, its body kept only for a while.
+PURGEABLE = (REJECTED, UNVERIFIABLE)
+
+
+async def waiting(session: AsyncSession, source: str) -> int:
+    """How many of `source`'s events wait for verification (claimed or not)."""
+    count = await session.scalar(select(func.count()).select_from(WebhookEvent).where(
+        WebhookEvent.status == PENDING, WebhookEvent.source == source))
+    return int(count or 0)
+
+
+async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str) -> WebhookEvent | None:
+    """The oldest event due for verification, now held by `worker` for `lease` (one more attempt counted)."""
+    due = (select(WebhookEvent.id)
+           .where(WebhookEvent.status == PENDING,
+                  or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now))
+           .order_by(WebhookEvent.id).limit(1).with_for_update(skip_locked=True))
+    claimed = (update(WebhookEvent)
+               .where(WebhookEvent.id.in_(due.scalar_subquery()))
+               .values(claimed_by=worker, next_attempt_at=now + lease, attempts=WebhookEvent.attempts + 1)
+               .returning(WebhookEvent)
+               .execution_options(synchronize_session=False))
+    return (await session.scalars(claimed)).one_or_none()
+
+
+async def held(session: AsyncSession, row_id: int, worker: str) -> WebhookEvent | None:
+    """The event, locked, if it is still pending and still `worker`'s."""
+    return await session.scalar(select(WebhookEvent).where(
+        WebhookEvent.id == row_id, WebhookEvent.status == PENDING, WebhookEvent.claimed_by == worker,
+    ).with_for_update())
+
+
+async def purge(session: AsyncSession, *, received_before: datetime, now: datetime, limit: int) -> int:
+    """Drop the bodies of up to `limit` events never proven genuine and received before `received_before`; the
+    row stays (source, event id, status, size, times). Returns how many were purged."""
+    batch = (select(WebhookEvent.id)
+             .where(WebhookEvent.status.in_(PURGEABLE), WebhookEvent.received_at < received_before,
+                    WebhookEvent.purged_at.is_(None))
+             .order_by(WebhookEvent.id).limit(limit).with_for_update(skip_locked=True))
+    result = await session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id.in_(batch.scalar_subquery()))
+        .values(body_bytes=func.length(WebhookEvent.body), body=b"", purged_at=now)
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
