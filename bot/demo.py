@@ -38,7 +38,15 @@ HARBOR = Customer(id="C-1002", name="Harbor Marine Works", email="accounts@harbo
                   channels=("email",))
 INVOICES = (("INV-1042", ALVAREZ, Money.of("1250.00", "USD")), ("INV-1043", HARBOR, Money.of("2400.00", "USD")))
 FINANCE_CHANNEL = "C0FINANCE"
+BUSINESS = {"business_name": "Ridgeline Aluminum Welding", "business_phone": "+1 (555) 010-4477",
+            "business_address": "88 Foundry Road, Erie, PA", "business_reply_to": "accounts@ridgeline-welding.example",
+            "business_timezone": "America/New_York"}
 RULE = "─" * 78
+
+
+#: Optional settings the demo stands in for too, to show the product as a configured shop sees it: Slack chat-ops
+#: (without a signing secret nothing answers a button, so cards carry none).
+SHOWN_CONFIGURED = {"slack": ("signing_secret",)}
 
 
 def channel_configs() -> dict[str, IntegrationSettings]:
@@ -47,7 +55,8 @@ def channel_configs() -> dict[str, IntegrationSettings]:
     for name, factory in CHANNELS.items():
         config = factory.Settings()
         if config.missing():
-            stand_ins: dict[str, Any] = {f: stand_in(f) for f in factory.Settings.required}
+            shown = (*factory.Settings.required, *SHOWN_CONFIGURED.get(name, ()))
+            stand_ins: dict[str, Any] = {f: stand_in(f) for f in shown}
             config = factory.Settings(_env_file=None, **stand_ins)
         configs[name] = config
     return configs
@@ -164,7 +173,7 @@ async def run_demo(out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="paybot-demo-") as tmp:
         stripe_secret, wave_secret = "whsec_demo_" + secrets.token_hex(16), secrets.token_hex(16)
         settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
-                            finance_slack_channel=FINANCE_CHANNEL)
+                            finance_slack_channel=FINANCE_CHANNEL, **BUSINESS)
         configs = {"stripe": StripeSettings(_env_file=None, webhook_secret=stripe_secret),
                    "wave": WaveSettings(_env_file=None, webhook_secret=wave_secret), **channel_configs()}
         app = create_app(settings, configs=configs, run_worker=False)

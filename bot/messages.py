@@ -1,4 +1,10 @@
-"""Messages to send, and their words: Jinja2 templates in `bot/templates/`, one set per purpose."""
+"""Messages to send, and their words: Jinja2 templates, one set per purpose and language.
+
+A template is looked up as `{purpose}.{locale}.{part}`, then `{purpose}.{language}.{part}`, then
+`{purpose}.{part}` (English), where part is `subject.txt`, `txt` or `html`: `receipt.es-MX.txt`, `receipt.es.txt`,
+`receipt.txt`. The operator's folder (`TEMPLATES_DIR`) is searched before the built-in `bot/templates/`, so a file
+there of the same name replaces a built-in one and everything else keeps the built-in wording.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,11 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, Template,
+                    TemplatesNotFound, select_autoescape)
 
 from bot import text as surfaces
+from bot.domain.business import Business
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 
@@ -41,6 +49,14 @@ class Audience(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Wording:
+    """How this shop's messages read: who signs them, and the operator's templates folder, if any."""
+
+    business: Business = Business()
+    templates_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     purpose: Purpose
     recipient: str  # the channel's address: an email, a phone, a Slack channel id, …
@@ -49,6 +65,22 @@ class Message:
     note: str | None = None  # free text: an edit by staff, a dead-letter reason
     text_override: str | None = None  # staff-edited wording replacing the template's text
     test: bool = False  # `paybot send-test`: marked [TEST] in the subject and the text
+    unreachable: str | None = None  # finance: why the customer could not be told (no usable channel)
+    wording: Wording = Wording()  # set by the Notifier from the settings
+
+    @property
+    def audience(self) -> Audience:
+        return Audience.CUSTOMER if self.purpose is Purpose.RECEIPT else Audience.FINANCE
+
+    @property
+    def locale(self) -> str:
+        """The reader's: the customer's for their messages, the business's for finance (one way for all)."""
+        return self.receipt.locale if self.audience is Audience.CUSTOMER else self.wording.business.locale
+
+    @property
+    def timezone(self) -> str:
+        business = self.wording.business.timezone
+        return (self.receipt.timezone or business) if self.audience is Audience.CUSTOMER else business
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +95,11 @@ class Rendered:
 _ESCAPE = {Surface.EMAIL: surfaces.plain, Surface.SLACK: surfaces.slack}
 
 
-@lru_cache(maxsize=None)
-def _environment(surface: Surface = Surface.EMAIL) -> Environment:
+@lru_cache(maxsize=16)
+def _environment(templates_dir: str | None, surface: Surface = Surface.EMAIL) -> Environment:
+    builtin = PackageLoader("bot", "templates")
     return Environment(
-        loader=PackageLoader("bot", "templates"),
+        loader=ChoiceLoader([FileSystemLoader(templates_dir), builtin]) if templates_dir else builtin,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -75,21 +108,39 @@ def _environment(surface: Surface = Surface.EMAIL) -> Environment:
     )
 
 
+def template_names(purpose: str, locale: str, part: str) -> list[str]:
+    """Most specific first: `receipt.es-MX.txt`, `receipt.es.txt`, `receipt.txt`."""
+    tag = locale.replace("_", "-")
+    language = tag.split("-")[0].lower()
+    return list(dict.fromkeys([f"{purpose}.{tag}.{part}", f"{purpose}.{language}.{part}", f"{purpose}.{part}"]))
+
+
 def template_data(message: Message) -> dict[str, Any]:
-    return message.receipt.as_template_data() | {"note": message.note}
+    """Everything a template or card may use (README: "Customising the wording" lists it)."""
+    receipt_data = message.receipt.as_template_data(message.locale, message.timezone)
+    return receipt_data | message.wording.business.as_template_data() | {
+        "note": message.note, "unreachable": message.unreachable, "locale": message.locale.replace("_", "-")}
 
 
 def render(message: Message, surface: Surface = Surface.EMAIL) -> Rendered:
     """The subject, text and HTML for a message; `text` has every value escaped for `surface` (for Slack it is
-    `Mrkdwn`), subject and HTML are the email's. Staff-edited text replaces the template's text."""
-    email, data = _environment(), template_data(message)
-    name = message.purpose.value
-    subject = surfaces.line(email.get_template(f"{name}.subject.txt").render(data))
-    text = _marked(message, _words(message, Surface.EMAIL, data))
+    `Mrkdwn`), subject and HTML are the email's. Staff-edited text replaces the template's text.
+
+    Raises whatever a template or the reader's locale raises (an unknown locale, a template error): the caller
+    records that as a failed notification."""
+    email, data = _environment(message.wording.templates_dir), template_data(message)
+    subject = surfaces.line(_template(email, message, "subject.txt").render(data))
     if message.test:
         subject = f"[TEST] {subject}"
-    has_html = f"{name}.html" in email.list_templates() and not message.text_override and not message.test
-    html = email.get_template(f"{name}.html").render(data) if has_html else email.get_template("text.html").render(text=text)
+    text = _marked(message, _words(message, Surface.EMAIL, data))
+    html_template = None
+    if not message.text_override and not message.test:
+        try:
+            html_template = _template(email, message, "html")
+        except TemplatesNotFound:
+            pass
+    html = (html_template.render(data) if html_template is not None
+            else email.get_template("text.html").render(text=text))
     if surface is Surface.SLACK:
         text = surfaces.Mrkdwn(_marked(message, _words(message, surface, data)))  # every value went through `finalize`
     return Rendered(subject=subject, text=text, html=html)
@@ -103,9 +154,14 @@ def _marked(message: Message, words: str) -> str:
 def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
     if message.text_override:
         return _ESCAPE[surface](message.text_override).strip()
-    return _environment(surface).get_template(f"{message.purpose.value}.txt").render(data).strip()
+    return _template(_environment(message.wording.templates_dir, surface), message, "txt").render(data).strip()
+
+
+def _template(env: Environment, message: Message, part: str) -> Template:
+    """The most specific template there is for the message's purpose and reader (see `template_names`)."""
+    return env.select_template(template_names(message.purpose.value, message.locale, part))
 
 
 def render_slack_text(purpose: Purpose, **data: Any) -> surfaces.Mrkdwn:
     """A Slack message about no payment (e.g. the audit anchor): its text template alone, every value escaped."""
-    return surfaces.Mrkdwn(_environment(Surface.SLACK).get_template(f"{purpose.value}.txt").render(data).strip())
+    return surfaces.Mrkdwn(_environment(None, Surface.SLACK).get_template(f"{purpose.value}.txt").render(data).strip())

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale, UnknownLocaleError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.audit import Keyring
+from bot.domain.business import Business
 from bot.storage.engine import normalise_url
 
 ENV_FILE = ".env"
@@ -83,6 +86,40 @@ class Settings(BaseSettings):
         previous = self.audit_previous_keys.get_secret_value().split(",") if self.audit_previous_keys else []
         return Keyring.of(self.audit_key.get_secret_value().strip() if self.audit_key else None,
                           [k.strip() for k in previous])
+
+    # Who the messages come from: signed on every customer message, on every channel.
+    business_name: str | None = None
+    business_address: str | None = None
+    business_phone: str | None = None
+    business_reply_to: str | None = None  # the email address a customer's reply goes to
+    business_logo_url: str | None = None
+    business_locale: str = "en-US"  # finance cards: money and dates shown one way, whatever the customer reads
+    business_timezone: str = "UTC"  # IANA name: finance cards, and customers without a time zone
+    templates_dir: str | None = None  # the operator's wording: templates here replace the built-in ones by name
+
+    @field_validator("business_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value.replace("-", "_"))
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"{value!r} is not a locale (e.g. en-US, es-MX)") from None
+        return value
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from None
+        return value
+
+    @property
+    def business(self) -> Business:
+        return Business(name=self.business_name, address=self.business_address, phone=self.business_phone,
+                        reply_to=self.business_reply_to, logo_url=self.business_logo_url,
+                        locale=self.business_locale, timezone=self.business_timezone)
 
     @field_validator("database_url")
     @classmethod

@@ -31,7 +31,7 @@ def as_text(blocks: list[dict[str, Any]], width: int = 38) -> list[str]:
         if kind == "section" and "fields" in block:
             for item in block["fields"]:
                 label, _, value = plain(item["text"]).partition("\n")
-                lines.append(f"{label + ':':<14}{value}"[:width * 3])
+                lines.append(f"{(label + ':').ljust(13)} {value}"[:width * 3])
         elif kind == "actions":
             lines.append("  ".join(f"[ {e['text']['text']} ]" for e in block["elements"] if e.get("type") == "button"))
         elif kind == "context":

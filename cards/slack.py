@@ -40,61 +40,69 @@ def _context(text: str) -> Block:
     return {"type": "context", "elements": [_text("mrkdwn", text)]}
 
 
-def payment_confirmation(data: dict[str, Any]) -> list[Block]:
-    """Finance channel: a matched payment, with Resend / Edit / Escalate."""
+def _actions(pid: str, buttons: list[Block]) -> list[Block]:
+    """The staff buttons, if chat-ops can answer them (an empty list otherwise: a button nobody answers is a lie)."""
+    return [{"type": "actions", "block_id": f"payment_{pid}", "elements": buttons}] if buttons else []
+
+
+def payment_confirmation(data: dict[str, Any], *, buttons: bool = True) -> list[Block]:
+    """Finance channel: a matched payment, with Resend / Edit / Escalate; and whether the customer was told."""
     data = escape(data)
     pid = str(data["payment_id"])
     status = "Partially paid" if data["partial"] else "Overpaid" if data["overpaid"] else "Paid in full"
+    owing = ("Overpaid by", data["credit"]) if data["overpaid"] else ("Balance left", data["balance"])
+    unreachable = data.get("unreachable")
+    warning = [_section(f":warning: *{data['customer_name']} was NOT told* about this payment: {unreachable}")] \
+        if unreachable else []
     return [
         _section(f":white_check_mark: *Payment received* — {data['amount']} from *{data['customer_name']}*"),
-        _fields([("Invoice", data["invoice_number"]), ("Status", status), ("Balance left", data["balance"]),
+        *warning,
+        _fields([("Invoice", data["invoice_number"]), ("Status", status), owing,
                  ("Source", data["source"]), ("Received", data["paid_at"]), ("Matched by", data["match_reason"])]),
-        {"type": "actions", "block_id": f"payment_{pid}", "elements": [
-            _button(ids.RESEND, "Resend", pid),
-            _button(ids.EDIT, "Edit", pid),
-            _button(ids.ESCALATE, "Escalate", pid, "danger"),
-        ]},
-        _context(f"Payment #{pid}"),
+        *_actions(pid, [_button(ids.RESEND, "Resend", pid), _button(ids.EDIT, "Edit", pid),
+                        _button(ids.ESCALATE, "Escalate", pid, "danger")] if buttons else []),
+        _context(f"Payment #{pid}" + (" · the customer was not told" if unreachable else "")),
     ]
 
 
-def needs_review(data: dict[str, Any]) -> list[Block]:
-    """Finance channel: a payment we could not match; no customer was told."""
+def needs_review(data: dict[str, Any], *, buttons: bool = True) -> list[Block]:
+    """Finance channel: a payment we could not match, with what the payer gave us to go on; no customer was told."""
     data = escape(data)
     pid = str(data["payment_id"])
+    name, email = data.get("payer_name"), data.get("payer_email")
+    payer = f"{name} ({email})" if name and email else name or email or data["customer_name"]
     return [
         _section(f":mag: *Payment needs review* — {data['amount']} via {data['source']}"),
-        _fields([("Payer", data["payer_email"] or data["customer_name"]), ("Why", data["match_reason"]),
+        _fields([("Payer", payer), ("They quoted", data.get("quoted") or ""),
+                 (f"{data['source']} payment id", data.get("payment_ref") or ""), ("Why", data["match_reason"]),
                  ("Received", data["paid_at"])]),
-        {"type": "actions", "block_id": f"payment_{pid}", "elements": [
-            _button(ids.MATCH, "Match to invoice…", pid, "primary"),
-            _button(ids.ESCALATE, "Escalate", pid, "danger"),
-        ]},
+        *_actions(pid, [_button(ids.MATCH, "Match to invoice…", pid, "primary"),
+                        _button(ids.ESCALATE, "Escalate", pid, "danger")] if buttons else []),
         _context(f"Payment #{pid} · no customer message was sent"),
     ]
 
 
-def reversal(data: dict[str, Any]) -> list[Block]:
+def reversal(data: dict[str, Any], *, buttons: bool = True) -> list[Block]:
     data = escape(data)
     pid = str(data["payment_id"])
     return [
         _section(f":warning: *Payment {data['kind']}* — {data['amount']} via {data['source']}"),
         _fields([("Invoice", data["invoice_number"] or "—"), ("Customer", data["customer_name"]),
                  ("Recorded", data["paid_at"])]),
-        {"type": "actions", "block_id": f"payment_{pid}", "elements": [_button(ids.ESCALATE, "Escalate", pid, "danger")]},
+        *_actions(pid, [_button(ids.ESCALATE, "Escalate", pid, "danger")] if buttons else []),
         _context(f"Payment #{pid} · no customer message was sent"),
     ]
 
 
-def dead_letter(data: dict[str, Any]) -> list[Block]:
+def dead_letter(data: dict[str, Any], *, buttons: bool = True) -> list[Block]:
     data = escape(data)
     pid = str(data["payment_id"])
     return [
         _section(f":rotating_light: *Could not deliver* the {data['note']}"),
         _fields([("Invoice", data["invoice_number"] or "—"), ("Customer", data["customer_name"]),
                  ("Amount", data["amount"])]),
-        {"type": "actions", "block_id": f"payment_{pid}", "elements": [
-            _button(ids.RESEND, "Resend", pid), _button(ids.ESCALATE, "Escalate", pid, "danger")]},
+        *_actions(pid, [_button(ids.RESEND, "Resend", pid), _button(ids.ESCALATE, "Escalate", pid, "danger")]
+                  if buttons else []),
     ]
 
 

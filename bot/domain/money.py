@@ -32,6 +32,12 @@ def normalise_currency(code: str) -> str:
     return currency
 
 
+@lru_cache(maxsize=None)
+def _symbol(currency: str) -> str:
+    """The currency's symbol where it is at home, as CLDR's root data (through English) writes it: `$` for USD."""
+    return get_currency_symbol(currency, "en")
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Money:
     """An exact amount: `minor` units of `currency` (cents for USD, yen for JPY)."""
@@ -93,8 +99,17 @@ class Money:
         return self.minor != 0
 
     def format(self, locale: str = "en_US") -> str:
-        """Locale-aware, e.g. `$1,250.00` (en-US) or `1.250,00 €` (de-DE)."""
-        return format_currency(self.amount, self.currency, locale=locale.replace("-", "_"))
+        """Locale-aware, e.g. `$1,250.00` (en-US), `1.250,00 €` (de-DE) or `$980.50 USD` (es-MX).
+
+        Raises babel's `UnknownLocaleError` (a ValueError-like Exception) for a locale that does not exist."""
+        tag = locale.replace("-", "_")
+        text = format_currency(self.amount, self.currency, locale=tag)
+        symbol = _symbol(self.currency)
+        if get_currency_symbol(self.currency, tag) == self.currency and symbol != self.currency:
+            # The locale has no symbol of its own for this currency and writes the bare code (es-MX: "USD980.50");
+            # its readers write the symbol and add the code to tell it from their own dollar: "$980.50 USD".
+            return f"{text.replace(self.currency, symbol, 1)} {self.currency}"
+        return text
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"

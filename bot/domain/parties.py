@@ -22,6 +22,7 @@ class Customer:
     phone: str | None = None  # E.164
     country: str = "US"
     locale: str = "en-US"
+    timezone: str | None = None  # IANA name (America/Mexico_City); None: the business's time zone
     channels: tuple[str, ...] = ("email",)
     slack_channel: str | None = None
     teams_conversation: str | None = None

@@ -29,6 +29,7 @@ class PaymentEvent:
     kind: PaymentKind
     amount: Money
     occurred_at: datetime
+    date_only: bool = False                   # the platform gave a date, not a time: `occurred_at` is its midnight UTC
     payment_ref: str | None = None            # the platform's id of the money movement (pi_…, txn_id, …)
     invoice_numbers: tuple[str, ...] = ()     # printed invoice numbers the platform names
     invoice_external_id: str | None = None    # the platform's own invoice id

@@ -97,7 +97,7 @@ class Staff:
     async def update_card(self, client: AsyncWebClient, card: list[str] | None, payment_id: int | None) -> None:
         if not card or payment_id is None:
             return
-        update = await activity.card_after(self.db, card[0], card[1], payment_id)
+        update = await activity.card_after(self.db, card[0], card[1], payment_id, self.desk.notifier.wording)
         if update is not None:
             await _quietly(client.chat_update(**update))
 

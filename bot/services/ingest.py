@@ -239,11 +239,11 @@ class Ingest:
         payment = models.Payment(
             webhook_event_id=webhook_event_id, source=event.source, kind=event.kind.value,
             payment_ref=event.payment_ref, currency=amount.currency, amount_minor=amount.minor,
-            occurred_at=event.occurred_at, recorded_at=uow.clock(),
+            occurred_at=event.occurred_at, date_only=event.date_only, recorded_at=uow.clock(),
             invoice_id=invoice_row.id if invoice_row else None,
             customer_id=match.customer.id if match.customer else None, match_rule=match.rule.value,
             match_reason=match.reason, fingerprint=payment_key, payer_email=event.payer_email,
-            payer_name=event.payer_name, details=dict(event.details),
+            payer_name=event.payer_name, details=dict(event.details) | quoted(event),
         )
         audit_base: dict[str, Any] = dict(source=event.source, invoice=invoice.number if invoice else None,
                           customer_id=payment.customer_id, amount=amount)
@@ -318,6 +318,12 @@ class Ingest:
             if named.rule in (matching.MatchRule.INVOICE_NUMBER, matching.MatchRule.EXTERNAL_ID):
                 return named
         return matching.match(event, await repo.candidates(session, keys))
+
+
+def quoted(event: PaymentEvent) -> dict[str, str]:
+    """What the payer named the payment for (invoice numbers, the platform's invoice id), kept for finance's review."""
+    named = [*event.invoice_numbers, *([event.invoice_external_id] if event.invoice_external_id else [])]
+    return {"quoted": ", ".join(dict.fromkeys(named))} if named else {}
 
 
 def report_of(payment: models.Payment) -> Report:

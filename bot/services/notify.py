@@ -1,23 +1,32 @@
 """Deciding who hears about a payment, on which channel, and queueing it in the outbox.
 
 The customer hears on the first of their preferred channels that is configured and can reach them; the rest
-are fallbacks, tried in order when a channel fails for good. Finance staff get a card in their channel.
+are fallbacks, tried in order when a channel fails for good. Finance staff get a card in their channel. A customer
+no channel can reach is audited (`notification.undeliverable`) and the card says they were not told, and why.
+A message that cannot be written (an unknown locale, a broken template) is a failed notification like any other:
+the payment it is about stands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
+from bot.domain import reach
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
+from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import Channel, Payload
-from bot.messages import Audience, Message, Purpose
+from bot.messages import Audience, Message, Purpose, Wording
 from bot.settings import Settings
 from bot.services import receipts
 from bot.storage import outbox
 from bot.storage.database import UnitOfWork
 from bot.storage.models import Notification
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,14 @@ class Notifier:
     def __init__(self, settings: Settings, channels: Mapping[str, Channel]) -> None:
         self.settings = settings
         self.channels = channels
+        self.wording = Wording(business=settings.business, templates_dir=settings.templates_dir)
+
+    def stamp(self, message: Message) -> Message:
+        """The message as this shop words it: its business identity and the operator's templates."""
+        return replace(message, wording=self.wording)
+
+    def why_unreachable(self, customer: Customer) -> str | None:
+        return why_unreachable(customer, self.channels)
 
     def _provider_for(self, preference: str) -> Channel | None:
         serving = [c for c in self.channels.values() if c.serves == preference]
@@ -56,41 +73,67 @@ class Notifier:
     async def queue(self, uow: UnitOfWork, route: Route, message: Message, *, key: str,
                     fallbacks: Sequence[str] = (), actor: str = "system", payload: Payload | None = None) -> int | None:
         """Render the message for the route (or take `payload` as already rendered, e.g. a resend of exactly what
-        was sent) and put it in the outbox; None if this key was queued before."""
-        audience = Audience.CUSTOMER if message.purpose is Purpose.RECEIPT else Audience.FINANCE
+        was sent) and put it in the outbox; None if this key was queued before. A message that cannot be rendered
+        is queued dead, with the reason, and handled as any failed message (fallback, finance told)."""
+        message = self.stamp(message)
+        failure = None
+        if payload is None:
+            try:
+                payload = route.channel.render(message)
+            except Exception as exc:  # whatever the template or locale raised: this message failed, nothing else
+                log.exception("could not render the %s for payment %s via %s", message.purpose.value,
+                              message.receipt.payment_id, route.channel.name)
+                failure = f"could not write the message: {type(exc).__name__}: {exc}"[:300]
+        dead = {"status": outbox.DEAD, "last_error": failure} if failure else {}
         notification_id = await outbox.enqueue(
             uow.session, now=uow.clock(), idempotency_key=key, payment_id=message.receipt.payment_id,
-            channel=route.channel.name, audience=audience.value, purpose=message.purpose.value,
-            recipient=route.recipient, payload=payload if payload is not None else route.channel.render(message),
-            fallbacks=list(fallbacks),
+            channel=route.channel.name, audience=message.audience.value, purpose=message.purpose.value,
+            recipient=route.recipient, payload=payload or {}, fallbacks=list(fallbacks), **dead,
         )
         if notification_id is not None:
             receipt = message.receipt
-            uow.audit("notification.queued", actor=actor, channel=route.channel.name, invoice=receipt.invoice_number,
-                      customer_id=receipt.customer_id, amount=receipt.amount,
-                      detail={"notification_id": notification_id, "purpose": message.purpose.value,
-                              "audience": audience.value, "recipient": redact(route.recipient)})
+            detail = {"notification_id": notification_id, "purpose": message.purpose.value,
+                      "audience": message.audience.value, "recipient": redact(route.recipient)}
+            subject: dict[str, Any] = dict(channel=route.channel.name, invoice=receipt.invoice_number,
+                                           customer_id=receipt.customer_id, amount=receipt.amount)
+            if failure:
+                uow.audit("notification.failed", actor=actor, **subject,
+                          detail=detail | {"reason": failure, "stage": "render"})
+                row = await uow.session.get(Notification, notification_id)
+                assert row is not None
+                await self.after_failure(uow, row)
+            else:
+                uow.audit("notification.queued", actor=actor, **subject, detail=detail)
         return notification_id
 
     async def acknowledge(self, uow: UnitOfWork, receipt: Receipt, customer: Customer | None) -> list[int]:
         """Queue everything a newly recorded payment calls for."""
         queued: list[int | None] = []
+        unreachable = None
         if receipt.kind == "payment" and receipt.matched and customer is not None:
+            unreachable = self.why_unreachable(customer)
             queued.append(await self.thank(uow, receipt, customer))
         finance = self.finance_route()
         if finance:
             purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
                        else Purpose.FINANCE_CARD if receipt.matched else Purpose.NEEDS_REVIEW)
             if receipt.kind != "pending":
-                queued.append(await self.queue(uow, finance, Message(purpose, finance.recipient, receipt, customer),
+                message = Message(purpose, finance.recipient, receipt, customer, unreachable=unreachable)
+                queued.append(await self.queue(uow, finance, message,
                                                key=key_for(receipt.payment_id, purpose, finance.channel.name)))
         return [n for n in queued if n is not None]
 
-
     async def thank(self, uow: UnitOfWork, receipt: Receipt, customer: Customer, *, actor: str = "system") -> int | None:
-        """Queue the customer's receipt on their first usable channel, the others as fallbacks."""
+        """Queue the customer's receipt on their first usable channel, the others as fallbacks; with none usable,
+        say so in the audit trail (the finance card says it too)."""
         routes = self.customer_routes(customer)
         if not routes:
+            reason = self.why_unreachable(customer) or "no usable channel"
+            log.warning("payment %s: customer %s cannot be told: %s", receipt.payment_id, customer.id, reason)
+            uow.audit("notification.undeliverable", actor=actor, invoice=receipt.invoice_number,
+                      customer_id=customer.id, amount=receipt.amount,
+                      detail={"payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value,
+                              "channels": list(customer.channels), "reason": reason})
             return None
         first, rest = routes[0], [r.channel.name for r in routes[1:]]
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
@@ -120,6 +163,15 @@ class Notifier:
             note = f"{row.purpose} via {row.channel} ({row.last_error})"
             await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
                              key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))
+
+
+def why_unreachable(customer: Customer, channels: Collection[str]) -> str | None:
+    """Why no message can reach `customer` when the channels named are the configured ones (e.g. the keys of
+    `Runtime.channels`: `{"sendgrid", "slack"}`), one reason per preferred channel; None when one can.
+
+    For the import warning and `paybot check` as much as for payment time."""
+    configured = {CHANNELS[name].serves for name in channels if name in CHANNELS}
+    return reach.why_unreachable(customer, configured, {factory.serves for factory in CHANNELS.values()})
 
 
 def key_for(payment_id: int, purpose: Purpose, channel: str, attempt: str = "") -> str:

@@ -25,6 +25,8 @@ def receipt_of(payment: models.Payment, invoice: Invoice | None, customer: Custo
         balance=Money(currency, payment.balance_minor) if payment.balance_minor is not None else None,
         settlement=Settlement(payment.settlement) if payment.settlement else None,
         match_reason=payment.match_reason, payer_email=payment.payer_email,
+        timezone=customer.timezone if customer else None, date_only=payment.date_only,
+        payment_ref=payment.payment_ref, details=dict(payment.details), payer_name=payment.payer_name,
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
+                        false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.storage.sql import invoice_key
@@ -51,10 +52,10 @@ class Customer(Base):
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     country: Mapped[str] = mapped_column(String(2), default="US")
     locale: Mapped[str] = mapped_column(String(35), default="en-US")
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: the business's
     channels: Mapped[list[Any]]
     slack_channel: Mapped[str | None] = mapped_column(String(64))
     teams_conversation: Mapped[str | None] = mapped_column(String(255))
-    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
 
 
 class Invoice(Base):
@@ -100,6 +101,7 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     occurred_at: Mapped[datetime]
+    date_only: Mapped[bool] = mapped_column(default=False, server_default=false())  # the platform gave only a day
     recorded_at: Mapped[datetime]
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)

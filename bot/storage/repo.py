@@ -34,6 +34,7 @@ async def external_ids_of(session: AsyncSession,
 def to_customer(row: Customer, refs: dict[str, str]) -> parties.Customer:
     return parties.Customer(
         id=row.id, name=row.name, email=row.email, phone=row.phone, country=row.country, locale=row.locale,
+        timezone=row.timezone,
         channels=tuple(row.channels), slack_channel=row.slack_channel, teams_conversation=row.teams_conversation,
         external_ids=refs,
     )

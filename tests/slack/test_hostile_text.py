@@ -124,7 +124,7 @@ async def test_hostile_names_emails_and_numbers_stay_text_on_every_surface(staff
             problems.append(f"{name}: live markup {live}")
     mail = surfaces["mail"]
     html = next(c["value"] for c in mail["content"] if c["type"] == "text/html")
-    if "&lt;!channel&gt; &lt;https://evil.example|Open" not in html or re.search(r"<(?!/?(p|strong)\b)", html):
+    if "&lt;!channel&gt; &lt;https://evil.example|Open" not in html or re.search(r"<(?!/?(p|strong|table|tr|td)\b)", html):
         problems.append(f"customer email HTML: {html}")
     if HOSTILE not in mail_text(mail) or CONTROL.search(mail_text(mail)):  # plain text: shown as it is, inert
         problems.append(f"customer email text: {mail_text(mail)!r}")

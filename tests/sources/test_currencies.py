@@ -18,7 +18,7 @@ from bot.domain.money import Money, currency_markers
 from bot.integrations.sources.paypal import PayPalSettings
 from bot.storage import models
 from tests.contract.samples import payload
-from tests.fakes.paypal import CLIENT_ID, CLIENT_SECRET, WEBHOOK_ID, FakePayPal
+from tests.fakes.paypal import WEBHOOK_ID, FakePayPal
 from tests.harness import stripe_invoice_event
 from tests.sources.helpers import load, mail_text, post
 
@@ -53,8 +53,7 @@ async def paypal(aiohttp_server):  # type: ignore[no-untyped-def]
 def configs(configs, paypal):  # type: ignore[no-untyped-def]
     return configs | {"paypal": PayPalSettings(  # type: ignore[call-arg]
         _env_file=None, ipn_verify_url=str(paypal.server.make_url("/cgi-bin/webscr")), receiver_email=RECEIVER,
-        webhook_id=WEBHOOK_ID, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        base_url=str(paypal.server.make_url("/")))}
+        webhook_id=WEBHOOK_ID, cert_origins=paypal.origin)}
 
 
 async def jane_owes(paybot, currency: str, amount: str) -> None:  # type: ignore[no-untyped-def]

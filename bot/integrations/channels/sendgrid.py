@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import SecretStr
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sendgrid.helpers.mail import CustomArg, Mail
+from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
 
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
@@ -59,14 +59,17 @@ class SendGridChannel:
 
     def render(self, message: Message) -> Payload:
         words = render(message)
+        business = message.wording.business
+        from_name = self.settings.from_name or business.name
         mail = Mail(
-            from_email=(self.settings.from_email, self.settings.from_name) if self.settings.from_name
-            else self.settings.from_email,
+            from_email=(self.settings.from_email, from_name) if from_name else self.settings.from_email,
             to_emails=message.recipient,
             subject=words.subject,
             plain_text_content=words.text,
             html_content=words.html,
         )
+        if business.reply_to:
+            mail.reply_to = ReplyTo(business.reply_to, business.name)
         mail.custom_arg = [CustomArg("payment_id", str(message.receipt.payment_id)),
                            CustomArg("purpose", message.purpose.value)]
         return dict(mail.get())

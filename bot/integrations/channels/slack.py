@@ -23,7 +23,7 @@ from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import CannotTell, Payload
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
-from bot.messages import Message, Purpose, Surface, render
+from bot.messages import Message, Purpose, Surface, render, template_data
 from bot.settings import Settings as CoreSettings
 from bot.text import Mrkdwn
 from cards import slack as cards
@@ -65,8 +65,9 @@ class SlackChannel:
         if message.purpose is Purpose.RECEIPT:
             blocks = cards.customer_receipt(words.text)
         else:
-            blocks = cards.FINANCE_CARDS[message.purpose.value](
-                message.receipt.as_template_data() | {"note": message.note})
+            # Without the signing secret nobody can answer a button: the card carries none.
+            blocks = cards.FINANCE_CARDS[message.purpose.value](template_data(message),
+                                                                buttons=bool(self.settings.signing_secret))
         return {"channel": message.recipient, "text": words.text, "blocks": blocks}
 
     async def send(self, payload: Payload, *, key: str) -> Delivery:

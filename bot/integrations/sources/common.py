@@ -90,3 +90,23 @@ async def fetch_json(http: aiohttp.ClientSession, provider: str, method: str, ur
         return json_object(body)
     except PayloadInvalid as exc:
         raise ProviderUnavailable(provider, f"{what}: unreadable answer ({exc})") from exc
+
+
+#: Platforms' words for how a customer paid, in paybot's (see `bot.domain.receipt.METHODS`).
+METHOD_ALIASES = {"credit_card": "card", "debit_card": "card", "cheque": "check", "us_bank_account": "ach",
+                  "ach_debit": "ach", "ach_credit_transfer": "ach", "bank_account": "ach", "sepa_debit": "bank_transfer",
+                  "customer_balance": "bank_transfer", "bank_payment": "bank_transfer", "digital_wallet": "wallet"}
+
+
+def method_details(method: Any, brand: Any = None, last4: Any = None) -> dict[str, str]:
+    """How the customer paid, as `PaymentEvent.details` keeps it for the receipt: `method`, `card_brand`,
+    `card_last4` (whichever the platform said)."""
+    name = str(method or "").strip().lower().replace(" ", "_").replace("-", "_")
+    values = {"method": METHOD_ALIASES.get(name, name), "card_brand": str(brand or "").strip(),
+              "card_last4": str(last4 or "").strip()}
+    return {k: v for k, v in values.items() if v}
+
+
+def is_bare_date(value: Any) -> bool:
+    """A platform's payment time that is only a day ("2026-11-28"): there is no time to show."""
+    return isinstance(value, str) and len(value.strip()) == 10 and value.strip()[4:5] == "-"

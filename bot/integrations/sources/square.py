@@ -26,7 +26,8 @@ from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import digest_matches, fetch_json, field, json_object, parse_time
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, json_object, method_details,
+                                             parse_time)
 from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class SquareSource(WebhookSource[SquareSettings]):
             customer_external_id=payment.get("customer_id"),
             payer_email=payment.get("buyer_email_address"),
             texts=tuple(str(t) for t in (payment.get("note"),) if t),
-            details={k: str(payment[k]) for k in ("order_id", "receipt_url", "location_id") if payment.get(k)},
+            details={**{k: str(payment[k]) for k in ("order_id", "receipt_url", "location_id") if payment.get(k)},
+                     **payment_method(payment)},
         )
 
     def _from_invoice(self, invoice: dict[str, Any], occurred: Any) -> PaymentEvent:
@@ -212,3 +214,14 @@ def error_codes(body: str) -> str:
         return ",".join(str(e.get("code")) for e in errors if isinstance(e, dict))
     except (ValueError, AttributeError):
         return ""
+
+
+def payment_method(payment: dict[str, Any]) -> dict[str, str]:
+    """`source_type` (CARD, BANK_ACCOUNT, CASH, WALLET, EXTERNAL…) and, for a card, its brand and last four."""
+    source_type = str(payment.get("source_type") or "")
+    if source_type == "CARD":
+        card = (payment.get("card_details") or {}).get("card") or {}
+        return method_details("card", card.get("card_brand"), card.get("last_4"))
+    if source_type == "EXTERNAL":
+        return method_details((payment.get("external_details") or {}).get("type"))
+    return method_details(source_type)

@@ -26,7 +26,7 @@ from bot.integrations.base import IntegrationSettings, secret, secrets, settings
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
 from bot.integrations.sources.common import (digest_matches, fetch_json, field, from_unix, json_object,
-                                             path_segment, unix_seconds)
+                                             method_details, path_segment, unix_seconds)
 from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ class StripeSource(WebhookSource[StripeSettings]):
             payer_name=billing.get("name"),
             payer_phone=billing.get("phone"),
             texts=tuple(str(v) for v in (obj.get("description"), *metadata.values()) if v),
+            details=charge_method(obj),
         )
 
     def _from_refund(self, charge: dict[str, Any], previous: Any, occurred: Any) -> PaymentEvent:
@@ -274,3 +275,17 @@ class StripeSource(WebhookSource[StripeSettings]):
             return [problem(f"STRIPE_API_KEY was refused (HTTP {exc.status}): copy a secret or restricted key "
                             "from Developers → API keys")]
         return [ok(f"STRIPE_API_KEY accepted{mode}, account {account.get('id')}")]
+
+
+def charge_method(obj: dict[str, Any]) -> dict[str, str]:
+    """A charge's `payment_method_details` (`{"type": "card", "card": {"brand", "last4"}}`); a PaymentIntent names
+    only its method types."""
+    used = obj.get("payment_method_details")
+    if isinstance(used, dict) and used.get("type"):
+        kind = str(used["type"])
+        specifics = used.get(kind)
+        if not isinstance(specifics, dict):
+            specifics = {}
+        return method_details(kind, specifics.get("brand"), specifics.get("last4"))
+    types = obj.get("payment_method_types")
+    return method_details(types[0]) if isinstance(types, list) and len(types) == 1 else {}

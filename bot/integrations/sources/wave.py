@@ -22,7 +22,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secrets, settings_config
 from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
-from bot.integrations.sources.common import as_bytes, json_object, parse_time
+from bot.integrations.sources.common import as_bytes, is_bare_date, json_object, method_details, parse_time
 
 HEADER = "X-Webhook-Secret"
 PAID_STATUSES = frozenset({"PAID", "PARTIAL"})
@@ -111,6 +111,7 @@ class WaveSource(WebhookSource[WaveSettings]):
             amount=amount,
             cumulative=this_payment is None,  # amount_paid alone is everything paid so far
             occurred_at=parse_time(fields.get("payment_date"), request.received_at),
+            date_only=is_bare_date(fields.get("payment_date")),
             payment_ref=payment_ref,
             invoice_numbers=(number,) if number else (),
             invoice_external_id=invoice_id or None,
@@ -120,5 +121,6 @@ class WaveSource(WebhookSource[WaveSettings]):
             payer_phone=fields.get("customer_phone") or None,
             reported_balance=money_of(fields, "amount_due", currency),
             invoice_total=money_of(fields, "total", currency),
-            details={"wave_invoice": invoice_id, **{k: fields[k] for k in ("view_url", "business_name") if fields.get(k)}},
+            details={"wave_invoice": invoice_id, **{k: fields[k] for k in ("view_url", "business_name") if fields.get(k)},
+                     **method_details(fields.get("payment_method"))},
         )

@@ -41,6 +41,7 @@ class StaffDesk:
     def __init__(self, db: Database, notifier: Notifier) -> None:
         self.db = db
         self.notifier = notifier
+        self._locale = notifier.wording.business.locale  # staff read money the business's way
 
     # --- resend -------------------------------------------------------------------------------------------------
 
@@ -102,9 +103,9 @@ class StaffDesk:
         async with self.db.transaction() as uow:
             target = await resolve(uow.session, name)
             route = self._customer_route(target, None)
-            text = render(await self._receipt_message(uow, target, route)).text
-        heading = mrkdwn("*{}* · {} · payment #{}", _invoice(target), target.receipt.money(target.receipt.amount),
-                         target.payment.id)
+            text = render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text
+        heading = mrkdwn("*{}* · {} · payment #{}", _invoice(target),
+                         target.receipt.money(target.receipt.amount, self._locale), target.payment.id)
         return Draft(target.payment.id, heading, text)
 
     async def check_edit(self, payment_id: int, text: str) -> str | None:
@@ -116,7 +117,7 @@ class StaffDesk:
         async with self.db.transaction() as uow:
             target = await payment_target(uow.session, payment_id)
             route = self._customer_route(target, None)
-            if render(await self._receipt_message(uow, target, route)).text == text.strip():
+            if render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text == text.strip():
                 return "That is the message as it stands: change something, or cancel."
         return None
 
@@ -124,7 +125,7 @@ class StaffDesk:
         async with self.db.transaction() as uow:
             target = await payment_target(uow.session, payment_id)
             route = self._customer_route(target, None)
-            before = render(await self._receipt_message(uow, target, route)).text
+            before = render(self.notifier.stamp(await self._receipt_message(uow, target, route))).text
             after = text.strip()
             message = Message(Purpose.RECEIPT, route.recipient, target.receipt, target.customer, text_override=after)
             queued = await self.notifier.queue(uow, route, message, actor=request.actor, key=key_for(
@@ -153,9 +154,9 @@ class StaffDesk:
         options = [(i.number, f"{i.number} · {i.customer_id} · owes "
                     f"{Money(i.currency, i.amount_minor - i.paid_minor).format()}") for i in fits[:MAX_OPTIONS]]
         receipt = target.receipt
-        heading = mrkdwn("*{}* via {} from {} · payment #{}\n_{}_", receipt.money(receipt.amount), receipt.source,
-                         receipt.payer_email or receipt.customer_name or "an unknown payer", payment_id,
-                         receipt.match_reason)
+        heading = mrkdwn("*{}* via {} from {} · payment #{}\n_{}_", receipt.money(receipt.amount, self._locale),
+                         receipt.source, receipt.payer_email or receipt.customer_name or "an unknown payer",
+                         payment_id, receipt.match_reason)
         return heading, options
 
     @staticmethod

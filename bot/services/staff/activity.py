@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.messages import Purpose
+from bot.messages import Message, Purpose, Wording, template_data
 from bot.services.staff.targets import payment_target
 from bot.storage import models
 from bot.storage.database import Database
@@ -15,7 +15,8 @@ from bot.text import mrkdwn
 from cards import slack as cards
 
 
-async def card_after(db: Database, channel: str, ts: str, payment_id: int) -> dict[str, Any] | None:
+async def card_after(db: Database, channel: str, ts: str, payment_id: int,
+                     wording: Wording = Wording()) -> dict[str, Any] | None:
     """`chat.update` arguments for the card at (channel, ts), or None when paybot did not post it."""
     async with db.read() as session:
         card = await session.scalar(select(models.Notification).where(
@@ -29,9 +30,9 @@ async def card_after(db: Database, channel: str, ts: str, payment_id: int) -> di
     blocks: list[dict[str, Any]] = card.payload["blocks"]
     text: str = card.payload.get("text", "")
     if card.purpose == Purpose.NEEDS_REVIEW and target.receipt.matched:
-        blocks = cards.payment_confirmation(target.receipt.as_template_data())
-        text = mrkdwn("Payment {} matched to {}", target.receipt.money(target.receipt.amount),
-                      target.receipt.invoice_number)
+        data = template_data(Message(Purpose.FINANCE_CARD, channel, target.receipt, target.customer, wording=wording))
+        blocks = cards.payment_confirmation(data)
+        text = mrkdwn("Payment {} matched to {}", data["amount"], target.receipt.invoice_number)
     lines = [cards.activity_line(a.actor.partition(":")[2], a.summary or "", a.at.strftime("%Y-%m-%d %H:%M UTC"))
              for a in done]
     return {"channel": channel, "ts": ts, "text": text, "blocks": cards.with_activity(blocks, lines, len(done))}

@@ -62,7 +62,8 @@ class Escalations:
 
     async def _post(self, uow: UnitOfWork, route: Route, escalation: models.Escalation, target: Target) -> None:
         actor = escalation.escalated_by
-        message = Message(Purpose.ESCALATION, route.recipient, target.receipt, target.customer, note=escalation.note)
+        message = self.notifier.stamp(
+            Message(Purpose.ESCALATION, route.recipient, target.receipt, target.customer, note=escalation.note))
         mention = cards.mention([u.strip() for u in self.settings.escalation_oncall_slack_users.split(",")],
                                 self.settings.escalation_oncall_slack_usergroup)
         blocks = cards.escalation(template_data(message), escalation_id=escalation.id, mention=mention,

@@ -1,7 +1,7 @@
 """refusal summaries, the audit chain's key id
 
 Revision ID: audit_keyed
-Revises: imports
+Revises: messages
 Create Date: 2026-12-01
 
 Refused webhooks leave the audit chain: they are counted into `refusals` (one row per source, reason class and
@@ -14,7 +14,7 @@ import bot.storage.types
 
 
 revision = 'audit_keyed'  # alembic allows no '-' in an id: the branch name with '_'
-down_revision = 'imports'
+down_revision = 'messages'
 branch_labels = None
 depends_on = None
 
