@@ -238,10 +238,10 @@ async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 def _what_it_proves(result: audit.Verification) -> list[str]:
     """Plainly what an intact verdict does and does not prove (see README, 'Audit trail')."""
-    lines = []
     if result.count == 0:
-        lines.append("The trail is empty.")
-    elif result.first_keyed is None:
+        return []
+    lines = []
+    if result.first_keyed is None:
         lines.append("UNKEYED (no AUDIT_KEY): every entry matches its plain SHA-256 hash, which proves only that "
                      "nothing changed by accident; anyone who can write the database can rewrite entries and "
                      "recompute every hash. Set AUDIT_KEY.")
