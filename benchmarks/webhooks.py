@@ -223,7 +223,7 @@ async def stored(database_url: str) -> tuple[int, str | None]:
     try:
         async with sessions(engine)() as session:
             count = await session.scalar(select(func.count()).select_from(models.WebhookEvent))
-            _, broken = await audit.verify(session)
+            broken = (await audit.verify(session)).broken
     finally:
         await engine.dispose()
     return int(count or 0), f"audit entry {broken.seq}: {broken.reason}" if broken else None

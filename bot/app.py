@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings] | None = None,
                clock: Clock = utcnow, run_worker: bool = True, runtime: Runtime | None = None) -> web.Application:
-    # The body limit is enforced by the webhook handler (413 with an audit entry); this is the outer bound.
+    # The body limit is enforced by the webhook handler (413, counted as a refusal); this is the outer bound.
     app = web.Application(client_max_size=settings.max_body_bytes + 1,
                           middlewares=[body_deadline(settings.read_timeout_seconds)])
     app.add_routes(health.routes() + webhooks.routes() + callbacks.routes() + slack_events.routes())
@@ -41,10 +41,16 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
         stop.set()
         await task
 
+    async def refusal_flusher(app: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()  # without a worker here, nothing else would write this process's refusal counts
+        task = asyncio.create_task(app[RUNTIME].refusals.run(stop))
+        yield
+        stop.set()
+        await task
+
     app.cleanup_ctx.append(lifecycle)
     app.cleanup_ctx.append(slack_events.lifecycle)  # after the runtime it is built on
-    if run_worker:
-        app.cleanup_ctx.append(worker)
+    app.cleanup_ctx.append(worker if run_worker else refusal_flusher)
     return app
 
 

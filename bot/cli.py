@@ -18,11 +18,13 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import logs, staff_cli, text
+from bot.domain.audit import Anchor
 from bot.errors import ConfigError
 from bot.settings import Settings, setting_errors
-from bot.storage import audit
+from bot.storage import audit, refusals
 from bot.storage.connect import open_database
 from bot.storage.database import Database
 
@@ -48,7 +50,7 @@ def configure_logging(level: str) -> None:
 async def _database(settings: Settings) -> Database:
     """The database, ready: on SQLite migrated on the spot (as `serve` does), on PostgreSQL checked to be
     migrated; any problem is one line naming DATABASE_URL (exit 2)."""
-    return await open_database(settings.database_url)
+    return await open_database(settings.database_url, audit_keys=settings.audit_keyring())
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -173,23 +175,90 @@ async def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
                     out.write(("\n" if first else ",\n") + json.dumps(row, default=str))
                     first = False
                 out.write("\n]\n")
+            await _print_head(session)
     finally:
         await db.dispose()
     return 0
+
+
+async def _print_head(session: AsyncSession) -> None:
+    """Every export names the chain's head on stderr (stdout keeps the exported format exactly): keep it, and
+    `paybot audit verify --anchor SEQ:HASH` later proves the trail up to it is unchanged."""
+    anchor, key_id = await audit.head(session)
+    if anchor is not None:
+        print(f"audit head {anchor} ({f'keyed, key {key_id}' if key_id else 'unkeyed'}); "
+              f"check later with: paybot audit verify --anchor {anchor}", file=sys.stderr)
+
+
+async def cmd_audit_refusals(settings: Settings, args: argparse.Namespace) -> int:
+    db = await _database(settings)
+    try:
+        async with db.read() as session:
+            rows = refusals.rows(session, since=_since(args.since))
+            if args.format == "csv":
+                writer = csv.DictWriter(sys.stdout, fieldnames=refusals.EXPORT_FIELDS, lineterminator="\n")
+                writer.writeheader()
+                async for row in rows:
+                    writer.writerow({name: text.csv_cell(value) for name, value in row.items()})
+            else:
+                sys.stdout.write("[")
+                first = True
+                async for row in rows:
+                    sys.stdout.write(("\n" if first else ",\n") + json.dumps(row, default=str))
+                    first = False
+                sys.stdout.write("\n]\n")
+    finally:
+        await db.dispose()
+    return 0
+
+
+def _anchor(value: str) -> Anchor:
+    try:
+        return Anchor.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     db = await _database(settings)
     try:
         async with db.read() as session:
-            count, broken = await audit.verify(session)
+            result = await audit.verify(session, settings.audit_keyring(), args.anchor)
     finally:
         await db.dispose()
-    if broken is None:
-        print(f"audit trail intact: {count} entries")
-        return 0
-    print(f"audit trail BROKEN at entry {broken.seq}: {broken.reason} ({count} entries verified before it)")
-    return 1
+    if result.broken is not None:
+        print(f"audit trail BROKEN at entry {result.broken.seq}: {result.broken.reason} "
+              f"({result.count} entries verified before it)")
+        return 1
+    print(f"audit trail intact: {result.count} entries")
+    for line in _what_it_proves(result):
+        print(f"  {line}")
+    return 0
+
+
+def _what_it_proves(result: audit.Verification) -> list[str]:
+    """Plainly what an intact verdict does and does not prove (see README, 'Audit trail')."""
+    if result.count == 0:
+        return []
+    lines = []
+    if result.first_keyed is None:
+        lines.append("UNKEYED (no AUDIT_KEY): every entry matches its plain SHA-256 hash, which proves only that "
+                     "nothing changed by accident; anyone who can write the database can rewrite entries and "
+                     "recompute every hash. Set AUDIT_KEY.")
+    else:
+        keys = ", ".join(result.key_ids)
+        plain = (f"entries 1-{result.first_keyed - 1} are plain SHA-256 (written before the key), "
+                 if result.first_keyed > 1 else "")
+        lines.append(f"KEYED: {plain}entries {result.first_keyed}-{result.count} are HMAC-SHA256 with key {keys}: "
+                     "nobody without the key could have edited, inserted or removed any of them "
+                     "undetected, or any entry before them.")
+    if result.anchors:
+        latest = max(result.anchors, key=lambda a: a.seq)
+        lines.append(f"ANCHORED at {latest}: the trail still holds that published entry, unchanged with "
+                     "everything before it.")
+    lines.append("Not proven without a later anchor: that no newest entries were dropped (with the head moved "
+                 "back). Compare with the latest published anchor: --anchor SEQ:HASH.")
+    return lines
 
 
 async def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -255,7 +324,14 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--since", help="ISO 8601 time; entries at or after it")
     export.add_argument("--invoice", help="only entries about this invoice number")
     export.set_defaults(run=cmd_audit_export)
-    audit_sub.add_parser("verify", help="check the hash chain").set_defaults(run=cmd_audit_verify)
+    verify = audit_sub.add_parser("verify", help="check the hash chain")
+    verify.add_argument("--anchor", action="append", type=_anchor, default=[], metavar="SEQ:HASH",
+                        help="a published head (log, finance channel, export): entry SEQ must have this hash")
+    verify.set_defaults(run=cmd_audit_verify)
+    refused = audit_sub.add_parser("refusals", help="refused webhooks, summarised per source, reason, remote, window")
+    refused.add_argument("--format", choices=["json", "csv"], default="json")
+    refused.add_argument("--since", help="ISO 8601 time; windows ending at or after it")
+    refused.set_defaults(run=cmd_audit_refusals)
     commands.add_parser("check", help="check the configuration and each provider's credentials; "
                         "exit 1 naming each problem").set_defaults(run=cmd_check)
     send_test_cmd = commands.add_parser("send-test", help="send a [TEST] thank-you through a customer's channels")

@@ -225,6 +225,6 @@ async def _audit(demo: Demo) -> None:
         kinds: dict[str, int] = {}
         async for row in audit.entries(session):
             kinds[str(row["kind"])] = kinds.get(str(row["kind"]), 0) + 1
-        count, broken = await audit.verify(session)
+        result = await audit.verify(session, demo.runtime.db.audit_keys)
     demo.say("Audit trail: " + ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
-    demo.say(f"audit verify: {'intact' if broken is None else 'BROKEN'} ({count} entries)")
+    demo.say(f"audit verify: {'intact' if result.broken is None else 'BROKEN'} ({result.count} entries)")

@@ -1,7 +1,7 @@
 """Errors typed by what the caller should do.
 
     BotError
-    ├── InboundError                 a request we refuse (nothing is stored but an audit entry)
+    ├── InboundError                 a request we refuse (counted, never stored); a short reason
     │   ├── SignatureInvalid         → 401
     │   ├── PayloadInvalid           → 400, with the reason
     │   └── PayloadTooLarge          → 413
@@ -13,6 +13,20 @@
 
 from __future__ import annotations
 
+import re
+
+#: A refusal's reason goes back to an unauthenticated sender, into the log and into the refusal summaries: short.
+MAX_REASON = 120
+_QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")  # a repr() of something the sender sent
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]+")
+
+
+def short_reason(message: str) -> str:
+    """`message` safe to show anyone: quoted input fragments elided, no control characters, at most MAX_REASON
+    characters. The one place a refusal's reason is bounded, whoever composed it."""
+    text = " ".join(_UNPRINTABLE.sub(" ", _QUOTED.sub("'…'", message)).split())
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
+
 
 class BotError(Exception):
     """paybot failed."""
@@ -23,6 +37,9 @@ class BotError(Exception):
 
 class InboundError(BotError):
     status = 400
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(short_reason(message or (self.__doc__ or "").strip()))
 
 
 class SignatureInvalid(InboundError):

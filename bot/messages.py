@@ -33,6 +33,7 @@ class Purpose(StrEnum):
     REVERSAL = "reversal"            # to staff: a refund or dispute against a payment
     DEAD_LETTER = "dead_letter"      # to staff: a message that could not be delivered
     ESCALATION = "escalation"        # to the on-call person: staff escalated a payment
+    AUDIT_ANCHOR = "audit_anchor"    # to staff: the audit chain's head, published outside the database
 
 
 class Surface(StrEnum):
@@ -159,3 +160,8 @@ def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
 def _template(env: Environment, message: Message, part: str) -> Template:
     """The most specific template there is for the message's purpose and reader (see `template_names`)."""
     return env.select_template(template_names(message.purpose.value, message.locale, part))
+
+
+def render_slack_text(purpose: Purpose, **data: Any) -> surfaces.Mrkdwn:
+    """A Slack message about no payment (e.g. the audit anchor): its text template alone, every value escaped."""
+    return surfaces.Mrkdwn(_environment(None, Surface.SLACK).get_template(f"{purpose.value}.txt").render(data).strip())

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import aiohttp
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
@@ -17,15 +18,18 @@ from bot.integrations.channels.base import Channel
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
+from bot.services.anchors import Anchors
 from bot.services.check import summary
 from bot.services.delivery import DeliveryWorker
 from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
+from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
 from bot.services.verifier import Verifier
 from bot.services.workqueue import WorkQueue
 from bot.settings import Settings, setting_errors
+from bot.storage import audit
 from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow
 
@@ -53,6 +57,7 @@ class Runtime:
     ingest: Ingest
     worker: DeliveryWorker
     metrics: Metrics
+    refusals: Refusals
     verifier: Verifier
     disabled: dict[str, list[str]] = field(default_factory=dict)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
@@ -104,6 +109,10 @@ class Runtime:
             await self.ingest.inbox.close()
         await self.recording.close()
         await self.verifier.close()
+        try:
+            await self.refusals.flush()  # the last window's counts, not lost at a restart
+        except Exception:
+            log.exception("flushing refusal summaries at shutdown failed")
         await self.http.close()
         await self.db.dispose()
 
@@ -125,7 +134,9 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     chosen = {name: integration_settings(configs, name, factory.Settings)
               for registry in (SOURCES, CHANNELS) for name, factory in registry.items()}
     # The zero-set-up default: on SQLite an empty file becomes a database; PostgreSQL must have been migrated.
-    db = await open_database(settings.database_url, clock, upgrade=None if migrate_sqlite else False)
+    db = await open_database(settings.database_url, clock, upgrade=None if migrate_sqlite else False,
+                             audit_keys=settings.audit_keyring())
+    await adopt_audit_key(db)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     disabled: dict[str, list[str]] = {}
     sources: dict[str, PaymentSource] = {}
@@ -148,11 +159,31 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
                     max_unverified=settings.unverified_max_pending)
     verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
-                      ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled)
+                      ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled,
+                      refusals=Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days)))
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":
         worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
     escalations = Escalations(db, notifier, settings)
     worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
+    worker.every("flush-refusals", WINDOW, runtime.refusals.flush)
+    worker.every("prune-refusals", PRUNE_EVERY, runtime.refusals.prune)
+    worker.every("publish-audit-anchor", timedelta(seconds=settings.audit_anchor_seconds),
+                 Anchors(db, notifier).publish)
     return runtime
+
+
+async def adopt_audit_key(db: Database) -> None:
+    """Put AUDIT_KEY on record as the chain's key (a marker entry, if it is new), or warn that there is none."""
+    try:
+        async with db.transaction() as uow:
+            key_id = await audit.adopt(uow.session, db.audit_keys, uow.clock())
+    except SQLAlchemyError as exc:  # not migrated yet (`paybot worker` first): the first append does it instead
+        log.error("could not check the audit chain's key at start-up: %s", exc)
+        return
+    if key_id is None:
+        log.warning("AUDIT_KEY is not set: the audit chain is plain SHA-256, so anyone who can write the database "
+                    "can rewrite it and recompute every hash undetected. Set AUDIT_KEY (see README, 'Audit trail').")
+    else:
+        log.info("audit chain keyed with key %s", key_id)

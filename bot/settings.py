@@ -12,14 +12,16 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.domain.audit import Keyring
 from bot.domain.business import Business
 from bot.storage.engine import normalise_url
 
 ENV_FILE = ".env"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_AUDIT_KEY = 16
 
 
 class Settings(BaseSettings):
@@ -63,6 +65,27 @@ class Settings(BaseSettings):
     delivery_max_age_seconds: float = 86_400.0
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 900.0
+
+    # The audit chain's key (HMAC-SHA256), kept outside the database; unset, the chain is plain SHA-256.
+    audit_key: SecretStr | None = None
+    audit_previous_keys: SecretStr | None = None  # comma-separated earlier keys, to verify what they chained
+    audit_anchor_seconds: float = Field(default=3600.0, gt=0)  # how often the chain's head is published
+    refusals_retention_days: float = Field(default=30.0, gt=0)  # refused-webhook summaries older than this go
+
+    @field_validator("audit_key", "audit_previous_keys")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None  # `AUDIT_KEY=` as in .env.example: unset
+        if any(len(k.strip()) < MIN_AUDIT_KEY for k in value.get_secret_value().split(",")):
+            raise ValueError(f"each key needs at least {MIN_AUDIT_KEY} characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    def audit_keyring(self) -> Keyring:
+        """The key new audit entries are chained with (None: unkeyed) and the earlier ones."""
+        previous = self.audit_previous_keys.get_secret_value().split(",") if self.audit_previous_keys else []
+        return Keyring.of(self.audit_key.get_secret_value().strip() if self.audit_key else None,
+                          [k.strip() for k in previous])
 
     # Who the messages come from: signed on every customer message, on every channel.
     business_name: str | None = None

@@ -175,3 +175,8 @@ def acknowledged(blocks: list[Block], user_id: str, at: str) -> list[Block]:
     """An escalation message once someone took it: the button gives way to who and when."""
     kept = [b for b in blocks if b.get("type") != "actions"]
     return kept + [_context(text.mrkdwn(":white_check_mark: Acknowledged by {} · {}", text.mention(user_id), at))]
+
+
+def audit_anchor(words: Mrkdwn, anchor: str) -> list[Block]:
+    """The finance channel: the audit chain's head, published where the database's writer cannot rewrite it."""
+    return [_section(":lock: " + words), _context(f"`paybot audit verify --anchor {text.slack(anchor)}`")]

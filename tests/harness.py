@@ -69,6 +69,15 @@ class Paybot:
     async def audit_kinds(self) -> list[str]:
         return [e.kind for e in await self.rows(models.AuditEntry)]
 
+    async def refusals(self) -> list[models.Refusal]:
+        """Refused requests as operators see them: the in-memory counts flushed (the worker's job), then read."""
+        await self.runtime.refusals.flush()
+        return await self.rows(models.Refusal)
+
+    async def refused(self) -> list[tuple[str, int, int]]:
+        """(source, status, count) of every refusal summary, after a flush."""
+        return [(r.source, r.status, r.count) for r in await self.refusals()]
+
 
 def stripe_invoice_event(event_id: str = "evt_1", *, event_type: str = "invoice.paid", number: str = "INV-1042",
                          amount_paid: int = 125000, amount_remaining: int = 0, currency: str = "usd",

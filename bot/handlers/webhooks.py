@@ -1,7 +1,8 @@
 """`/webhooks/{source}`: handshake, verify on the raw bytes, parse, store in one transaction, then answer.
 
-2xx only after the commit (or for a recognised duplicate); 401 bad signature, 400 unparseable (with the reason),
-413 oversized, 404 unknown source, 503 when the platform should try again. Never 500 for bad input.
+2xx only after the commit (or for a recognised duplicate); 401 bad signature, 400 unparseable (with a short reason
+that never quotes the input), 413 oversized, 404 unknown source, 503 when the platform should try again. Never 500
+for bad input. Refusals are counted and summarised, never written one by one.
 """
 
 from __future__ import annotations
@@ -109,15 +110,10 @@ async def receive(request: web.Request) -> web.StreamResponse:
 
 
 async def reject(runtime: Runtime, source: str, exc: InboundError, request: web.Request) -> None:
-    """The one trace of a refused request: an audit entry (no body, no headers: they may carry secrets)."""
-    runtime.metrics.rejected.labels(source, type(exc).__name__).inc()
-    log.warning("webhook %s rejected (%s): %s", source, exc.status, exc)
-    try:
-        async with runtime.db.transaction() as uow:
-            uow.audit("webhook.rejected", source=source, detail={
-                "status": exc.status, "reason": str(exc), "remote": request.remote, "bytes": request.content_length})
-    except (SQLAlchemyError, OSError) as failure:  # the refusal stands; only its trace is lost, and logged above
-        log.error("could not audit the rejection of a %s webhook: %s", source, failure)
+    """A refused request costs no database write and no audit entry: it is counted in the metrics and in memory,
+    and the worker writes one summary row per source, reason and remote per window (`bot.services.refusals`).
+    Nothing of its body or headers is kept: they may carry secrets, and whoever sent them proved nothing."""
+    runtime.refusals.count(source, exc, request.remote)
 
 
 def routes() -> list[web.RouteDef]:

@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-from bot.domain.audit import AuditRecord
+from bot.domain.audit import AuditRecord, Keyring
 from bot.storage import audit, models
 from bot.storage.database import Database
 from bot.storage.engine import create_sqlite_writer
@@ -34,7 +34,8 @@ class Stored:
     row_id: int | None  # None: the event was stored before (a duplicate)
 
 
-def write_batch(connection: Connection, rows: list[dict[str, Any]], records: list[AuditRecord]) -> list[Stored]:
+def write_batch(connection: Connection, rows: list[dict[str, Any]], records: list[AuditRecord],
+                keys: Keyring) -> list[Stored]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch (executemany), then the audit entries of the
     events that were new."""
     table = cast(Table, models.WebhookEvent.__table__)
@@ -48,7 +49,7 @@ def write_batch(connection: Connection, rows: list[dict[str, Any]], records: lis
             new.append(record)
         results.append(Stored(row_id))
     if new:
-        audit.append_rows(connection, new)
+        audit.append_rows(connection, new, keys)
     return results
 
 
@@ -102,11 +103,11 @@ class Inbox:
 
             def in_thread() -> list[Stored]:
                 with engine.begin() as connection:
-                    return write_batch(connection, rows, records)
+                    return write_batch(connection, rows, records, self.db.audit_keys)
 
             return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         async with self.db.engine.begin() as connection:
-            return await connection.run_sync(write_batch, rows, records)
+            return await connection.run_sync(write_batch, rows, records, self.db.audit_keys)
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -1,4 +1,4 @@
-"""Appending to, verifying and exporting the hash-chained audit trail."""
+"""Appending to, verifying and exporting the hash-chained audit trail (keyed with AUDIT_KEY when it is set)."""
 
 from __future__ import annotations
 
@@ -10,32 +10,58 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.audit import GENESIS, AuditRecord, chain_hash
+from bot.domain.audit import Anchor, AuditRecord, Broken, ChainCheck, Keyring, chain_hash, marker
+from bot.errors import ConfigError
 from bot.storage.models import AuditEntry, AuditHead
 
 EXPORT_FIELDS = ("seq", "at", "kind", "actor", "source", "channel", "invoice", "customer_id", "amount",
                  "currency", "detail", "prev_hash", "hash")
 
 
-async def append(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
+class AuditKeyMissing(ConfigError):
+    """the audit trail is keyed but AUDIT_KEY is not set"""
+
+
+async def append(session: AsyncSession, records: Sequence[AuditRecord], keys: Keyring = Keyring()) -> None:
     """Chain `records` onto the trail inside the caller's transaction (the head row lock serialises appenders)."""
     if records:
-        await session.run_sync(lambda sync: append_rows(sync.connection(), records))
+        await session.run_sync(lambda sync: append_rows(sync.connection(), records, keys))
 
 
-def append_rows(connection: Connection, records: Sequence[AuditRecord]) -> None:
-    """`append` for a synchronous connection (and the one implementation behind both)."""
-    head = connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()
+async def adopt(session: AsyncSession, keys: Keyring, at: datetime) -> str | None:
+    """Switch the chain to `keys.current` now if it is not chained with it yet (a marker entry); at start-up, so
+    that the switch is on record before anything else. Returns the key id the trail uses from here on."""
+    def run(connection: Connection) -> str | None:
+        append_rows(connection, [], keys, at=at)
+        return connection.execute(select(AuditHead.key_id).where(AuditHead.id == 1)).scalar_one()
+    return await session.run_sync(lambda sync: run(sync.connection()))
+
+
+def append_rows(connection: Connection, records: Sequence[AuditRecord], keys: Keyring = Keyring(),
+                at: datetime | None = None) -> None:
+    """`append` for a synchronous connection (and the one implementation behind both; `at` stamps a marker when
+    there are no records). A chain keyed with another key (or none) first gets a marker switching it to
+    `keys.current`: every entry after it is keyed."""
+    head = connection.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.key_id)
+                              .where(AuditHead.id == 1).with_for_update()).one()
+    current = keys.current
+    if head.key_id is not None and current is None:
+        raise AuditKeyMissing(f"the audit trail is keyed (key {head.key_id}) but AUDIT_KEY is not set")
+    if current is not None and head.key_id != current.id:
+        records = [marker(at or records[0].at, current, head.key_id), *records]
+    if not records:
+        return
     seq, prev = head.seq, head.hash
     rows = []
     for record in records:
         seq += 1
-        digest = chain_hash(prev, seq, record)
+        digest = chain_hash(prev, seq, record, current)
         rows.append({"seq": seq, "prev_hash": prev, "hash": digest, **_columns(record)})
         prev = digest
     # Core statements: the trail is append-only, no ORM identity needed (and an executemany is one round trip).
     connection.execute(insert(AuditEntry), rows)
-    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev))
+    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(
+        seq=seq, hash=prev, key_id=current.id if current else None))
 
 
 def _columns(record: AuditRecord) -> dict[str, object]:
@@ -47,27 +73,34 @@ def record_of(entry: AuditEntry) -> AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Broken:
-    seq: int
-    reason: str
+class Verification:
+    count: int
+    broken: Broken | None
+    first_keyed: int | None  # the first key marker's seq; None: no entry is keyed
+    key_ids: tuple[str, ...]  # the keys the trail switched to, in order
+    anchors: tuple[Anchor, ...]  # the published anchors the trail matched
 
 
-async def verify(session: AsyncSession) -> tuple[int, Broken | None]:
-    """Walk the chain; return how many entries were checked and the first broken one, if any."""
-    prev, expected_seq, count = GENESIS, 1, 0
+async def verify(session: AsyncSession, keys: Keyring = Keyring(), anchors: Sequence[Anchor] = ()) -> Verification:
+    """Walk the chain from genesis to the head, with the keys its markers name, against published anchors."""
+    check = ChainCheck(keys=keys, anchors=tuple(anchors))
     result = await session.stream_scalars(select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=500))
+    broken: Broken | None = None
     async for entry in result:
-        if entry.seq != expected_seq:
-            return count, Broken(expected_seq, f"entry {expected_seq} is missing")
-        if entry.prev_hash != prev:
-            return count, Broken(entry.seq, "prev_hash does not match the previous entry's hash")
-        if chain_hash(prev, entry.seq, record_of(entry)) != entry.hash:
-            return count, Broken(entry.seq, "content does not match its hash")
-        prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
-    if head.seq != count or head.hash != prev:
-        return count, Broken(count + 1, f"chain ends at {count} but its head says {head.seq}: entries were removed")
-    return count, None
+        broken = check.step(entry.seq, entry.prev_hash, entry.hash, record_of(entry))
+        if broken is not None:
+            await result.close()
+            break
+    if broken is None:
+        head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
+        broken = check.finish(head.seq, head.hash)
+    return Verification(check.count, broken, check.first_keyed, tuple(check.key_ids), tuple(check.anchored))
+
+
+async def head(session: AsyncSession) -> tuple[Anchor | None, str | None]:
+    """The chain's head as an anchor to publish (None while the trail is empty), and its key id."""
+    row = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
+    return (Anchor(row.seq, row.hash) if row.seq else None), row.key_id
 
 
 async def entries(session: AsyncSession, *, since: datetime | None = None,

@@ -14,6 +14,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bot.domain.audit import Keyring
 from bot.errors import ConfigError
 from bot.storage import migrate
 from bot.storage.database import Clock, Database, utcnow
@@ -46,7 +47,8 @@ def shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def open_database(url: str, clock: Clock = utcnow, *, upgrade: bool | None = None) -> Database:
+async def open_database(url: str, clock: Clock = utcnow, *, upgrade: bool | None = None,
+                        audit_keys: Keyring = Keyring()) -> Database:
     """A database that answers and has the latest schema, or ConfigError naming DATABASE_URL.
 
     `upgrade`: migrate to the latest schema first (default: on SQLite only)."""
@@ -57,7 +59,7 @@ async def open_database(url: str, clock: Clock = utcnow, *, upgrade: bool | None
         if path and path != ":memory:" and not Path(path).expanduser().parent.is_dir():
             raise ConfigError(f"DATABASE_URL: the directory {Path(path).parent} does not exist "
                               f"(for the SQLite file {path})")
-    db = Database.open(url, clock)
+    db = Database.open(url, clock, audit_keys=audit_keys)
     try:
         if upgrade:
             await migrate.upgrade(db.engine)

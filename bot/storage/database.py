@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot.domain.audit import AuditRecord
+from bot.domain.audit import AuditRecord, Keyring
 from bot.domain.money import Money
 from bot.storage import audit
 from bot.storage.engine import create_engine, is_sqlite, sessions
@@ -25,9 +25,10 @@ def utcnow() -> datetime:
 class UnitOfWork:
     """A session plus the audit entries to chain at commit, so that a rolled-back change leaves no entry."""
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock, keys: Keyring = Keyring()) -> None:
         self.session = session
         self.clock = clock
+        self.keys = keys
         self._audit: list[AuditRecord] = []
 
     def audit(self, kind: str, *, actor: str = "system", source: str | None = None, channel: str | None = None,
@@ -40,23 +41,26 @@ class UnitOfWork:
         ))
 
     async def commit(self) -> None:
-        await audit.append(self.session, self._audit)
+        await audit.append(self.session, self._audit, self.keys)
         self._audit.clear()
         await self.session.commit()
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow, *, reader: AsyncEngine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock = utcnow, *, reader: AsyncEngine | None = None,
+                 audit_keys: Keyring = Keyring()) -> None:
         self.engine = engine
         self.clock = clock
+        self.audit_keys = audit_keys  # what new audit entries are chained with (AUDIT_KEY)
         self._reader = reader
         self._sessions = sessions(engine)
         self._read_sessions = sessions(reader or engine)
 
     @classmethod
-    def open(cls, url: str, clock: Clock = utcnow) -> Database:
+    def open(cls, url: str, clock: Clock = utcnow, *, audit_keys: Keyring = Keyring()) -> Database:
         """Writer and readers for `url` (on SQLite, separate engines so that reading never blocks writing)."""
-        return cls(create_engine(url), clock, reader=create_engine(url, read_only=True) if is_sqlite(url) else None)
+        return cls(create_engine(url), clock, reader=create_engine(url, read_only=True) if is_sqlite(url) else None,
+                   audit_keys=audit_keys)
 
     @property
     def dialect(self) -> str:
@@ -66,7 +70,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """Commits (with the audit entries) when the block ends normally, rolls back otherwise."""
         async with self._sessions() as session:
-            uow = UnitOfWork(session, self.clock)
+            uow = UnitOfWork(session, self.clock, self.audit_keys)
             try:
                 yield uow
                 await uow.commit()

@@ -181,6 +181,7 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(8))  # the key the chain is keyed with now; None: unkeyed
 
 
 class StaffAction(Base):
@@ -228,3 +229,20 @@ class MessageEdit(Base):
     after: Mapped[str] = mapped_column(Text)
     edited_by: Mapped[str] = mapped_column(String(120))
     edited_at: Mapped[datetime]
+
+
+class Refusal(Base):
+    """Refused webhooks, summarised: one row per source, reason class and remote per flush window, with a count.
+    Outside the audit chain, so old rows are pruned (REFUSALS_RETENTION_DAYS)."""
+
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(String(40))
+    remote: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(BigInteger)
+    example: Mapped[str] = mapped_column(String(120))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime] = mapped_column(index=True)

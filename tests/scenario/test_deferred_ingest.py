@@ -50,8 +50,8 @@ async def test_a_burst_is_group_committed_with_duplicates_seen(paybot, sendgrid)
     await paybot.deliver()
     assert len(sendgrid.accepted) == 20
     async with paybot.runtime.db.read() as session:
-        count, broken = await verify(session)
-    assert broken is None and count > 20
+        result = await verify(session)
+    assert result.broken is None and result.count > 20
 
 
 async def test_an_event_whose_process_died_is_recorded_by_the_sweep(paybot, sendgrid, clock):

@@ -1,4 +1,4 @@
-"""The HTTP surface: refusals are clear and leave only an audit entry; health, readiness and metrics."""
+"""The HTTP surface: refusals are clear and leave only a counted summary; health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -8,27 +8,28 @@ from bot.storage import models
 from tests.harness import stripe_invoice_event
 
 
-async def nothing_stored_but_a_rejection(paybot) -> dict:
+async def nothing_stored_but_a_refusal(paybot) -> models.Refusal:
     assert await paybot.rows(models.WebhookEvent) == []
     assert await paybot.rows(models.Payment) == []
     assert await paybot.notifications() == []
-    [entry] = await paybot.rows(models.AuditEntry)
-    assert entry.kind == "webhook.rejected"
-    return entry.detail
+    assert await paybot.rows(models.AuditEntry) == []
+    [summary] = await paybot.refusals()
+    assert summary.source == "stripe" and summary.count == 1
+    return summary
 
 
-async def test_wrong_signature_is_401_and_audited(paybot):
+async def test_wrong_signature_is_401_and_counted(paybot):
     response = await paybot.post_stripe(stripe_invoice_event(), secret="whsec_wrong")
     assert response.status == 401
     assert "signature" in (await response.json())["error"]
-    detail = await nothing_stored_but_a_rejection(paybot)
-    assert detail["status"] == 401 and "whsec" not in json.dumps(detail)
+    summary = await nothing_stored_but_a_refusal(paybot)
+    assert summary.status == 401 and summary.reason == "SignatureInvalid" and "whsec" not in summary.example
 
 
 async def test_replayed_old_signature_is_401(paybot, clock):
     response = await paybot.post_stripe(stripe_invoice_event(), timestamp=int(clock().timestamp()) - 301)
     assert response.status == 401
-    await nothing_stored_but_a_rejection(paybot)
+    await nothing_stored_but_a_refusal(paybot)
 
 
 async def test_rotated_secrets_both_verify(aiohttp_client, settings_for, configs, clock):
@@ -48,7 +49,7 @@ async def test_unparseable_body_is_400_with_a_reason(paybot):
     response = await paybot.post_stripe(b'{"id": "evt_1", "type": ')
     assert response.status == 400
     assert "not valid JSON" in (await response.json())["error"]
-    await nothing_stored_but_a_rejection(paybot)
+    await nothing_stored_but_a_refusal(paybot)
 
 
 async def test_missing_fields_are_400_naming_the_field(paybot):
@@ -61,7 +62,7 @@ async def test_oversized_body_is_413(paybot):
     huge = json.dumps(stripe_invoice_event(description="x" * 1_100_000)).encode()
     response = await paybot.post_stripe(huge)
     assert response.status == 413
-    await nothing_stored_but_a_rejection(paybot)
+    await nothing_stored_but_a_refusal(paybot)
 
 
 async def test_unknown_and_unconfigured_sources_are_404(paybot):

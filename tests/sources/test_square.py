@@ -86,7 +86,8 @@ async def test_forged_or_signed_for_another_url_is_401(paybot):
     response = await post(paybot, "square", body, **{"x-square-hmacsha256-signature": other_url})
     assert response.status == 401
     assert await paybot.rows(models.WebhookEvent) == []
-    assert await paybot.audit_kinds() == ["webhook.rejected", "webhook.rejected"]
+    assert await paybot.audit_kinds() == []
+    assert await paybot.refused() == [("square", 401, 2)]
 
 
 async def test_a_redelivered_event_is_a_duplicate(paybot, sendgrid):

@@ -65,7 +65,7 @@ async def test_a_wrong_or_missing_secret_is_401(paybot, headers):
     response = await post(paybot, "wave", load("wave", PARTIAL), **headers)
     assert response.status == 401
     assert await paybot.rows(models.WebhookEvent) == []
-    assert await paybot.audit_kinds() == ["webhook.rejected"]
+    assert await paybot.audit_kinds() == [] and await paybot.refused() == [("wave", 401, 1)]
 
 
 @pytest.mark.parametrize(("body", "headers", "named"), [

@@ -201,16 +201,15 @@ def _checked_payment(payment: PaymentEvent) -> PaymentEvent:
 
 async def read(parse: Callable[[InboundRequest], Awaitable[Received]], request: InboundRequest) -> Received:
     """Parse a verified request. A payload of a shape the parser did not foresee is the sender's malformed
-    input (400 with the reason), not our failure: refused, never a 500, and logged on one line naming the parser's
-    line that tripped (a traceback per bad payload would let a sender fill the log)."""
+    input (400), not our failure: it is refused, never a 500. The exception's text may quote the payload, so
+    neither the answer nor the log carries it: the type and where the parser tripped are enough to find it."""
     try:
         return checked(await parse(request))
     except (InboundError, ProviderError):
         raise
     except Exception as exc:  # noqa: BLE001  the boundary: whatever the parser tripped on
-        reason = display(f"payload has an unexpected shape ({type(exc).__name__}: {exc})", 300)
-        log.warning("%s, at %s", reason, tripped_at(exc))
-        raise PayloadInvalid(reason) from exc
+        log.warning("payload of an unforeseen shape (%s), at %s", type(exc).__name__, tripped_at(exc))
+        raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__})") from exc
 
 
 def tripped_at(exc: BaseException) -> str:
