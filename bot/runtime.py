@@ -34,6 +34,8 @@ from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow
 
 log = logging.getLogger(__name__)
+#: The remote a refusal is counted under when it was found out after the answer (its sender is long gone).
+AFTER_THE_ANSWER = "(after the answer)"
 
 #: How often events stored unverified (PayPal IPN) are swept, besides right after each is answered.
 CONFIRM_SWEEP = timedelta(seconds=60)
@@ -157,10 +159,12 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
     ingest = Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None,
                     max_unverified=settings.unverified_max_pending)
-    verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake)
+    refusals = Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days))
+    verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake,
+                        on_refused=lambda source, exc: refusals.count(source, exc, AFTER_THE_ANSWER))
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
                       ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled,
-                      refusals=Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days)))
+                      refusals=refusals)
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":

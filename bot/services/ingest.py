@@ -105,9 +105,11 @@ class Ingest:
             ))).scalar_one_or_none()
             if event_id is None:
                 return Recorded(duplicate=True)
-            uow.audit("webhook.received", **received_audit(source, received))
             if received.confirm_later:
+                # Anyone can send one: until the platform vouches for it (`webhook.verified`) the event's row, its
+                # body purged after a while, is its only record, never a permanent entry of the chain.
                 return Recorded(pending=True)
+            uow.audit("webhook.received", **received_audit(source, received))
             return await self._record_payments(uow, event_id, received.payments)
 
     async def accept(self, source: str, request: InboundRequest, received: Received, *,
@@ -188,16 +190,17 @@ class Ingest:
         return await uow.session.scalar(select(models.WebhookEvent.id).where(
             models.WebhookEvent.source == source, models.WebhookEvent.event_id == event_id)) is not None
 
-    async def reject_pending(self, row_id: int, exc: InboundError) -> None:
+    async def reject_pending(self, row_id: int, exc: InboundError) -> bool:
+        """Mark a stored event the platform disowned; True if this call did. Like any refusal it is counted (by the
+        caller), not chained: the row, its body purged after a while, is its record."""
         async with self.db.transaction() as uow:
             event = await self._still_pending(uow, row_id)
             if event is None:
-                return
+                return False
             claimed_id = event.event_id.split(UNVERIFIED)[0]  # the sender's words: %r keeps them on one log line
             log.warning("webhook %s %r rejected after it was answered: %s", event.source, claimed_id, exc)
-            uow.audit("webhook.rejected", source=event.source, detail={
-                "event_id": claimed_id, "status": exc.status, "reason": str(exc), "stage": "confirmation"})
             event.status = REJECTED
+            return True
 
     async def _still_pending(self, uow: UnitOfWork, row_id: int) -> models.WebhookEvent | None:
         return await uow.session.scalar(select(models.WebhookEvent).where(

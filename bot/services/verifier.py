@@ -32,12 +32,14 @@ PURGE_BATCH = 500  # rows per purge transaction: short locks, however large the 
 
 class Verifier:
     def __init__(self, db: Database, ingest: Ingest, settings: Settings, *, worker_id: str,
-                 on_notifications: Callable[[], None]) -> None:
+                 on_notifications: Callable[[], None],
+                 on_refused: Callable[[str, InboundError], None] = lambda source, exc: None) -> None:
         self.db = db
         self.ingest = ingest
         self.settings = settings
         self.worker_id = worker_id
         self.on_notifications = on_notifications  # the delivery worker's wake-up
+        self.on_refused = on_refused  # a forgery found out: counted with the other refusals
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self._round = asyncio.Lock()  # one round at a time in this process (its calls are the concurrent part)
         self._wanted = asyncio.Event()
@@ -99,7 +101,8 @@ class Verifier:
             await self._later(row, exc)
             return Recorded()
         except InboundError as exc:
-            await self.ingest.reject_pending(row.id, exc)
+            if await self.ingest.reject_pending(row.id, exc):
+                self.on_refused(row.source, exc)
             return Recorded()
         return await self.ingest.confirmed(row.id, received)
 
