@@ -158,7 +158,7 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     notifier = Notifier(settings, channels)
     worker = DeliveryWorker(db, channels, notifier, settings, metrics=metrics)
     ingest = Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None,
-                    max_unverified=settings.unverified_max_pending)
+                    max_unverified=settings.unverified_max_pending, unverified_rate=settings.unverified_max_rate)
     refusals = Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days))
     verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake,
                         on_refused=lambda source, exc: refusals.count(source, exc, AFTER_THE_ANSWER))

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain import matching
 from bot.domain.fingerprint import Report, fingerprint, is_same_payment, ref_key, refs_in
 from bot.domain.payments import PaymentEvent, PaymentKind
+from bot.domain.ratelimit import TokenBucket
 from bot.errors import InboundError, ProviderError
 from bot.integrations.sources.base import InboundRequest, PaymentSource, Received, read
 from bot.services.inbox import Inbox
@@ -77,15 +78,30 @@ def stored_request(row: models.WebhookEvent) -> InboundRequest:
 
 class Ingest:
     def __init__(self, db: Database, notifier: Notifier, sources: Mapping[str, PaymentSource] | None = None, *,
-                 inbox: Inbox | None = None, max_unverified: int | None = None) -> None:
+                 inbox: Inbox | None = None, max_unverified: int | None = None,
+                 unverified_rate: float | None = None) -> None:
         self.db = db
         self.notifier = notifier
         self.sources = sources or {}
         self.inbox = inbox
         self.max_unverified = max_unverified
+        self.unverified_rate = unverified_rate
+        self._unverified_buckets: dict[str, TokenBucket] = {}
+
+    def _unverified_allowed(self, source: str) -> bool:
+        """Unverified events kept per second and source (in this process), a burst of the pending cap allowed:
+        a flood of forgeries past it costs no database work at all."""
+        if self.unverified_rate is None:
+            return True
+        now = self.db.clock()
+        bucket = self._unverified_buckets.setdefault(
+            source, TokenBucket.full(self.unverified_rate, float(self.max_unverified or 1000), now))
+        return bucket.take(now)
 
     async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:
         """The event, its payments, their matches and outbox rows, in one transaction (INGEST_MODE=inline)."""
+        if received.confirm_later and not self._unverified_allowed(source):
+            raise Backlogged(f"more than {self.unverified_rate:g} unverified {source} events a second")
         async with self.db.transaction() as uow:
             stored_id = received.event_id
             if received.confirm_later:

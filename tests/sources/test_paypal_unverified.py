@@ -232,3 +232,14 @@ async def test_a_flood_of_forged_ipns_cannot_grow_storage_past_a_constant_each(p
     events = await paybot.rows(models.WebhookEvent)
     assert len(events) == 50 and max(len(e.body) for e in events) <= 20_480
     assert await paybot.rows(models.AuditEntry) == [] and await paybot.refused() == [("paypal", 401, 50)]
+
+
+async def test_past_the_rate_a_forgery_costs_no_database_work(paybot_with, paypal):
+    paybot = await paybot_with(unverified_max_pending=3, unverified_max_rate=1)
+    for n in range(3):  # the burst; each is found out at once, so the pending cap is never what refuses
+        assert (await send(paybot, forged(n))).status == 200
+        await paybot.runtime.settle()
+    assert (await send(paybot, forged(3))).status == 503
+    assert len(await paybot.rows(models.WebhookEvent)) == 3
+    paybot.clock.advance(1)  # one more a second
+    assert (await send(paybot, forged(4))).status == 200
