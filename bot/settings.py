@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")
     # Events stored before they can be verified (PayPal IPN; `bot.services.verifier`): anyone can send them.
     unverified_max_pending: int = Field(default=1000, ge=1)  # per source; past it, 503 and nothing stored
-    unverified_max_rate: float = Field(default=10.0, gt=0)  # kept per second per source and process, past a burst
+    unverified_max_rate: float = Field(default=2.0, gt=0)  # kept per second per source and process, past a burst
     unverified_retention_hours: float = Field(default=24.0, gt=0)  # then a forged/unverifiable body is purged
     verify_concurrency: int = Field(default=8, ge=1)  # verification calls at once, per process
     verify_max_attempts: int = Field(default=8, ge=1)  # then the event is given up on (`unverifiable`)

@@ -89,7 +89,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         except Backlogged as exc:
             # Anyone can send unverified events: past the cap, none is kept. Not 2xx, so the platform keeps a
             # genuine one and sends it again later (PayPal retries IPN for days), once the verifier caught up.
-            log.warning("webhook %s not stored: %s", name, exc)
+            log.debug("webhook %s not stored: %s", name, exc)  # one line per forgery would be a log flood: counted
             runtime.metrics.rejected.labels(name, "verification_backlog").inc()
             return error(503, "too many notifications await verification; please retry later")
         except (SQLAlchemyError, OSError) as exc:

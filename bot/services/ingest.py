@@ -40,6 +40,7 @@ PENDING, REJECTED = unverified.PENDING, unverified.REJECTED  # stored unverified
 # a worker (RECEIVED, when the web process runs without one).
 ACCEPTED, RECEIVED = "accepted", "received"
 UNVERIFIED = "#unverified-"
+BURST_SECONDS = 10  # unverified events kept at once past the rate: ten seconds' worth
 
 
 class Backlogged(Exception):
@@ -89,13 +90,13 @@ class Ingest:
         self._unverified_buckets: dict[str, TokenBucket] = {}
 
     def _unverified_allowed(self, source: str) -> bool:
-        """Unverified events kept per second and source (in this process), a burst of the pending cap allowed:
+        """Unverified events kept per second and source (in this process), after a burst of ten seconds' worth:
         a flood of forgeries past it costs no database work at all."""
         if self.unverified_rate is None:
             return True
         now = self.db.clock()
         bucket = self._unverified_buckets.setdefault(
-            source, TokenBucket.full(self.unverified_rate, float(self.max_unverified or 1000), now))
+            source, TokenBucket.full(self.unverified_rate, max(self.unverified_rate * BURST_SECONDS, 1.0), now))
         return bucket.take(now)
 
     async def record(self, source: str, request: InboundRequest, received: Received) -> Recorded:

@@ -45,7 +45,8 @@ def forged(n: int) -> bytes:
 
 
 async def test_a_flood_of_forged_ipns_is_posted_back_once_each_and_the_genuine_one_is_confirmed(
-        paybot, paypal, sendgrid):
+        paybot_with, paypal, sendgrid):
+    paybot = await paybot_with(unverified_max_rate=1000)  # all kept (as by many processes): the verifier's flood
     await customer_and_invoice(paybot)
     flood = [forged(n) for n in range(100)]
     genuine = paypal.sent_ipn(ipn())
@@ -223,9 +224,10 @@ async def test_bodies_never_proven_genuine_are_purged_after_the_retention_period
     assert events["rejected"].body_bytes == len(forged(1))
 
 
-async def test_a_flood_of_forged_ipns_cannot_grow_storage_past_a_constant_each(paybot, paypal):
+async def test_a_flood_of_forged_ipns_cannot_grow_storage_past_a_constant_each(paybot_with, paypal):
     """Per forged request: one row whose body is at most the IPN limit (dropped later), and no audit entry: the
     forgeries are counted with the other refusals."""
+    paybot = await paybot_with(unverified_max_rate=1000)
     responses = await asyncio.gather(*(send(paybot, forged(n)) for n in range(50)))
     assert {r.status for r in responses} == {200}
     await paybot.runtime.settle()
@@ -235,11 +237,11 @@ async def test_a_flood_of_forged_ipns_cannot_grow_storage_past_a_constant_each(p
 
 
 async def test_past_the_rate_a_forgery_costs_no_database_work(paybot_with, paypal):
-    paybot = await paybot_with(unverified_max_pending=3, unverified_max_rate=1)
-    for n in range(3):  # the burst; each is found out at once, so the pending cap is never what refuses
+    paybot = await paybot_with(unverified_max_pending=1000, unverified_max_rate=0.3)  # a burst of 3
+    for n in range(3):  # each is found out at once, so the pending cap is never what refuses
         assert (await send(paybot, forged(n))).status == 200
         await paybot.runtime.settle()
     assert (await send(paybot, forged(3))).status == 503
     assert len(await paybot.rows(models.WebhookEvent)) == 3
-    paybot.clock.advance(1)  # one more a second
+    paybot.clock.advance(4)  # one more every 3⅓ s
     assert (await send(paybot, forged(4))).status == 200
