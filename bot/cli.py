@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import logs, staff_cli, text
 from bot.domain.audit import Anchor
 from bot.errors import ConfigError
+from bot.services.check import customers_on_file
+from bot.services.notify import why_unreachable
 from bot.settings import Settings, setting_errors
 from bot.storage import audit, refusals
 from bot.storage.connect import open_database
@@ -131,12 +133,18 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with db.transaction() as uow:
             report = await importer(uow, data, dry_run=args.dry_run)
+        on_file = {c.id: c for c in await customers_on_file(db)} if args.what == "customers" else {}
     except directory.FileError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     finally:
         await db.dispose()
     for line, message in report.errors:
         print(f"{path}:{line}: {message}", file=sys.stderr)
+    configured = configured_channels()
+    for line, customer_id in report.landed:  # under today's configuration: `paybot check` says the same
+        customer = on_file.get(customer_id)
+        if customer is not None and (reason := why_unreachable(customer, configured)) is not None:
+            print(f"{path}:{line}: warning: customer {customer_id} cannot be reached: {reason}", file=sys.stderr)
     if args.dry_run:
         for change in report.changes:
             print(f"{path}:{change.line}: {change.described()}")
@@ -144,6 +152,13 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{verb} {report.imported} {args.what}; {len(report.errors)} rows rejected ({report.created} new, "
           f"{report.updated} changed, {report.unchanged} unchanged){'; nothing written' if args.dry_run else ''}")
     return 1 if report.errors else 0
+
+
+def configured_channels() -> list[str]:
+    """The channels whose settings are complete in this environment (as `serve` would enable them)."""
+    from bot.integrations.channels import CHANNELS
+
+    return [name for name, factory in CHANNELS.items() if not factory.Settings().missing()]
 
 
 def _since(value: str | None) -> datetime | None:

@@ -84,10 +84,14 @@ async def _ask(name: str, integration: Integration, settings: Settings) -> list[
     return [Finding(f"{name}: {f.text}", f.mark) for f in answer]
 
 
-async def unreachable_customers(db: Database, notifier: Notifier) -> list[Finding]:
+async def customers_on_file(db: Database) -> list[Customer]:
     async with db.read() as session:
-        customers = [repo.to_customer(row, {}) for row in await session.scalars(select(models.Customer)
-                                                                               .order_by(models.Customer.id))]
+        return [repo.to_customer(row, {}) for row in await session.scalars(select(models.Customer)
+                                                                          .order_by(models.Customer.id))]
+
+
+async def unreachable_customers(db: Database, notifier: Notifier) -> list[Finding]:
+    customers = await customers_on_file(db)
     found = [problem(f"customer {c.id} ({c.name}): nobody can reach it: {reason}")
              for c in customers if (reason := unreachable(notifier, c)) is not None]
     if not found:
@@ -97,11 +101,5 @@ async def unreachable_customers(db: Database, notifier: Notifier) -> list[Findin
 
 
 def unreachable(notifier: Notifier, customer: Customer) -> str | None:
-    """Why no configured channel can reach the customer, or None if one can.
-
-    The one place that decides it (the payment path's own routing, `Notifier.customer_routes`)."""
-    if notifier.customer_routes(customer):
-        return None
-    configured = sorted({c.serves for c in notifier.channels.values()})
-    return (f"prefers {', '.join(customer.channels) or 'nothing'}; configured here: "
-            f"{', '.join(configured) or 'no channel'} (or its address is missing)")
+    """Why no configured channel can reach the customer, or None if one can (the payment path's own rule)."""
+    return notifier.why_unreachable(customer)

@@ -53,6 +53,7 @@ class ImportReport:
     unchanged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
     changes: list[Change] = field(default_factory=list)
+    landed: list[tuple[int, str]] = field(default_factory=list)  # (line, id) of every row that landed
 
     @property
     def imported(self) -> int:
@@ -317,7 +318,7 @@ async def _import(uow: UnitOfWork, data: bytes | str, what: str, key: str, colum
             except RowError as exc:
                 report.errors.append((row.line, str(exc)))
                 continue
-            _count(report, change)
+            _count(report, change, row.line)
             if not dry_run and change.fields:
                 uow.audit(f"{what}.{'imported' if change.created else 'updated'}",
                           customer_id=change.key if what == "customer" else None,
@@ -346,7 +347,8 @@ async def _import_one(uow: UnitOfWork, row: Row, key: str, required: set[str], f
         return await import_row(uow, row.line, row.cells)
 
 
-def _count(report: ImportReport, change: Change) -> None:
+def _count(report: ImportReport, change: Change, line: int) -> None:
+    report.landed.append((line, change.key))
     if change.created:
         report.created += 1
     elif change.fields:

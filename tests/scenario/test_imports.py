@@ -267,7 +267,7 @@ async def test_the_command_reads_excel_files_and_counts_honestly(capsys, monkeyp
     assert (code, out) == (0, "imported 3 customers; 0 rows rejected (3 new, 0 changed, 0 unchanged)\n")
     code, out, err = await paybot_import(capsys, monkeypatch, database_url, "customers", "customers_duplicates.csv")
     assert code == 1 and out == "imported 2 customers; 2 rows rejected (2 new, 0 changed, 0 unchanged)\n"
-    assert err.splitlines() == [
+    assert [line for line in err.splitlines() if ": warning: " not in line] == [  # no channel is configured here
         "customers_duplicates.csv:4: id C-1004 appears again (first on line 2); this row is skipped",
         "customers_duplicates.csv:5: external_ids: stripe:cus_Q1 is already customer C-1001's",
     ]

@@ -59,3 +59,11 @@ async def test_a_shops_first_day(capsys, monkeypatch, tmp_path, database_url, pr
     assert text.startswith("Hola, Ferretería Norte SA:")  # the name from the re-import
     assert "Recibimos su pago de $2,400.00 para la factura F-1042." in text
     assert "28 de noviembre de 2026, 6:00\u202fa.m." in text  # 12:00 UTC, in Mexico City
+
+
+async def test_import_warns_of_each_customer_nobody_can_reach_today(capsys, monkeypatch, database_url, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", database_url)  # and no channel configured at all
+    (tmp_path / "c.csv").write_text("id,name,email,channels\nC1,Jane,jane@example.com,email\n")
+    code, out, err = await paybot(capsys, "import", "customers", "c.csv")
+    assert code == 0 and "imported 1 customers" in out
+    assert err.strip() == "c.csv:2: warning: customer C1 cannot be reached: email: not configured"
