@@ -15,14 +15,11 @@ from urllib.parse import quote
 import pytest
 
 from bot.domain.money import Money, currency_markers
-from bot.integrations.sources.paypal import PayPalSettings
 from bot.storage import models
 from tests.contract.samples import payload
-from tests.fakes.paypal import WEBHOOK_ID, FakePayPal
 from tests.harness import stripe_invoice_event
 from tests.sources.helpers import load, mail_text, post
-
-RECEIVER = "billing@weld.example"
+from tests.sources.test_paypal import RECEIVER, configs, paypal  # noqa: F401  (fixtures)
 
 
 class Case(NamedTuple):
@@ -42,18 +39,6 @@ CASES = [
 IDS = [case.currency for case in CASES]
 
 
-@pytest.fixture
-async def paypal(aiohttp_server):  # type: ignore[no-untyped-def]
-    fake = FakePayPal()
-    fake.server = await aiohttp_server(fake.app)
-    return fake
-
-
-@pytest.fixture
-def configs(configs, paypal):  # type: ignore[no-untyped-def]
-    return configs | {"paypal": PayPalSettings(  # type: ignore[call-arg]
-        _env_file=None, ipn_verify_url=str(paypal.server.make_url("/cgi-bin/webscr")), receiver_email=RECEIVER,
-        webhook_id=WEBHOOK_ID, cert_origins=paypal.origin)}
 
 
 async def jane_owes(paybot, currency: str, amount: str) -> None:  # type: ignore[no-untyped-def]
