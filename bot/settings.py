@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     verify_retry_base_seconds: float = Field(default=30.0, gt=0)  # first wait after a failed attempt; doubles
     read_timeout_seconds: float = Field(default=30.0, gt=0, description="a request's headers, and then its body, "
                                         "must arrive within this; an idle connection is closed after it")
-    worker_batch: int = 20
+    worker_batch: int = Field(default=200, ge=1)  # outbox rows claimed at once, sent side by side
+    worker_concurrency: int = Field(default=100, ge=1)  # provider calls in flight at once, per worker
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 8
