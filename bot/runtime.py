@@ -27,7 +27,7 @@ from bot.services.notify import Notifier
 from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
 from bot.services.verifier import Verifier
-from bot.services.workqueue import WorkQueue
+from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
 from bot.storage import audit
 from bot.storage.connect import open_database
@@ -46,6 +46,8 @@ PURGE_SWEEP = timedelta(minutes=10)
 WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
 #: Deferred payments recorded at once, at most; beyond a backlog this long, a worker's sweep takes over.
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
+#: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
+PROCESSING_BATCH = 100
 
 
 @dataclass
@@ -63,11 +65,12 @@ class Runtime:
     verifier: Verifier
     disabled: dict[str, list[str]] = field(default_factory=dict)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
-    recording: WorkQueue[tuple[int, Received]] = field(init=False)
+    recording: BatchQueue[tuple[int, Received]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.recording = WorkQueue("recording deferred payments", self._process,
-                                   consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG)
+        self.recording = BatchQueue("recording deferred payments", self._process,
+                                    consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG,
+                                    max_batch=PROCESSING_BATCH)
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
@@ -77,13 +80,8 @@ class Runtime:
         """Record a stored event's payments now that its request is answered (INGEST_MODE=deferred)."""
         self.recording.offer((row_id, received))  # full: the event waits in the database for a worker's sweep
 
-    async def _process(self, item: tuple[int, Received]) -> None:
-        row_id, received = item
-        try:
-            recorded = await self.ingest.process(row_id, received)
-        except Exception:  # nobody to raise to: a worker's sweep records it later
-            log.exception("recording the payments of webhook event %s failed", row_id)
-            return
+    async def _process(self, items: list[tuple[int, Received]]) -> None:
+        recorded = await self.ingest.process_many(items)  # what fails is logged, and a worker's sweep records it
         if recorded.notification_ids:
             self.worker.wake()
 

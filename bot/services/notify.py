@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from bot.domain import reach
+from bot.domain.audit import AuditRecord
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 from bot.integrations.channels import CHANNELS
@@ -23,7 +25,7 @@ from bot.messages import Audience, Message, Purpose, Wording
 from bot.settings import Settings
 from bot.services import receipts
 from bot.storage import outbox
-from bot.storage.database import UnitOfWork
+from bot.storage.database import UnitOfWork, audit_record
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,52 @@ class Notifier:
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
                                 key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
                                 fallbacks=rest, actor=actor)
+
+    def acknowledgements(self, receipt: Receipt, customer: Customer | None,
+                         now: datetime) -> list[tuple[dict[str, Any] | None, AuditRecord]]:
+        """What `acknowledge` queues, as outbox rows and their audit entries for a batch writer (the entries get
+        their `notification_id` once the rows are inserted); an entry without a row is an undeliverable customer.
+        A message that cannot be rendered raises: the caller records that payment the general way instead."""
+        out: list[tuple[dict[str, Any] | None, AuditRecord]] = []
+        unreachable = None
+        if receipt.kind == "payment" and receipt.matched and customer is not None:
+            unreachable = self.why_unreachable(customer)
+            routes = self.customer_routes(customer)
+            if not routes:
+                reason = unreachable or "no usable channel"
+                log.warning("payment %s: customer %s cannot be told: %s", receipt.payment_id, customer.id, reason)
+                out.append((None, audit_record(now, "notification.undeliverable", invoice=receipt.invoice_number,
+                                               customer_id=customer.id, amount=receipt.amount, detail={
+                                                   "payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value,
+                                                   "channels": list(customer.channels), "reason": reason})))
+            else:
+                first = routes[0]
+                out.append(self._prepared(first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
+                                          key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
+                                          [r.channel.name for r in routes[1:]], now))
+        finance = self.finance_route()
+        if finance and receipt.kind != "pending":
+            purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
+                       else Purpose.FINANCE_CARD if receipt.matched else Purpose.NEEDS_REVIEW)
+            message = Message(purpose, finance.recipient, receipt, customer, unreachable=unreachable)
+            out.append(self._prepared(finance, message, key_for(receipt.payment_id, purpose, finance.channel.name),
+                                      [], now))
+        return out
+
+    def _prepared(self, route: Route, message: Message, key: str, fallbacks: list[str],
+                  now: datetime) -> tuple[dict[str, Any], AuditRecord]:
+        message = self.stamp(message)
+        payload = route.channel.render(message)
+        receipt = message.receipt
+        row = {"status": outbox.PENDING, "attempts": 0, "available_at": now, "created_at": now,
+               "fallbacks": fallbacks, "idempotency_key": key, "payment_id": receipt.payment_id,
+               "channel": route.channel.name, "audience": message.audience.value, "purpose": message.purpose.value,
+               "recipient": route.recipient, "payload": payload or {}}
+        return row, audit_record(now, "notification.queued", channel=route.channel.name,
+                                 invoice=receipt.invoice_number, customer_id=receipt.customer_id,
+                                 amount=receipt.amount, detail={
+                                     "purpose": message.purpose.value, "audience": message.audience.value,
+                                     "recipient": redact(route.recipient)})
 
     async def after_failure(self, uow: UnitOfWork, row: Notification) -> None:
         """A customer message failed for good (dead-lettered, or bounced after sending): try the customer's next

@@ -22,6 +22,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def audit_record(at: datetime, kind: str, *, actor: str = "system", source: str | None = None,
+                 channel: str | None = None, invoice: str | None = None, customer_id: str | None = None,
+                 amount: Money | None = None, detail: dict[str, Any] | None = None) -> AuditRecord:
+    """An audit entry to chain (`UnitOfWork.audit`, or a batch writer's `audit.append_rows`)."""
+    return AuditRecord(kind=kind, at=at, actor=actor, source=source, channel=channel, invoice=invoice,
+                       customer_id=customer_id, amount=str(amount.amount) if amount else None,
+                       currency=amount.currency if amount else None, detail=detail or {})
+
+
 class UnitOfWork:
     """A session plus the audit entries to chain at commit, so that a rolled-back change leaves no entry."""
 
@@ -34,11 +43,8 @@ class UnitOfWork:
     def audit(self, kind: str, *, actor: str = "system", source: str | None = None, channel: str | None = None,
               invoice: str | None = None, customer_id: str | None = None, amount: Money | None = None,
               detail: dict[str, Any] | None = None) -> None:
-        self._audit.append(AuditRecord(
-            kind=kind, at=self.clock(), actor=actor, source=source, channel=channel, invoice=invoice,
-            customer_id=customer_id, amount=str(amount.amount) if amount else None,
-            currency=amount.currency if amount else None, detail=detail or {},
-        ))
+        self._audit.append(audit_record(self.clock(), kind, actor=actor, source=source, channel=channel,
+                                        invoice=invoice, customer_id=customer_id, amount=amount, detail=detail))
 
     async def commit(self) -> None:
         await audit.append(self.session, self._audit, self.keys)
