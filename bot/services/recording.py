@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, cast
 
@@ -110,6 +111,15 @@ def plain_kind(event: PaymentEvent) -> bool:
 class Found:
     invoices: list[tuple[int, parties.Invoice]]
     customers: list[parties.Customer]
+    by_number: dict[str, list[tuple[int, parties.Invoice]]] = field(init=False)  # by `matching.invoice_key`
+    by_ref: dict[tuple[str, str], list[tuple[int, parties.Invoice]]] = field(init=False)  # by platform id
+
+    def __post_init__(self) -> None:
+        self.by_number, self.by_ref = {}, {}
+        for row_id, invoice in self.invoices:
+            self.by_number.setdefault(matching.invoice_key(invoice.number), []).append((row_id, invoice))
+            for source, external_id in invoice.external_ids.items():
+                self.by_ref.setdefault((source, external_id), []).append((row_id, invoice))
 
 
 def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
@@ -156,10 +166,10 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
 def candidates_of(event: PaymentEvent, found: Found) -> tuple[matching.Candidates, dict[str, int]]:
     """What `repo.candidates(…, customer_invoices=False)` would have found for this event alone."""
     keys = matching.lookup_keys(event)
-    invoices = [(row_id, invoice) for row_id, invoice in found.invoices
-                if matching.invoice_key(invoice.number) in keys.invoice_numbers
-                or (keys.invoice_external_id is not None
-                    and invoice.external_ids.get(keys.invoice_external_id[0]) == keys.invoice_external_id[1])]
+    picked = dict(pair for number in keys.invoice_numbers for pair in found.by_number.get(number, ()))
+    if keys.invoice_external_id is not None:
+        picked.update(found.by_ref.get(keys.invoice_external_id, ()))
+    invoices = sorted(picked.items())  # in id order, as the database returns them
     owners = {invoice.customer_id for _, invoice in invoices}
     customers = [c for c in found.customers if c.id in owners
                  or (keys.customer_external_id is not None
@@ -220,7 +230,9 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
     records: list[AuditRecord] = []
     queued: list[tuple[int, dict[str, Any], AuditRecord]] = []  # (index in records, outbox row, audit to finish)
     for plan, payment_id in zip(plans, ids, strict=True):
-        payment = models.Payment(id=payment_id, **plan.payment)
+        # What `receipt_of` reads of the row, without an ORM instance (building one per payment cost more than the
+        # statements that store it).
+        payment = cast(models.Payment, SimpleNamespace(id=payment_id, **plan.payment))
         event, invoice, customer = plan.event, plan.invoice, plan.customer
         base = dict(source=event.source, invoice=invoice.number, customer_id=payment.customer_id, amount=plan.amount)
         records.append(audit_record(now, "payment.matched", **base, detail={
