@@ -113,7 +113,8 @@ class Inbox:
                 with engine.begin() as connection:
                     return work(connection)
 
-            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+            async with self.db.write_turn():
+                return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         async with self.db.engine.begin() as connection:
             return await connection.run_sync(work)
 

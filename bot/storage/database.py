@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,11 @@ class Database:
         self._reader = reader
         self._sessions = sessions(engine)
         self._read_sessions = sessions(reader or engine)
+        # SQLite has one writer at a time. Writers of this process (the async engine's transactions, the inbox's
+        # writer thread) take turns here, first come first served, instead of in SQLite's busy handler, which
+        # sleeps up to 100 ms between tries and let a busy writer starve the others (the delivery worker behind
+        # a stream of webhooks).
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, *, audit_keys: Keyring = Keyring()) -> Database:
@@ -75,7 +81,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """Commits (with the audit entries) when the block ends normally, rolls back otherwise."""
-        async with self._sessions() as session:
+        async with self.write_turn(), self._sessions() as session:
             uow = UnitOfWork(session, self.clock, self.audit_keys)
             try:
                 yield uow
@@ -83,6 +89,10 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    def write_turn(self) -> AbstractAsyncContextManager[Any]:
+        """This process's turn to write (SQLite); on PostgreSQL, at once (row locks do the ordering)."""
+        return self._write_turn if self._write_turn is not None else nullcontext()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
