@@ -30,7 +30,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -53,7 +55,6 @@ AUDIT_KEY = "benchmark-audit-key-0123456789abcdef"
 INVOICE_MINOR = 125_000
 START_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 30.0
-MAX_IN_FLIGHT = 4096
 SAMPLE = 1.0  # seconds between samples of the fake's count
 
 
@@ -271,15 +272,33 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
         log = stack.enter_context(logs.open("wb"))
         pids = []
         if web_process:
-            serve = [sys.executable, "-m", "bot", "serve", *(["--no-worker"] if workers else [])]
+            serve = [*shlex.split(args.profile_with), sys.executable, "-m", "bot", "serve",
+                     *(["--no-worker"] if workers else [])]
             process = await stack.enter_async_context(child(serve, cwd=workdir, stdout=log, stderr=log, env=env))
             await wait_healthy(port, process)
             pids.append(process.pid)
+            if args.profile_with:  # the profiler's child is the server; the profiler writes when interrupted
+                stack.push_async_callback(interrupt, process)
         for _ in range(workers):
             process = await stack.enter_async_context(child(
                 [sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=log, stderr=log, env=env))
             pids.append(process.pid)
-        yield Paybot(port, pids, sendgrid_port, logs)
+        try:
+            yield Paybot(port, pids, sendgrid_port, logs)
+        finally:
+            if args.show_log:
+                lines = logs.read_text(errors="replace").splitlines()
+                warnings = [line for line in lines if " INFO " not in line]
+                print(f"--- paybot log: {len(lines)} lines, {len(warnings)} not INFO; the last of those:",
+                      *warnings[-args.show_log:], sep="\n  ")
+
+
+async def interrupt(process: asyncio.subprocess.Process) -> None:
+    """SIGINT, then up to 60 s for a profiler to write its report (SIGKILL follows regardless)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGINT)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), 60)
 
 
 # --- the load --------------------------------------------------------------------------------------------------------
@@ -308,11 +327,11 @@ class Offered:
     sent: dict[int, float] = field(default_factory=dict)         # invoice n → monotonic time the request began
     answer: dict[int, float] = field(default_factory=dict)       # n → seconds to a 2xx answer
     errors: Counter[str] = field(default_factory=Counter)
-    shed: int = 0                                                # not sent: MAX_IN_FLIGHT were waiting
+    shed: int = 0                                                # not sent: --max-in-flight were waiting
 
 
-async def offer(port: int, first: int, rate: float, seconds: float, tag: str,
-                out: Offered) -> tuple[RawHttp, set[asyncio.Task[None]]]:
+async def offer(port: int, first: int, rate: float, seconds: float, tag: str, out: Offered,
+                max_in_flight: int) -> tuple[RawHttp, set[asyncio.Task[None]]]:
     """Webhooks for invoices first, first+1, … at `rate`/s for `seconds` (open loop), tallied in `out` as they are
     answered. Returns with requests still in flight (the caller waits for `tasks`)."""
     http, tasks = RawHttp(port, REQUEST_TIMEOUT), set[asyncio.Task[None]]()
@@ -330,7 +349,7 @@ async def offer(port: int, first: int, rate: float, seconds: float, tag: str,
             out.errors[status] += 1
 
     def launch(i: int) -> None:
-        if len(tasks) >= MAX_IN_FLIGHT:
+        if len(tasks) >= max_in_flight:
             out.shed += 1
             return
         n = first + i
@@ -400,7 +419,8 @@ async def latency(args: argparse.Namespace, scratch: Scratch, workdir: Path, mod
     database_url = await scratch.fresh("payments")
     async with paybot(args, database_url, workdir, mode, workers=args.workers) as bot:
         out = Offered()
-        http, tasks = await offer(bot.port, 1, args.latency_rate, args.latency_seconds, f"l{mode[0]}", out)
+        http, tasks = await offer(bot.port, 1, args.latency_rate, args.latency_seconds, f"l{mode[0]}", out,
+                                   args.max_in_flight)
         await settle(tasks, REQUEST_TIMEOUT)
         http.close()
         await acknowledged_by(bot.sendgrid, len(out.answer), REQUEST_TIMEOUT)
@@ -446,7 +466,8 @@ async def throughput(args: argparse.Namespace, scratch: Scratch, workdir: Path, 
 
         sampler = asyncio.create_task(sample())
         first_invoice = 1 + int(args.latency_rate * args.latency_seconds) + 10  # past the latency phase's
-        http, tasks = await offer(bot.port, first_invoice, args.rate, args.seconds, f"t{mode[0]}", out)
+        http, tasks = await offer(bot.port, first_invoice, args.rate, args.seconds, f"t{mode[0]}", out,
+                                   args.max_in_flight)
         stop.set()
         await sampler
         await settle(tasks, REQUEST_TIMEOUT)
@@ -560,6 +581,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long they are offered (default 60)")
     parser.add_argument("--latency-rate", type=float, default=200.0, help="for the latency phase (default 200)")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--max-in-flight", type=int, default=256,
+                        help="webhooks unanswered at once, at most; past it the generator skips (counted as not "
+                             "sent), as a platform's sender does not open thousands of connections (default 256)")
     parser.add_argument("--drain-seconds", type=float, default=60.0,
                         help="after the load, wait at most this long for the backlog to be acknowledged")
     parser.add_argument("--workers", type=int, default=0,
@@ -567,6 +591,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--provider-ms", type=float, default=100.0, help="SendGrid's time per call, delivery phase")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--show-log", type=int, default=0, metavar="N",
+                        help="after each paybot phase, print the last N lines of its log that are not INFO")
+    parser.add_argument("--profile-with", default="", metavar="COMMAND",
+                        help="start `paybot serve` under COMMAND, e.g. '.venv/bin/py-spy record --format raw -o "
+                             "/tmp/spy.txt --' (interrupted at the end of each phase so that it writes its report)")
     parser.add_argument("--skip", default="", help="comma-separated phases: ceiling,latency,throughput,delivery")
     args = parser.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, or_, select, text, tuple_, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from bot.domain import matching, parties
@@ -132,9 +132,7 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
     if numbers:
         conditions.append(sql.invoice_key(models.Invoice.number).in_(numbers))
     if invoice_refs:
-        conditions.append(models.Invoice.number.in_(select(models.ExternalRef.entity_id).where(
-            models.ExternalRef.entity == "invoice",
-            tuple_(models.ExternalRef.source, models.ExternalRef.external_id).in_(invoice_refs))))
+        conditions.append(models.Invoice.number.in_(entities_known_as("invoice", invoice_refs)))
     invoice_rows = list(connection.execute(select(models.Invoice).where(or_(*conditions))
                                            .order_by(models.Invoice.id).with_for_update())) if conditions else []
     customer_refs = {k.customer_external_id for k in all_keys if k.customer_external_id}
@@ -142,25 +140,34 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
     phones = {k.phone for k in all_keys if k.phone}
     customer_conditions = [models.Customer.id.in_({r.customer_id for r in invoice_rows})]
     if customer_refs:
-        customer_conditions.append(models.Customer.id.in_(select(models.ExternalRef.entity_id).where(
-            models.ExternalRef.entity == "customer",
-            tuple_(models.ExternalRef.source, models.ExternalRef.external_id).in_(customer_refs))))
+        customer_conditions.append(models.Customer.id.in_(entities_known_as("customer", customer_refs)))
     if emails:
         customer_conditions.append(models.Customer.email.in_(emails))
     if phones:
         customer_conditions.append(models.Customer.phone.in_(phones))
     customer_rows = list(connection.execute(select(models.Customer).where(or_(*customer_conditions))))
     refs: dict[tuple[str, str], dict[str, str]] = {}
-    wanted = [("invoice", r.number) for r in invoice_rows] + [("customer", c.id) for c in customer_rows]
-    if wanted:
+    wanted = {("invoice", r.number) for r in invoice_rows} | {("customer", c.id) for c in customer_rows}
+    if wanted:  # by entity_id alone, which is indexed (a row-value IN is not, on SQLite)
         columns = models.ExternalRef.entity, models.ExternalRef.entity_id, models.ExternalRef.source, \
             models.ExternalRef.external_id
         for entity, entity_id, source, external_id in connection.execute(select(*columns).where(
-                tuple_(models.ExternalRef.entity, models.ExternalRef.entity_id).in_(wanted))):
-            refs.setdefault((entity, entity_id), {})[source] = external_id
+                models.ExternalRef.entity_id.in_({entity_id for _, entity_id in wanted}))):
+            if (entity, entity_id) in wanted:
+                refs.setdefault((entity, entity_id), {})[source] = external_id
     return Found(
         invoices=[(r.id, repo.to_invoice(r, refs.get(("invoice", r.number), {}))) for r in invoice_rows],
         customers=[repo.to_customer(c, refs.get(("customer", c.id), {})) for c in customer_rows])
+
+
+def entities_known_as(entity: str, refs: set[tuple[str, str]]) -> Any:
+    """The ids of the customers or invoices a platform knows by these ids, per source on the unique index."""
+    by_source: dict[str, set[str]] = {}
+    for source, external_id in refs:
+        by_source.setdefault(source, set()).add(external_id)
+    return select(models.ExternalRef.entity_id).where(models.ExternalRef.entity == entity, or_(*(
+        and_(models.ExternalRef.source == source, models.ExternalRef.external_id.in_(ids))
+        for source, ids in by_source.items())))
 
 
 def candidates_of(event: PaymentEvent, found: Found) -> tuple[matching.Candidates, dict[str, int]]:
