@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # inline: a webhook's event, payments, matches and outbox rows commit together before the answer (simplest);
     # deferred: the event alone is group-committed before the answer and its payments recorded just after (for
     # high volume, and platforms that want an answer within seconds).
-    ingest_mode: Literal["inline", "deferred"] = "inline"
+    ingest_mode: Literal["inline", "deferred"] = "deferred"  # benchmarks/README.md: why
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")
     # Events stored before they can be verified (PayPal IPN; `bot.services.verifier`): anyone can send them.
     unverified_max_pending: int = Field(default=1000, ge=1)  # per source; past it, 503 and nothing stored
