@@ -412,6 +412,7 @@ class Latency:
     e2e_p50: float
     e2e_p99: float
     acknowledged: int
+    shed: int
     problems: list[str]
 
 
@@ -430,7 +431,7 @@ async def latency(args: argparse.Namespace, scratch: Scratch, workdir: Path, mod
         await check_database(database_url, len(out.answer))
     return Latency(len(out.sent), len(out.answer), percentile(list(out.answer.values()), 50),
                    percentile(list(out.answer.values()), 99), percentile(e2e, 50), percentile(e2e, 99),
-                   len(arrivals), problems)
+                   len(arrivals), out.shed, problems)
 
 
 @dataclass
@@ -537,7 +538,8 @@ async def main(args: argparse.Namespace) -> int:
         for mode in modes:
             if "latency" not in args.skip:
                 lat = await latency(args, scratch, workdir, mode)
-                print(f"\n[{mode}] latency at {args.latency_rate:g}/s offered for {args.latency_seconds:g} s: "
+                print(f"\n[{mode}] latency at {args.latency_rate:g}/s offered for {args.latency_seconds:g} s "
+                      f"({lat.shed} not sent: {args.max_in_flight} unanswered): "
                       f"{lat.answered}/{lat.offered} answered 2xx, answer p50 {lat.answer_p50:.1f} ms p99 "
                       f"{lat.answer_p99:.1f} ms; webhook → SendGrid p50 {lat.e2e_p50:.1f} ms p99 {lat.e2e_p99:.1f} ms "
                       f"({lat.acknowledged} acknowledged)", flush=True)
