@@ -264,7 +264,7 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
     async with contextlib.AsyncExitStack() as stack:
         sendgrid = await stack.enter_async_context(child(
             [sys.executable, __file__, "_sendgrid", str(provider_ms)], stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE))
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL))  # a killed sender's reset, no news
         assert sendgrid.stdout is not None
         sendgrid_port = await asyncio.wait_for(announced_port(sendgrid.stdout), START_TIMEOUT)
         port = free_port()
