@@ -44,6 +44,7 @@ from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection
 
 # The sibling benchmarks (run from the repository root: this directory is on sys.path) and the fake SendGrid.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
@@ -123,41 +124,35 @@ async def sendgrid_stats(port: int, arrivals: bool = False) -> dict[str, object]
 
 # --- the database ----------------------------------------------------------------------------------------------------
 
-def seed_rows(database_url: str, invoices: int, deliveries: int) -> None:
+def seed_rows(conn: Connection, invoices: int, deliveries: int) -> None:
     """`invoices` customers, each with one open invoice (both known to Stripe), as an import leaves them; and
     `deliveries` emails waiting in the outbox for the delivery phase (in a copy of its own). Core inserts: seeding
     is not what is measured."""
     from bot.storage import models
-    from bot.storage.engine import create_sqlite_writer
-    from sqlalchemy import create_engine
 
-    engine = create_sqlite_writer(database_url) if database_url.startswith("sqlite") else \
-        create_engine(database_url.replace("postgresql+asyncpg", "postgresql"))
-    with engine.begin() as conn:
-        if invoices:
-            conn.execute(insert(models.Customer), [
-                {"id": f"C{n}", "name": f"Customer {n}", "email": email_of(n), "phone": None, "country": "US",
-                 "locale": "en-US", "timezone": None, "channels": ["email"], "slack_channel": None,
-                 "teams_conversation": None} for n in range(1, invoices + 1)])
-            conn.execute(insert(models.Invoice), [
-                {"number": invoice_number(n), "customer_id": f"C{n}", "currency": "USD",
-                 "amount_minor": INVOICE_MINOR, "paid_minor": 0, "issued_on": None, "due_on": None}
-                for n in range(1, invoices + 1)])
-            conn.execute(insert(models.ExternalRef), [
-                {"entity": entity, "source": "stripe", "external_id": f"{prefix}{n:06d}", "entity_id": entity_id}
-                for n in range(1, invoices + 1)
-                for entity, prefix, entity_id in (("customer", "cus_", f"C{n}"), ("invoice", "in_", invoice_number(n)))])
-        if deliveries:
-            at = datetime.now(UTC)
-            conn.execute(insert(models.Notification), [
-                {"idempotency_key": f"bench:{n}", "payment_id": None, "channel": "sendgrid", "audience": "finance",
-                 "purpose": "finance_card", "recipient": email_of(n), "fallbacks": [], "status": "pending",
-                 "attempts": 0, "available_at": at, "created_at": at,
-                 "payload": {"from": {"email": "billing@example.com"}, "subject": f"Bench {n}",
-                             "personalizations": [{"to": [{"email": email_of(n)}]}],
-                             "content": [{"type": "text/plain", "value": "Thank you."}]}}
-                for n in range(1, deliveries + 1)])
-    engine.dispose()
+    if invoices:
+        conn.execute(insert(models.Customer), [
+            {"id": f"C{n}", "name": f"Customer {n}", "email": email_of(n), "phone": None, "country": "US",
+             "locale": "en-US", "timezone": None, "channels": ["email"], "slack_channel": None,
+             "teams_conversation": None} for n in range(1, invoices + 1)])
+        conn.execute(insert(models.Invoice), [
+            {"number": invoice_number(n), "customer_id": f"C{n}", "currency": "USD",
+             "amount_minor": INVOICE_MINOR, "paid_minor": 0, "issued_on": None, "due_on": None}
+            for n in range(1, invoices + 1)])
+        conn.execute(insert(models.ExternalRef), [
+            {"entity": entity, "source": "stripe", "external_id": f"{prefix}{n:06d}", "entity_id": entity_id}
+            for n in range(1, invoices + 1)
+            for entity, prefix, entity_id in (("customer", "cus_", f"C{n}"), ("invoice", "in_", invoice_number(n)))])
+    if deliveries:
+        at = datetime.now(UTC)
+        conn.execute(insert(models.Notification), [
+            {"idempotency_key": f"bench:{n}", "payment_id": None, "channel": "sendgrid", "audience": "finance",
+             "purpose": "finance_card", "recipient": email_of(n), "fallbacks": [], "status": "pending",
+             "attempts": 0, "available_at": at, "created_at": at,
+             "payload": {"from": {"email": "billing@example.com"}, "subject": f"Bench {n}",
+                         "personalizations": [{"to": [{"email": email_of(n)}]}],
+                         "content": [{"type": "text/plain", "value": "Thank you."}]}}
+            for n in range(1, deliveries + 1)])
 
 
 class Scratch:
@@ -186,9 +181,10 @@ class Scratch:
         engine = create_engine(url)
         try:
             await migrate.upgrade(engine)
+            async with engine.begin() as conn:
+                await conn.run_sync(seed_rows, invoices, deliveries)
         finally:
             await engine.dispose()
-        await asyncio.to_thread(seed_rows, url, invoices, deliveries)
 
     async def fresh(self, kind: str) -> str:
         self.n += 1

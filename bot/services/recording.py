@@ -91,8 +91,8 @@ def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifi
         earlier = {key for (key,) in connection.execute(select(models.Payment.fingerprint).where(
             models.Payment.fingerprint.in_(keys_taken), models.Payment.kind == PaymentKind.PAYMENT.value,
             models.Payment.duplicate_of.is_(None)))}
-        received = dict(simple)
-        batch.left += [(p.row_id, received[p.row_id]) for p in plans if p.key in earlier]
+        by_row = dict(simple)
+        batch.left += [(p.row_id, by_row[p.row_id]) for p in plans if p.key in earlier]
         plans = [p for p in plans if p.key not in earlier]
     if plans:
         claimed = claim(connection, [p.row_id for p in plans])
@@ -155,9 +155,12 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
                 models.ExternalRef.entity_id.in_({entity_id for _, entity_id in wanted}))):
             if (entity, entity_id) in wanted:
                 refs.setdefault((entity, entity_id), {})[source] = external_id
+    # Core rows carry the same attributes as the ORM instances `repo` converts.
     return Found(
-        invoices=[(r.id, repo.to_invoice(r, refs.get(("invoice", r.number), {}))) for r in invoice_rows],
-        customers=[repo.to_customer(c, refs.get(("customer", c.id), {})) for c in customer_rows])
+        invoices=[(r.id, repo.to_invoice(cast(models.Invoice, r), refs.get(("invoice", r.number), {})))
+                  for r in invoice_rows],
+        customers=[repo.to_customer(cast(models.Customer, c), refs.get(("customer", c.id), {}))
+                   for c in customer_rows])
 
 
 def entities_known_as(entity: str, refs: set[tuple[str, str]]) -> Any:
@@ -241,8 +244,8 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
         # statements that store it).
         payment = cast(models.Payment, SimpleNamespace(id=payment_id, **plan.payment))
         event, invoice, customer = plan.event, plan.invoice, plan.customer
-        base = dict(source=event.source, invoice=invoice.number, customer_id=payment.customer_id, amount=plan.amount)
-        records.append(audit_record(now, "payment.matched", **base, detail={
+        records.append(audit_record(now, "payment.matched", source=event.source, invoice=invoice.number,
+                                    customer_id=payment.customer_id, amount=plan.amount, detail={
             "payment_id": payment_id, "kind": event.kind.value, "rule": plan.match.rule.value,
             "reason": plan.match.reason, "payment_ref": event.payment_ref, "settlement": payment.settlement,
             "balance": str(plan.outcome.balance.amount)}))
