@@ -48,6 +48,8 @@ WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
 #: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
 PROCESSING_BATCH = 100
+#: Pages of waiting events a worker's sweep records per round, at most, before it delivers again.
+SWEEP_PAGES = 5
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Runtime:
     disabled: dict[str, list[str]] = field(default_factory=dict)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
     recording: BatchQueue[tuple[int, Received]] = field(init=False)
+    _swept_to: int = field(default=0, init=False)  # the waiting-events sweep's place in the backlog
 
     def __post_init__(self) -> None:
         self.recording = BatchQueue("recording deferred payments", self._process,
@@ -86,12 +89,16 @@ class Runtime:
             self.worker.wake()
 
     async def process_waiting(self) -> None:
-        after: int | None = 0
-        while after is not None:  # page after page, until the backlog is gone
-            recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, after)
+        """At most SWEEP_PAGES pages a round, from where the last round stopped: the worker delivers between rounds
+        instead of behind a whole backlog (and two workers sweeping take different pages, see `recording`)."""
+        for _ in range(SWEEP_PAGES):
+            recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, self._swept_to,
+                                                         limit=PROCESSING_BATCH)
             if recorded.notification_ids:
                 self.worker.wake()
-            after = recorded.last_seen
+            self._swept_to = recorded.last_seen or 0
+            if recorded.last_seen is None:  # the end of the backlog: the next round starts from the beginning
+                return
 
     async def confirm_pending(self) -> None:
         await self.verifier.drain()
