@@ -92,6 +92,8 @@ def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifi
         plan = planned(row_id, received.payments[0], found)
         if plan is None or plan.invoice_id in invoices_taken or plan.key in keys_taken:
             batch.left.append((row_id, received))
+            # Later events on the invoices it names wait for it too: one invoice's reports in the order they came.
+            invoices_taken.update(candidates_of(received.payments[0], found)[1].values())
             continue
         invoices_taken.add(plan.invoice_id)
         keys_taken.add(plan.key)

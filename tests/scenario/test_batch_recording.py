@@ -137,7 +137,18 @@ async def test_what_a_batch_cannot_decide_alone_goes_the_general_way(paybot, sen
     await paybot.runtime.ingest.process_many([again])
     restated = next(p for p in await paybot.rows(models.Payment) if p.webhook_event_id == again[0])
     assert restated.duplicate_of == other.id  # nothing new on the invoice: a duplicate, told to nobody
+
+    # An invoice's reports keep their order: behind one the batch leaves alone, the next on that invoice waits too.
+    general_calls.clear()
+    for event_id, paid in (("evt_f", 2000), ("evt_g", 5000)):
+        assert (await paybot.post_stripe(stripe_invoice_event(event_id, number="INV-2", amount_paid=paid,
+                                                              amount_remaining=10000 - paid))).status == 200
+    later = await waiting(paybot)
+    await paybot.runtime.ingest.process_many(later)
+    assert general_calls == [row_id for row_id, _ in later]
+    newest = next(p for p in await paybot.rows(models.Payment) if p.webhook_event_id == later[1][0])
+    assert (newest.amount_minor, newest.duplicate_of) == (3000, None)
     await paybot.deliver()
-    assert len(sendgrid.accepted) == 3  # the three payments on invoices, not the duplicate
+    assert len(sendgrid.accepted) == 4  # the payments on invoices, not the duplicates
     async with paybot.runtime.db.read() as session:
         assert (await verify(session)).broken is None
