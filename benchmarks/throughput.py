@@ -111,7 +111,14 @@ async def fake_sendgrid(delay_ms: float) -> None:
     await runner.cleanup()
 
 
-async def sendgrid_stats(port: int, arrivals: bool = False) -> dict[str, object]:
+@dataclass
+class Stats:
+    accepted: int                # distinct recipients whose email SendGrid accepted
+    repeats: int                 # emails accepted for a recipient that already had one
+    arrivals: dict[str, float]   # recipient → time.monotonic() of its first email (when asked for)
+
+
+async def sendgrid_stats(port: int, arrivals: bool = False) -> Stats:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         query = "?arrivals=1" if arrivals else ""
@@ -119,7 +126,8 @@ async def sendgrid_stats(port: int, arrivals: bool = False) -> dict[str, object]
         raw = await reader.read()
     finally:
         writer.close()
-    return dict(json.loads(raw.partition(b"\r\n\r\n")[2]))
+    found = json.loads(raw.partition(b"\r\n\r\n")[2])
+    return Stats(int(found["accepted"]), int(found["repeats"]), dict(found["arrivals"]))
 
 
 # --- the database ----------------------------------------------------------------------------------------------------
@@ -331,7 +339,7 @@ async def offer(port: int, first: int, rate: float, seconds: float, tag: str, ou
     """Webhooks for invoices first, first+1, … at `rate`/s for `seconds` (open loop), tallied in `out` as they are
     answered. Returns with requests still in flight (the caller waits for `tasks`)."""
     http, tasks = RawHttp(port, REQUEST_TIMEOUT), set[asyncio.Task[None]]()
-    events = {}
+    events: dict[int, tuple[bytes, str]] = {}
 
     async def one(n: int) -> None:
         body, signature = events.pop(n)
@@ -367,7 +375,7 @@ async def acknowledged_by(sendgrid: int, target: int, timeout: float) -> tuple[i
     """Wait until the fake has accepted `target` emails or `timeout` passes; (count, seconds waited)."""
     started = time.monotonic()
     while True:
-        accepted = int((await sendgrid_stats(sendgrid))["accepted"])  # type: ignore[arg-type]
+        accepted = (await sendgrid_stats(sendgrid)).accepted
         if accepted >= target or time.monotonic() - started >= timeout:
             return accepted, time.monotonic() - started
         await asyncio.sleep(0.25)
@@ -421,7 +429,7 @@ async def latency(args: argparse.Namespace, scratch: Scratch, workdir: Path, mod
         await settle(tasks, REQUEST_TIMEOUT)
         http.close()
         await acknowledged_by(bot.sendgrid, len(out.answer), REQUEST_TIMEOUT)
-        arrivals = dict((await sendgrid_stats(bot.sendgrid, arrivals=True))["arrivals"])  # type: ignore[call-overload]
+        arrivals = (await sendgrid_stats(bot.sendgrid, arrivals=True)).arrivals
     e2e = [arrivals[email_of(n)] - t if email_of(n) in arrivals else float("inf") for n, t in out.sent.items()]
     problems = [f"{n} × {why}" for why, n in out.errors.items()] + \
         await check_database(database_url, len(out.answer))
@@ -457,7 +465,7 @@ async def throughput(args: argparse.Namespace, scratch: Scratch, workdir: Path, 
 
         async def sample() -> None:
             while not stop.is_set():
-                acked = int((await sendgrid_stats(bot.sendgrid))["accepted"])  # type: ignore[arg-type]
+                acked = (await sendgrid_stats(bot.sendgrid)).accepted
                 samples.append((time.monotonic(), len(out.answer), acked, bot.cpu()))
                 await asyncio.sleep(SAMPLE)
 
@@ -471,7 +479,7 @@ async def throughput(args: argparse.Namespace, scratch: Scratch, workdir: Path, 
         http.close()
         acked, waited = await acknowledged_by(bot.sendgrid, len(out.answer), args.drain_seconds)
         cpu = bot.cpu() - cpu0
-        repeats = int((await sendgrid_stats(bot.sendgrid))["repeats"])  # type: ignore[arg-type]
+        repeats = (await sendgrid_stats(bot.sendgrid)).repeats
     # The window: from 5 s in (past start-up) to the end of the offered load.
     usable = [s for s in samples if s[0] >= samples[0][0] + 5] or samples
     first, last = usable[0], usable[-1]
@@ -505,14 +513,14 @@ async def delivery(args: argparse.Namespace, scratch: Scratch, workdir: Path) ->
                       workers=1) as bot:
         # The worker starts sending as soon as it is up: count from the first acceptance.
         started = time.monotonic()
-        while int((await sendgrid_stats(bot.sendgrid))["accepted"]) == 0 and time.monotonic() - started < 60:  # type: ignore[arg-type]
+        while (await sendgrid_stats(bot.sendgrid)).accepted == 0 and time.monotonic() - started < 60:
             await asyncio.sleep(0.05)
         first = time.monotonic()
         cpu0 = bot.cpu()
         sent, _ = await acknowledged_by(bot.sendgrid, args.deliveries, 120)
         took = time.monotonic() - first
         cpu = bot.cpu() - cpu0
-        repeats = int((await sendgrid_stats(bot.sendgrid))["repeats"])  # type: ignore[arg-type]
+        repeats = (await sendgrid_stats(bot.sendgrid)).repeats
     return Delivered(sent / took, sent, took, cpu * 1000 / max(sent, 1), repeats)
 
 
