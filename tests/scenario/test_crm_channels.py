@@ -442,3 +442,24 @@ async def test_crm_rate_limit_keys_are_per_account_and_shared(paybot):
         assert key.startswith(f"{name}:") and key == channels[name].rate_limit({"email": "x@y.z"})[0]
         assert 0 < interval <= 1
     assert channels["activecampaign"].rate_limit({})[1] >= 2 / 5  # ≤ 5 requests a second, a send's calls counted
+
+
+async def test_a_worker_dying_mid_send_is_resent_without_a_duplicate_event(paybot, klaviyo, clock):
+    from bot.storage import outbox
+
+    await paybot.add_customer(channels=("klaviyo",))
+    await pay(paybot)
+    rt = paybot.runtime
+    async with rt.db.transaction() as uow:  # a worker claims the row, marks the attempt started, sends, dies
+        claimed = await outbox.claim(uow.session, now=clock(), lease=timedelta(seconds=60), worker="doomed", limit=10)
+    [row] = [r for r in claimed if r.channel == "klaviyo"]
+    async with rt.db.transaction() as uow:
+        assert await outbox.renew(uow.session, row.id, "doomed", clock(), timedelta(seconds=60))
+    await rt.channels["klaviyo"].send(row.payload, key=row.idempotency_key)
+
+    clock.advance(61)
+    await deliver_all(paybot, clock, rounds=2)
+    [row] = await rows(paybot, "klaviyo")
+    assert row.status == "sent" and len(klaviyo.to("/api/events")) == 2 and len(klaviyo.events) == 1
+    [sent] = [e for e in await audit(paybot, "notification.sent") if e.channel == "klaviyo"]
+    assert "possible_duplicate" not in sent.detail

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,6 +79,13 @@ def number(amount: str | Decimal) -> str:
 def json_body(value: Any) -> bytes:
     """JSON with `number(...)` values as bare numbers (`1250.00`, not `"1250.00"` nor a float's `1250.0`)."""
     return _NUMBER_IN_JSON.sub(r"\1", json.dumps(value, ensure_ascii=False)).encode()
+
+
+async def resend_is_safe(self: Any, payload: Payload, *, key: str, since: datetime) -> None:
+    """`FindsSent` for a CRM that de-duplicates on our key (HubSpot's sendId, Klaviyo's unique_id, Intercom's
+    created_at): after a worker died mid-send there is no need to ask; sending again creates nothing twice, so
+    it is not a possible duplicate."""
+    return None
 
 
 def fingerprint(secret: str) -> str:

@@ -26,7 +26,7 @@ from pydantic import Field, SecretStr, field_validator
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, given, secret, settings_config
 from bot.integrations.channels.base import Payload, StatusUpdate
-from bot.integrations.channels.crm import (Answer, CrmApi, Stop, errors_reason, fingerprint, header,
+from bot.integrations.channels.crm import (resend_is_safe, Answer, CrmApi, Stop, errors_reason, fingerprint, header,
                                            payment_facts, shared_limit)
 from bot.integrations.checks import Finding
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
@@ -81,6 +81,8 @@ class HubSpotChannel:
         self.api = CrmApi(self.name, http, settings.base_url, {"Authorization": f"Bearer {token}",
                                                                 "Accept": "application/json"},
                           token_setting="HUBSPOT_ACCESS_TOKEN", token=token, reason=_reason, wait=self._wait)
+
+    find_sent = resend_is_safe  # the CRM de-duplicates on our key
 
     def address(self, customer: Customer) -> str | None:
         return customer.email or None

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
-from bot.integrations.channels.crm import CrmApi, Stop, errors_reason, fingerprint, number, payment_facts, shared_limit
+from bot.integrations.channels.crm import resend_is_safe, CrmApi, Stop, errors_reason, fingerprint, number, payment_facts, shared_limit
 from bot.integrations.checks import Finding
 from bot.integrations.http import Delivery, Failed, Sent
 from bot.messages import Message
@@ -52,6 +52,8 @@ class IntercomChannel:
         self.api = CrmApi(self.name, http, settings.base_url, {
             "Authorization": f"Bearer {token}", "Accept": "application/json", "Intercom-Version": settings.version},
             token_setting="INTERCOM_ACCESS_TOKEN", token=token, reason=errors_reason)
+
+    find_sent = resend_is_safe  # the CRM de-duplicates on our key
 
     def address(self, customer: Customer) -> str | None:
         return customer.email or None

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
-from bot.integrations.channels.crm import CrmApi, Stop, errors_reason, fingerprint, number, payment_facts, shared_limit
+from bot.integrations.channels.crm import resend_is_safe, CrmApi, Stop, errors_reason, fingerprint, number, payment_facts, shared_limit
 from bot.integrations.checks import Finding
 from bot.integrations.http import Delivery, Sent
 from bot.messages import Message
@@ -52,6 +52,8 @@ class KlaviyoChannel:
             "Authorization": f"Klaviyo-API-Key {key}", "revision": settings.revision,
             "Accept": "application/vnd.api+json"}, token_setting="KLAVIYO_API_KEY", token=key,
             reason=errors_reason, content_type="application/vnd.api+json")
+
+    find_sent = resend_is_safe  # the CRM de-duplicates on our key
 
     def address(self, customer: Customer) -> str | None:
         return customer.email or None
