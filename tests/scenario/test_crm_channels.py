@@ -463,3 +463,32 @@ async def test_a_worker_dying_mid_send_is_resent_without_a_duplicate_event(paybo
     assert row.status == "sent" and len(klaviyo.to("/api/events")) == 2 and len(klaviyo.events) == 1
     [sent] = [e for e in await audit(paybot, "notification.sent") if e.channel == "klaviyo"]
     assert "possible_duplicate" not in sent.detail
+
+
+async def test_activecampaign_500_on_a_write_is_not_retried_but_a_read_is(paybot, activecampaign, clock):
+    await paybot.add_customer(channels=("activecampaign",))
+    server_error = web.json_response({"message": "Internal Server Error"}, status=500)
+    activecampaign.script("/api/3/tags", web.json_response({"message": "Bad Gateway"}, status=502))
+    await pay(paybot, "INV-1")
+    await paybot.deliver()
+    [row] = await rows(paybot, "activecampaign")
+    assert row.status == "pending" and "502" in row.last_error  # the tag lookup, a read: asked again
+    clock.advance(paybot.runtime.settings.retry_max_seconds)
+    await deliver_all(paybot, clock)
+    assert [r.status for r in await rows(paybot, "activecampaign")] == ["sent"]
+
+    activecampaign.script("/api/3/contactTags", server_error)
+    await pay(paybot, "INV-2")
+    await deliver_all(paybot, clock)
+    first, second = await rows(paybot, "activecampaign")
+    assert second.status == "dead" and "not retried" in second.last_error
+
+
+def test_a_bad_hubspot_timezone_is_one_line_naming_the_setting(monkeypatch):
+    from bot.errors import ConfigError
+    from bot.runtime import integration_settings
+
+    monkeypatch.setenv("HUBSPOT_TIMEZONE", "Mars/Olympus_Mons")
+    with pytest.raises(ConfigError) as caught:
+        integration_settings(None, "hubspot", HubSpotSettings)
+    assert "HUBSPOT_TIMEZONE" in str(caught.value) and "\n" not in str(caught.value)

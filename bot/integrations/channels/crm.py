@@ -62,7 +62,7 @@ def payment_facts(message: Message) -> Payload:
         "currency": receipt.amount.currency,
         "invoice_total_minor": receipt.invoice_total.minor if receipt.invoice_total else None,
         "balance_minor": balance.minor if balance is not None else None,
-        "paid_in_full": bool(receipt.settlement) and not receipt.partial,
+        "paid_in_full": receipt.settlement is not None and not receipt.partial,
         "paid_at": receipt.paid_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "paid_at_epoch": int(receipt.paid_at.timestamp()),
         "subject": words.subject,
@@ -165,12 +165,13 @@ class CrmApi:
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:  # never reached the CRM
             raise Stop(Retry(f"{self.name} unreachable: {exc.__class__.__name__}")) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:  # sent, and no answer: applied or not, nobody knows
-            raise Stop(self._unknown(f"no answer after {method} {path} was sent ({exc.__class__.__name__})")) from exc
+            raise Stop(self._unknown(f"no answer after {method} {path} was sent ({exc.__class__.__name__})",
+                                     method)) from exc
         if 200 <= answer.status < 300 or answer.status in allow:
             return answer
-        raise Stop(self.outcome(answer))
+        raise Stop(self.outcome(answer, method))
 
-    def outcome(self, answer: Answer) -> Retry | Failed:
+    def outcome(self, answer: Answer, method: str = "POST") -> Retry | Failed:
         status, reason = answer.status, f"{self.name} answered {answer.status}: {self.reason(answer)}"
         if status in (401, 403):
             return Failed(f"{reason}; check {self.token_setting} and its scopes",
@@ -178,11 +179,13 @@ class CrmApi:
         if status == 429:
             return Retry(reason, **self.wait(answer))
         if status in RETRYABLE or status >= 500:
-            return Retry(reason, **self.wait(answer)) if self.idempotent or status == 503 else self._unknown(reason)
+            if self.idempotent or method == "GET" or status < 500 or status == 503:  # said: not processed
+                return Retry(reason, **self.wait(answer))
+            return self._unknown(reason, method)
         return Failed(reason)
 
-    def _unknown(self, what: str) -> Retry | Failed:
-        if self.idempotent:
+    def _unknown(self, what: str, method: str) -> Retry | Failed:
+        if self.idempotent or method == "GET":  # a read changed nothing: asking again is always safe
             return Retry(f"{self.name}: {what}")
         return Failed(f"{self.name}: {what}; it may have been applied and {self.name} has no idempotency key, "
                       "so it is not retried: check the contact in the CRM")

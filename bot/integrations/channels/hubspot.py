@@ -61,7 +61,10 @@ class HubSpotSettings(IntegrationSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises for an unknown name: one line, exit 2
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError: made one line, exit 2
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. America/New_York)") from exc
         return value
 
     def missing(self) -> list[str]:

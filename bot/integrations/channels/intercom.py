@@ -115,7 +115,7 @@ def metadata(payload: Payload) -> dict[str, Any]:
     values = {"invoice_number": payload["invoice"], "amount": money(payload["amount_minor"]),
               "invoice_total": money(payload["invoice_total_minor"]), "balance": money(payload["balance_minor"]),
               "paid_in_full": payload["paid_in_full"], "payment_ref": payload["payment_ref"],
-              "source": payload["source"], "payment_id": payload["payment_id"]}
+              "source": payload["source"], "payment_id": payload["payment_id"], "test": payload["test"] or None}
     kept = {k: v for k, v in values.items() if v is not None}
     assert len(kept) <= MAX_METADATA
     return kept
