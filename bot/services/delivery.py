@@ -210,7 +210,9 @@ class DeliveryWorker:
                     uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "dead").inc()
                     log.warning("notification %s is dead: %s", mine.id, reason)
-                    await self.notifier.after_failure(uow, mine, once=result.once)
+                    # A refused token is told once per integration; a row that ran out of retries, for itself.
+                    await self.notifier.after_failure(uow, mine,
+                                                      once=result.once if isinstance(result, Failed) else None)
 
     def _exhausted(self, row: Notification, now: datetime) -> bool:
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds
