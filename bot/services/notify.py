@@ -184,7 +184,6 @@ class Notifier:
             await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
                              key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))
 
-
     async def tell_finance_once(self, uow: UnitOfWork, row: Notification, once: str, reason: str) -> None:
         """A fault of a whole integration (a refused token, a spent daily quota) seen on `row`: one card to finance
         per `once` key (the outbox never queues a key twice), however many payments run into it."""
