@@ -58,6 +58,7 @@ class FakeHubSpot(FakeProvider):
         self.statuses: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(501)
         self.lose_next_answer = False  # the next send is made, and its answer lost in a gateway timeout
+        self.bounced: set[str] = set()  # addresses HubSpot will not send to (PREVIOUSLY_BOUNCED)
         self.app.router.add_post("/crm/v3/objects/contacts/batch/upsert", self.upsert)
         self.app.router.add_get("/crm/v3/objects/contacts", self.list_contacts)
         self.app.router.add_post("/marketing/v3/transactional/single-email/send", self.single_send)
@@ -121,7 +122,8 @@ class FakeHubSpot(FakeProvider):
         now = self.clock().isoformat()
         self.statuses[status_id] = {"statusId": status_id, "status": "PENDING", "requestedAt": now,
                                     "eventId": {"id": str(uuid.uuid4()), "created": now},
-                                    "result": "IDEMPOTENT_IGNORE" if repeated else "SENT"}
+                                    "result": "IDEMPOTENT_IGNORE" if repeated else
+                                    "PREVIOUSLY_BOUNCED" if message["to"] in self.bounced else "SENT"}
         if self.lose_next_answer:
             self.lose_next_answer = False
             return web.Response(status=504, text="<html><body><h1>504 Gateway Time-out</h1></body></html>",

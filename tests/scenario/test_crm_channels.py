@@ -492,3 +492,32 @@ def test_a_bad_hubspot_timezone_is_one_line_naming_the_setting(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         integration_settings(None, "hubspot", HubSpotSettings)
     assert "HUBSPOT_TIMEZONE" in str(caught.value) and "\n" not in str(caught.value)
+
+
+async def test_hubspot_send_that_ends_refused_falls_back_and_tells_finance(paybot, hubspot, sendgrid, clock):
+    assert any(job.name == "hubspot-send-status" for job in paybot.runtime.worker.periodic)
+    hubspot.bounced.add("jane@example.com")
+    await paybot.add_customer(channels=("hubspot", "email"))
+    await pay(paybot)
+    await paybot.deliver()
+    assert sendgrid.accepted == []  # accepted by HubSpot, for now
+
+    rt = paybot.runtime
+    await status_poll.poll(rt.db, rt.notifier, "hubspot", rt.channels["hubspot"])
+    await deliver_all(paybot, clock, rounds=2)
+    [row] = await rows(paybot, "hubspot")
+    assert (row.status, row.delivery_status) == ("dead", "PREVIOUSLY_BOUNCED")
+    assert len(sendgrid.accepted) == 1
+    assert [n.purpose for n in await paybot.notifications()].count("dead_letter") == 1
+    assert [e.channel for e in await audit(paybot, "notification.undelivered")] == ["hubspot"]
+
+
+@pytest.mark.parametrize("hubspot_mode", ["properties"])
+async def test_hubspot_property_missing_in_the_account_is_permanent(paybot, hubspot, sendgrid, clock):
+    hubspot.properties.discard("paybot_payment")
+    await paybot.add_customer(channels=("hubspot", "email"))
+    await pay(paybot)
+    await deliver_all(paybot, clock, rounds=2)
+    [row] = await rows(paybot, "hubspot")
+    assert row.status == "dead" and "paybot_payment" in row.last_error and "VALIDATION_ERROR" in row.last_error
+    assert len(hubspot.to(UPSERT)) == 1 and len(sendgrid.accepted) == 1
