@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import select
 
 from bot.integrations.channels.activecampaign import ActiveCampaignSettings
 from bot.integrations.channels.hubspot import SINGLE_SEND, UPSERT, HubSpotSettings
