@@ -520,3 +520,12 @@ async def test_hubspot_property_missing_in_the_account_is_permanent(paybot, hubs
     [row] = await rows(paybot, "hubspot")
     assert row.status == "dead" and "paybot_payment" in row.last_error and "VALIDATION_ERROR" in row.last_error
     assert len(hubspot.to(UPSERT)) == 1 and len(sendgrid.accepted) == 1
+
+
+async def test_check_names_an_activecampaign_url_without_the_api_root(paybot, activecampaign):
+    from bot.integrations.channels.activecampaign import ActiveCampaignChannel
+
+    wrong = ActiveCampaignSettings(_env_file=None, api_token=ac_fake.TOKEN, tag="paid",
+                                   base_url=str(activecampaign.server.make_url("/")))
+    [finding] = await ActiveCampaignChannel(wrong, paybot.runtime.http).check(paybot.runtime.settings)
+    assert finding.problem and "ACTIVECAMPAIGN_BASE_URL" in finding.text and "/api/3" in finding.text

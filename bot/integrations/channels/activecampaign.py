@@ -24,7 +24,7 @@ from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, given, secret, settings_config
 from bot.integrations.channels.base import Payload
 from bot.integrations.channels.crm import CrmApi, Stop, errors_reason, host_of, payment_facts, shared_limit
-from bot.integrations.checks import Finding
+from bot.integrations.checks import Finding, problem
 from bot.integrations.http import Delivery, Failed, Sent
 from bot.messages import Message
 from bot.settings import Settings as CoreSettings
@@ -133,6 +133,9 @@ class ActiveCampaignChannel:
 
     async def check(self, settings: CoreSettings) -> list[Finding]:
         """`GET /users/me`: the token is accepted, and names its user."""
+        if not str(self.settings.base_url).rstrip("/").endswith("/api/3"):
+            return [problem(f"ACTIVECAMPAIGN_BASE_URL {self.settings.base_url!r} must be the account's API URL "
+                            "ending in /api/3 (Settings → Developer), e.g. https://<account>.api-us1.com/api/3")]
         def describe(body: Any) -> str:
             user = body.get("user") or {}
             return f"user {user.get('username') or user.get('email') or '?'}"
