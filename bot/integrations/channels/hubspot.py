@@ -142,7 +142,8 @@ class HubSpotChannel:
     def _wait(self, answer: Answer) -> dict[str, Any]:
         """A `DAILY` 429 waits for midnight in the account's zone (finance told once that day); the ten-second
         limit waits as long as HubSpot says: Retry-After, else the interval it names."""
-        if str(answer.json().get("policyName") or "").upper() == "DAILY":
+        body = answer.json()
+        if isinstance(body, dict) and str(body.get("policyName") or "").upper() == "DAILY":
             zone = ZoneInfo(self.settings.timezone)
             today = _answered_at(answer).astimezone(zone).date()
             reset = datetime.combine(today + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
