@@ -189,8 +189,10 @@ class DeliveryWorker:
                                       "attempts": mine.attempts} | dict(note or {})
             audit: dict[str, Any] = {"channel": mine.channel, "detail": detail}
             match result:
-                case Sent(provider_id):
+                case Sent(provider_id, status):
                     mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
+                    if status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
+                        mine.delivery_status, detail["delivered"] = status, status
                     uow.audit("notification.sent", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "sent").inc()
                     log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
@@ -200,13 +202,17 @@ class DeliveryWorker:
                     mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, wait))
                     self.metrics.deliveries.labels(mine.channel, "retry").inc()
                     log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
+                    if result.once is not None:  # e.g. a daily API quota spent: finance hears once, not per row
+                        await self.notifier.tell_finance_once(uow, mine, result.once, reason)
                 case Retry(reason) | Failed(reason):
                     mine.status, mine.last_error = outbox.DEAD, reason
                     detail["reason"] = reason
                     uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "dead").inc()
                     log.warning("notification %s is dead: %s", mine.id, reason)
-                    await self.notifier.after_failure(uow, mine)
+                    # A refused token is told once per integration; a row that ran out of retries, for itself.
+                    await self.notifier.after_failure(uow, mine,
+                                                      once=result.once if isinstance(result, Failed) else None)
 
     def _exhausted(self, row: Notification, now: datetime) -> bool:
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds

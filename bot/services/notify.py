@@ -64,6 +64,16 @@ class Notifier:
                 routes.append(Route(channel, recipient))
         return routes
 
+    def skipped(self, customer: Customer) -> list[tuple[str, str]]:
+        """The customer's preferred, configured channels that cannot reach them, and why (nothing on file)."""
+        found = []
+        for preference in customer.channels:
+            channel = self._provider_for(preference)
+            if channel is not None and not channel.address(customer):
+                field = reach.ADDRESS_FIELDS.get(preference, "address").replace("_", " ")
+                found.append((channel.name, f"{preference}: no {field} on file"))
+        return found
+
     def finance_route(self) -> Route | None:
         slack = self.channels.get("slack")
         if slack and self.settings.finance_slack_channel:
@@ -135,14 +145,21 @@ class Notifier:
                       detail={"payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value,
                               "channels": list(customer.channels), "reason": reason})
             return None
+        for channel, reason in self.skipped(customer):  # e.g. a CRM for a customer with no email on file
+            uow.audit("notification.skipped", actor=actor, channel=channel, invoice=receipt.invoice_number,
+                      customer_id=customer.id, amount=receipt.amount,
+                      detail={"payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value, "reason": reason})
         first, rest = routes[0], [r.channel.name for r in routes[1:]]
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
                                 key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
                                 fallbacks=rest, actor=actor)
 
-    async def after_failure(self, uow: UnitOfWork, row: Notification) -> None:
+    async def after_failure(self, uow: UnitOfWork, row: Notification, *, once: str | None = None) -> None:
         """A customer message failed for good (dead-lettered, or bounced after sending): try the customer's next
-        channel and tell finance. A staff alert that fails has nowhere better to go: it stays dead and audited."""
+        channel and tell finance. A staff alert that fails has nowhere better to go: it stays dead and audited.
+
+        `once`: the failure is the integration's (a refused token), not this message's: finance hears of it once
+        per `once` key, not once per payment."""
         if row.payment_id is None or row.audience != Audience.CUSTOMER.value:
             return
         loaded = await receipts.load(uow.session, row.payment_id)
@@ -158,11 +175,27 @@ class Notifier:
                     await self.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt, customer),
                                      key=f"{row.idempotency_key}>{route.channel.name}", fallbacks=remaining)
                     break
+        if once is not None:
+            await self.tell_finance_once(uow, row, once, row.last_error or "")
+            return
         finance = self.finance_route()
         if finance is not None:
             note = f"{row.purpose} via {row.channel} ({row.last_error})"
             await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
                              key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))
+
+    async def tell_finance_once(self, uow: UnitOfWork, row: Notification, once: str, reason: str) -> None:
+        """A fault of a whole integration (a refused token, a spent daily quota) seen on `row`: one card to finance
+        per `once` key (the outbox never queues a key twice), however many payments run into it."""
+        finance = self.finance_route()
+        loaded = await receipts.load(uow.session, row.payment_id) if row.payment_id is not None else None
+        if finance is None or loaded is None:
+            return
+        receipt, customer = loaded
+        note = (f"{row.purpose} via {row.channel} ({reason}); this affects every {row.channel} message "
+                "and is reported once")
+        await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
+                         key=f"once:{once}")
 
 
 def why_unreachable(customer: Customer, channels: Collection[str]) -> str | None:

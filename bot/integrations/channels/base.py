@@ -83,3 +83,15 @@ class FindsSent(Protocol):
         """The message this provider accepted under `key` at or after `since` (Sent with its id), None when it
         holds none, Retry when it cannot be asked just now, CannotTell when it can never answer."""
         ...
+
+
+@runtime_checkable
+class PollsStatus(Protocol):
+    """A provider that accepts a message and finishes it later, and must be asked how it ended (HubSpot's
+    transactional send). Rows sent with a `delivery_status` in `pending_statuses` are polled by the worker."""
+
+    pending_statuses: ClassVar[frozenset[str]]
+
+    async def poll_status(self, provider_id: str, *, key: str, now: datetime) -> StatusUpdate | None:
+        """How the message ended, or None while it is still under way (or the provider cannot say just now)."""
+        ...
