@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import CannotTell, Channel, ConsentChange, FindsSent
 from bot.integrations.http import Delivery, Failed, Retry, Sent
 from bot.metrics import Metrics
@@ -144,8 +145,8 @@ class DeliveryWorker:
             if not await outbox.renew(uow.session, row.id, self.worker_id, uow.clock(), self._lease):
                 log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
                 return
-        if row.audience == "customer" and await self._opted_out(channel, row):
-            await self._finish(row, Failed(f"{redact(row.recipient)} opted out of {channel.serves}"),
+        if row.audience == "customer" and await self._opted_out(row):
+            await self._finish(row, Failed(f"{redact(row.recipient)} opted out of {CHANNELS[row.channel].serves}"),
                                note={"skipped": "opted out"})
             return
         note: dict[str, Any] = {}
@@ -169,10 +170,13 @@ class DeliveryWorker:
         # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first.
         await self._finish(row, result, note=note, attempt_over=not (isinstance(result, Retry) and result.unknown))
 
-    async def _opted_out(self, channel: Channel, row: Notification) -> bool:
+    async def _opted_out(self, row: Notification) -> bool:
         """The recipient said STOP (since this was queued, or on another of their messages): not sent."""
+        factory = CHANNELS.get(row.channel)
+        if factory is None:
+            return False
         async with self.db.read() as session:
-            return await consent.opted_out(session, channel.serves, row.recipient)
+            return await consent.opted_out(session, factory.serves, row.recipient)
 
     async def _ask_provider(self, channel: Channel, row: Notification,
                             since: datetime) -> Sent | Retry | CannotTell | None:
@@ -215,9 +219,9 @@ class DeliveryWorker:
                 case Retry(reason) | Failed(reason):
                     mine.status, mine.last_error = outbox.DEAD, reason
                     detail["reason"] = reason
-                    if isinstance(result, Failed) and result.opted_out and mine.channel in self.channels:
+                    if isinstance(result, Failed) and result.opted_out and mine.channel in CHANNELS:
                         await record_consent(uow, mine.channel, ConsentChange(
-                            self.channels[mine.channel].serves, mine.recipient, True, reason, now))
+                            CHANNELS[mine.channel].serves, mine.recipient, True, reason, now))
                     uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "dead").inc()
                     log.warning("notification %s is dead: %s", mine.id, reason)

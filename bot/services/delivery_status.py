@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.domain import contact
 from bot.integrations.channels.base import DELIVERED, ConsentChange, StatusUpdate
 from bot.services import receipts
 from bot.services.notify import Notifier, redact
@@ -90,8 +91,7 @@ async def record_consent(uow: UnitOfWork, channel: str, change: ConsentChange) -
     if not await consent.change(uow.session, change.preference, change.address, opted_out=change.opted_out,
                                 reason=change.reason, now=uow.clock()):
         return False
-    ids = list(await uow.session.scalars(select(Customer.id).where(Customer.phone == change.address)
-                                         .order_by(Customer.id))) if change.preference in ("sms", "whatsapp") else []
+    ids = await _customers_at(uow, change.address) if change.preference in ("sms", "whatsapp") else []
     kind = "consent.opted_out" if change.opted_out else "consent.opted_in"
     uow.audit(kind, channel=channel, customer_id=ids[0] if len(ids) == 1 else None,
               detail={"preference": change.preference, "address": redact(change.address), "reason": change.reason,
@@ -99,3 +99,17 @@ async def record_consent(uow: UnitOfWork, channel: str, change: ConsentChange) -
     log.info("%s %s: %s (%s)", redact(change.address), "opted out of" if change.opted_out else "opted back in to",
              change.preference, change.reason)
     return True
+
+
+async def _customers_at(uow: UnitOfWork, phone: str) -> list[str]:
+    """The customers whose phone, read for their country, is this E.164 number (phones are kept as written)."""
+    rows = await uow.session.execute(select(Customer.id, Customer.phone, Customer.country)
+                                     .where(Customer.phone.is_not(None)).order_by(Customer.id))
+    return [cid for cid, written, country in rows if written and (written == phone or _e164(written, country) == phone)]
+
+
+def _e164(written: str, country: str) -> str | None:
+    try:
+        return contact.phone_e164(written, country or "US")
+    except ValueError:
+        return None

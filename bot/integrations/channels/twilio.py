@@ -14,10 +14,12 @@ START / YES / UNSTOP opt them back in, both recorded and audited. Both are verif
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
 import phonenumbers
@@ -97,6 +99,10 @@ class RootedTwilioHttpClient(AsyncTwilioHttpClient):
     async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         parts = urlsplit(url)
         url = urlunsplit((self.root.scheme, self.root.netloc, self.root.path + parts.path, parts.query, ""))
+        auth = kwargs.pop("auth", None)
+        if auth is not None:  # as a header: aiohttp deprecates the `auth=` the SDK would pass
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            kwargs["headers"] = dict(kwargs.get("headers") or {}) | {"Authorization": f"Basic {token}"}
         return await super().request(method, url, *args, **kwargs)
 
     async def close(self) -> None:
@@ -130,7 +136,7 @@ class TwilioChannel:
         sender = ({"messaging_service_sid": self.settings.messaging_service_sid}
                   if self.settings.messaging_service_sid else {"from_": self.settings.from_number})
         callback = self.settings.callback_url()
-        extra = {"status_callback": f"{callback}?key={quote(key, safe='')}"} if callback else {}
+        extra = {"status_callback": f"{callback}?n={callback_token(key)}"} if callback else {}
         try:
             message = await self.client.messages.create_async(to=payload["to"], body=payload["body"],
                                                               **sender, **extra)
@@ -190,7 +196,7 @@ class TwilioChannel:
         code = form.get("ErrorCode", "").strip()
         detail = f"error {code}" + (f": {form['ErrorMessage'][:200]}" if form.get("ErrorMessage") else "") if code else ""
         found: list[StatusUpdate | ConsentChange] = [StatusUpdate(
-            key=request.query.get("key", ""), status=status, failed=status in FAILED_STATUSES, at=request.received_at,
+            key=key_of(request.query.get("n", "")), status=status, failed=status in FAILED_STATUSES, at=request.received_at,
             detail=detail, provider_id=form.get("MessageSid") or form.get("SmsSid"))]
         if code == str(OPTED_OUT) and form.get("To"):
             found.append(ConsentChange("sms", form["To"], True, f"twilio error {OPTED_OUT}: recipient opted out",
@@ -229,6 +235,18 @@ def e164(phone: str, country: str) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def callback_token(key: str) -> str:
+    """Our key in the StatusCallback URL: base64url, so that no proxy or framework re-escapes what Twilio signed."""
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def key_of(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
 
 
 def _outcome(exc: TwilioRestException) -> Delivery:
