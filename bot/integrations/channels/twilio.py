@@ -194,10 +194,10 @@ class TwilioChannel:
         if status not in STATUSES:
             return []  # receiving/received/partially_delivered: not about a message of ours
         code = form.get("ErrorCode", "").strip()
-        detail = f"error {code}" + (f": {form['ErrorMessage'][:200]}" if form.get("ErrorMessage") else "") if code else ""
+        detail = f"error {code} {form.get('ErrorMessage', '')[:200]}".strip() if code else ""
         found: list[StatusUpdate | ConsentChange] = [StatusUpdate(
-            key=key_of(request.query.get("n", "")), status=status, failed=status in FAILED_STATUSES, at=request.received_at,
-            detail=detail, provider_id=form.get("MessageSid") or form.get("SmsSid"))]
+            key=key_of(request.query.get("n", "")), status=status, failed=status in FAILED_STATUSES,
+            at=request.received_at, detail=detail, provider_id=form.get("MessageSid") or form.get("SmsSid"))]
         if code == str(OPTED_OUT) and form.get("To"):
             found.append(ConsentChange("sms", form["To"], True, f"twilio error {OPTED_OUT}: recipient opted out",
                                        request.received_at))
