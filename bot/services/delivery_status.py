@@ -56,7 +56,9 @@ async def _status(uow: UnitOfWork, notifier: Notifier, channel: str, update: Sta
               detail=detail, **subject)
     if delivered:
         await _end_chain(uow, row, subject)
-    elif update.failed and row.status == outbox.SENT:
+    elif update.failed and row.status in (outbox.SENT, outbox.SENDING, outbox.PENDING):
+        # SENDING/PENDING: the report beat the worker's record of the send (or a send whose answer was lost):
+        # the key was handed to the provider, so the message exists and failed. The worker finds the row gone.
         row.status, row.last_error = outbox.DEAD, f"{update.status}: {update.detail}"[:500]
         log.warning("notification %s was accepted but not delivered (%s)", row.id, update.status)
         await notifier.after_failure(uow, row)

@@ -280,3 +280,38 @@ async def test_mexican_number_in_national_form(paybot, twilio):
     [message] = await texted(paybot, twilio, phone="55 1234 5678", country="MX", locale="es-MX")
     assert message["to"] == "+525512345678"
     assert message["body"].startswith("¡Gracias, Jane Doe! Recibimos su pago de")
+
+
+async def test_status_shows_each_notification_with_the_provider_id(paybot, twilio, capsys, monkeypatch,
+                                                                   database_url):
+    import asyncio
+
+    from bot.cli import main
+    from bot.services.staff.queries import StaffQueries
+
+    [message] = await texted(paybot, twilio)
+    await status(paybot, message, "delivered")
+    answer = await StaffQueries(paybot.runtime.db).status("INV-1042")  # what /payments status answers
+    assert f"receipt to customer via twilio (+15*******23): delivered at 2026-11-28 12:00 UTC, 1 attempt · id " \
+           f"{message['sid']}" in answer
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert await asyncio.to_thread(main, ["status", "INV-1042"]) == 0
+    assert "via twilio (+15*******23): delivered" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["audit", "export", "--invoice", "INV-1042"]) == 0
+    exported = capsys.readouterr().out
+    assert f'"provider_id": "{message["sid"]}"' in exported and '"status": "delivered"' in exported
+
+
+async def test_a_failure_reported_before_the_send_was_recorded_still_falls_back(paybot, twilio, sendgrid):
+    await paybot.add_customer(phone=PHONE, channels=("sms", "email"))
+    await paybot.add_invoice()
+    await paybot.post_stripe(stripe_invoice_event())
+    [row] = await receipts(paybot)
+    from bot.integrations.channels.twilio import callback_token
+
+    message = {"sid": "SM" + "a" * 32, "from": FROM_NUMBER, "to": PHONE,
+               "status_callback": f"{PUBLIC}/callbacks/twilio?n={callback_token(row.idempotency_key)}"}
+    await status(paybot, message, "failed", 30005)  # Twilio's report outran the worker
+    await paybot.deliver()
+    sms, email = await receipts(paybot)
+    assert (sms.status, email.status) == ("dead", "sent") and twilio.messages == []
