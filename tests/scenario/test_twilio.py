@@ -315,3 +315,21 @@ async def test_a_failure_reported_before_the_send_was_recorded_still_falls_back(
     await paybot.deliver()
     sms, email = await receipts(paybot)
     assert (sms.status, email.status) == ("dead", "sent") and twilio.messages == []
+
+
+async def test_check_proves_the_credentials(paybot, twilio, settings_for, aiohttp_client):
+    import aiohttp
+
+    from bot.integrations.channels.twilio import TwilioChannel
+
+    settings = settings_for()
+    good = await paybot.runtime.channels["twilio"].check(settings)
+    assert [f.problem for f in good] == [False] and "account active" in good[0].text
+    async with aiohttp.ClientSession() as http:
+        bad = TwilioChannel(twilio_settings(twilio, auth_token="wrong"), http)
+        [finding] = await bad.check(settings)
+        assert finding.problem and "HTTP 401, error 20003" in finding.text and "wrong" not in finding.text
+        keyed = TwilioChannel(twilio_settings(twilio, api_key_sid=API_KEY_SID, api_key_secret=API_KEY_SECRET,
+                                              public_base_url=None), http)
+        found = await keyed.check(settings)
+        assert [f.problem for f in found] == [False, True] and "PUBLIC_BASE_URL" in found[1].text
