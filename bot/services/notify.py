@@ -130,8 +130,8 @@ class Notifier:
         queued: list[int | None] = []
         unreachable = None
         if receipt.kind == "payment" and receipt.matched and customer is not None:
-            unreachable = self.why_unreachable(customer)
-            queued.append(await self.thank(uow, receipt, customer))
+            notification_id, unreachable = await self._thank(uow, receipt, customer)
+            queued.append(notification_id)
         finance = self.finance_route()
         if finance:
             purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
@@ -145,21 +145,26 @@ class Notifier:
     async def thank(self, uow: UnitOfWork, receipt: Receipt, customer: Customer, *, actor: str = "system") -> int | None:
         """Queue the customer's receipt on their first usable channel, the others as fallbacks; with none usable,
         say so in the audit trail (the finance card says it too)."""
+        return (await self._thank(uow, receipt, customer, actor=actor))[0]
+
+    async def _thank(self, uow: UnitOfWork, receipt: Receipt, customer: Customer, *,
+                     actor: str = "system") -> tuple[int | None, str | None]:
+        """The receipt's notification, or None and why nobody can tell the customer."""
         routes, skipped = await self.reachable_routes(uow, customer)
         for name, why in skipped.items():
             _audit_skipped(uow, receipt, name, why, actor)
         if not routes:
-            reason = "; ".join(skipped.values()) or self.why_unreachable(customer) or "no usable channel"
+            reason = self.why_unreachable(customer) or "; ".join(skipped.values()) or "no usable channel"
             log.warning("payment %s: customer %s cannot be told: %s", receipt.payment_id, customer.id, reason)
             uow.audit("notification.undeliverable", actor=actor, invoice=receipt.invoice_number,
                       customer_id=customer.id, amount=receipt.amount,
                       detail={"payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value,
                               "channels": list(customer.channels), "reason": reason})
-            return None
+            return None, reason
         first, rest = routes[0], [r.channel.name for r in routes[1:]]
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
                                 key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
-                                fallbacks=rest, actor=actor)
+                                fallbacks=rest, actor=actor), None
 
     async def after_failure(self, uow: UnitOfWork, row: Notification) -> None:
         """A customer message failed for good (dead-lettered, or bounced after sending): try the customer's next

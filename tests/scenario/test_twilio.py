@@ -197,6 +197,9 @@ async def test_opt_out_survives_a_restart(paybot, twilio, settings_for, configs,
     await restarted.deliver()
     assert len(twilio.messages) == 1
     assert "notification.undeliverable" in await restarted.audit_kinds()
+    await restarted.deliver()
+    card = [m for m in (await restarted.notifications()) if m.purpose == "finance_card"][-1]
+    assert "NOT told" in card.payload["text"] and "opted out" in card.payload["text"]
 
 
 async def test_error_21610_records_the_opt_out_and_falls_back(paybot, twilio, sendgrid):
