@@ -125,9 +125,10 @@ async def test_an_exhausted_chain_reaches_finance(paybot, sendgrid, twilio, slac
         await paybot.deliver()
     text, email = await receipts(paybot)
     assert (text.status, email.status) == ("dead", "dead")
-    alerts = [m["text"] for m in slack.posted("C0FINANCE") if "Could not deliver" in m["text"]]
-    assert len(alerts) == 2 and "trying sendgrid next" in alerts[0]
-    assert "no other channel" in alerts[1]
+    alerts = sorted(m["text"] for m in slack.posted("C0FINANCE") if "Could not deliver" in m["text"])
+    assert len(alerts) == 2
+    assert "via sendgrid (bounce" in alerts[0] and "no other channel of the customer's left" in alerts[0]
+    assert "via twilio" in alerts[1] and "21614" in alerts[1] and "trying sendgrid next" in alerts[1]
 
 
 def sendgrid_busy():
