@@ -28,12 +28,16 @@ class Retry:
     after: float | None = None       # seconds to wait, when the provider said so (Retry-After: 30)
     until: datetime | None = None    # or a time to wait for (Retry-After: <HTTP date>, X-RateLimit-Reset)
     once: str | None = None          # a fault of the integration, not of this message: finance hears once per key
+    # The provider may have accepted it (a 5xx or a timeout after the request went out): before sending again the
+    # worker asks the provider (`FindsSent`), so a provider without idempotency keys is not sent the message twice.
+    unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
     once: str | None = None          # as for Retry: e.g. a refused token, told once per integration, not per payment
+    opted_out: bool = False  # the recipient opted out of this channel (Twilio 21610): recorded, never tried again
 
 
 Delivery = Sent | Retry | Failed

@@ -10,6 +10,7 @@ from bot.integrations.channels.hubspot import HubSpotChannel
 from bot.integrations.channels.activecampaign import ActiveCampaignChannel
 from bot.integrations.channels.klaviyo import KlaviyoChannel
 from bot.integrations.channels.intercom import IntercomChannel
+from bot.integrations.channels.twilio import TwilioChannel
 
 _ALL: tuple[ChannelFactory, ...] = (
     SendGridChannel,
@@ -18,5 +19,6 @@ _ALL: tuple[ChannelFactory, ...] = (
     ActiveCampaignChannel,
     KlaviyoChannel,
     IntercomChannel,
+    TwilioChannel,
 )
 CHANNELS: dict[str, ChannelFactory] = registry(*_ALL)

@@ -11,6 +11,7 @@ A channel whose provider reports delivery afterwards also implements `ReportsSta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -61,12 +62,36 @@ class StatusUpdate:
     failed: bool      # the message will not arrive: fall back and tell finance
     at: datetime
     detail: str = ""  # the provider's reason, shortened
+    provider_id: str | None = None  # the provider's message id, when the callback names it (for the logs)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A person opted out of (STOP, or the provider refusing because they did) or back in to (START) a channel."""
+
+    preference: str   # the channel kind it covers: "sms"
+    address: str      # where: "+15125550123"
+    opted_out: bool
+    reason: str       # for the audit trail: "replied STOP", "twilio error 21610"
+    at: datetime
 
 
 @runtime_checkable
 class ReportsStatus(Protocol):
-    def statuses(self, request: InboundRequest) -> list[StatusUpdate]:
-        """Verify the callback (SignatureInvalid) and read its updates (PayloadInvalid)."""
+    def statuses(self, request: InboundRequest) -> Sequence[StatusUpdate | ConsentChange]:
+        """Verify the callback (SignatureInvalid) and read its updates (PayloadInvalid). Statuses are joined
+        back to our notification by `key`; a confirmed delivery is one whose status is in `DELIVERED`."""
+        ...
+
+
+#: Provider words for "it arrived": the end of a fallback chain; a failure reported after it changes nothing.
+DELIVERED = frozenset({"delivered", "read"})
+
+
+@runtime_checkable
+class RepliesToCallbacks(Protocol):
+    def callback_reply(self) -> tuple[str, str]:
+        """The body and content type the provider expects back (Twilio: an empty TwiML `<Response/>`)."""
         ...
 
 
