@@ -248,6 +248,11 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
                        .values(paid_minor=invoices.c.paid_minor + bindparam("paid")),
                        [{"invoice_id": p.invoice_id, "paid": p.amount.minor} for p in plans])
 
+    wanted = {pair for plan in plans if plan.customer for pair in notifier.addresses(plan.customer)}
+    opted_out = {(channel, address) for channel, address in connection.execute(
+        select(models.Consent.channel, models.Consent.address).where(
+            models.Consent.opted_out.is_(True), models.Consent.address.in_({a for _, a in wanted})))
+        if (channel, address) in wanted} if wanted else set()
     records: list[AuditRecord] = []
     queued: list[tuple[int, dict[str, Any], AuditRecord]] = []  # (index in records, outbox row, audit to finish)
     for plan, payment_id in zip(plans, ids, strict=True):
@@ -261,7 +266,7 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
             "reason": plan.match.reason, "payment_ref": event.payment_ref, "settlement": payment.settlement,
             "balance": str(plan.outcome.balance.amount)}))
         receipt = receipt_of(payment, invoice, customer)
-        for row, record in notifier.acknowledgements(receipt, customer, now):  # a message that fails to render
+        for row, record in notifier.acknowledgements(receipt, customer, now, opted_out):  # a message that fails to render
             records.append(record)                                            # raises: the general path then
             if row is not None:
                 queued.append((len(records) - 1, row, record))

@@ -6,9 +6,19 @@ from bot.integrations.base import registry
 from bot.integrations.channels.base import ChannelFactory
 from bot.integrations.channels.sendgrid import SendGridChannel
 from bot.integrations.channels.slack import SlackChannel
+from bot.integrations.channels.hubspot import HubSpotChannel
+from bot.integrations.channels.activecampaign import ActiveCampaignChannel
+from bot.integrations.channels.klaviyo import KlaviyoChannel
+from bot.integrations.channels.intercom import IntercomChannel
+from bot.integrations.channels.twilio import TwilioChannel
 
 _ALL: tuple[ChannelFactory, ...] = (
     SendGridChannel,
     SlackChannel,
+    HubSpotChannel,
+    ActiveCampaignChannel,
+    KlaviyoChannel,
+    IntercomChannel,
+    TwilioChannel,
 )
 CHANNELS: dict[str, ChannelFactory] = registry(*_ALL)
