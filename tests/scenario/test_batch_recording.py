@@ -152,3 +152,27 @@ async def test_what_a_batch_cannot_decide_alone_goes_the_general_way(paybot, sen
     assert len(sendgrid.accepted) == 4  # the payments on invoices, not the duplicates
     async with paybot.runtime.db.read() as session:
         assert (await verify(session)).broken is None
+
+
+async def test_a_customer_who_opted_out_is_skipped_alike_together_and_alone(paybot, sendgrid, general_calls):
+    from bot.storage import consent
+
+    await paybot.add_customer()
+    async with paybot.runtime.db.transaction() as uow:
+        assert await consent.change(uow.session, "email", "jane@example.com", opted_out=True, reason="STOP",
+                                    now=uow.clock())
+    for n in range(4):
+        await paybot.add_invoice(f"INV-{n}", "100.00")
+        assert (await paybot.post_stripe(stripe_invoice_event(f"evt_{n}", number=f"INV-{n}", amount_paid=4000,
+                                                              amount_remaining=6000))).status == 200
+    events = await waiting(paybot)
+    await paybot.runtime.ingest.process_many(events[:2])
+    assert general_calls == []
+    for item in events[2:]:
+        await paybot.runtime.ingest.process(*item)
+    payments = sorted(await paybot.rows(models.Payment), key=lambda p: p.webhook_event_id or 0)
+    assert await shapes(paybot, payments[0]) == await shapes(paybot, payments[2])
+    kinds = [e.kind for e in await paybot.rows(models.AuditEntry)]
+    assert kinds.count("notification.skipped") == 4 and kinds.count("notification.undeliverable") == 4
+    await paybot.deliver()
+    assert sendgrid.accepted == []  # the finance cards only
