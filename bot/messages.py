@@ -165,3 +165,12 @@ def _template(env: Environment, message: Message, part: str) -> Template:
 def render_slack_text(purpose: Purpose, **data: Any) -> surfaces.Mrkdwn:
     """A Slack message about no payment (e.g. the audit anchor): its text template alone, every value escaped."""
     return surfaces.Mrkdwn(_environment(None, Surface.SLACK).get_template(f"{purpose.value}.txt").render(data).strip())
+
+
+def render_line(message: Message, part: str) -> str:
+    """One line of plain text from the `{purpose}.{locale}.{part}` template, e.g. `receipt.es.push.txt` for a
+    push notification's body, in the reader's locale and with every value plain; a test says so first."""
+    data = template_data(message)
+    words = " ".join(surfaces.line(_template(_environment(message.wording.templates_dir), message, part)
+                                   .render(data)).split())
+    return f"[TEST] {words}" if message.test else words

@@ -24,7 +24,10 @@ async def record(db: Database, notifier: Notifier, channel: str, updates: list[S
         for update in updates:
             row = await uow.session.scalar(select(Notification).where(
                 Notification.idempotency_key == update.key, Notification.channel == channel).with_for_update())
-            if row is None or row.delivery_status == update.status or row.status == outbox.DEAD:
+            if row is None:
+                log.info("%s status %r for a message we do not know: ignored", channel, update.status)
+                continue
+            if row.delivery_status == update.status or row.status == outbox.DEAD:
                 continue
             row.delivery_status = update.status
             changed += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.integrations.base import env_name
+from bot.integrations.base import env_var
 from bot.integrations.channels import CHANNELS
 from bot.integrations.sources import SOURCES
 from bot.settings import Settings
@@ -16,8 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 def settings_read() -> set[str]:
     names = {name.upper() for name in Settings.model_fields}
     for factory in (*SOURCES.values(), *CHANNELS.values()):
-        prefix = factory.Settings.model_config.get("env_prefix") or f"{env_name(factory.name)}_"
-        names |= {f"{prefix}{field}".upper() for field in factory.Settings.model_fields}
+        names |= {env_var(factory.Settings, field) for field in factory.Settings.model_fields}
     return names
 
 

@@ -6,9 +6,15 @@ from bot.integrations.base import registry
 from bot.integrations.channels.base import ChannelFactory
 from bot.integrations.channels.sendgrid import SendGridChannel
 from bot.integrations.channels.slack import SlackChannel
+from bot.integrations.channels.whatsapp import WhatsAppChannel
+from bot.integrations.channels.mailgun import MailgunChannel
+from bot.integrations.channels.pusher_beams import PusherBeamsChannel
 
 _ALL: tuple[ChannelFactory, ...] = (
     SendGridChannel,
     SlackChannel,
+    WhatsAppChannel,
+    MailgunChannel,
+    PusherBeamsChannel,
 )
 CHANNELS: dict[str, ChannelFactory] = registry(*_ALL)

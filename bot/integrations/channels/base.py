@@ -20,7 +20,7 @@ import aiohttp
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.http import Delivery, Retry, Sent
-from bot.integrations.sources.base import InboundRequest
+from bot.integrations.sources.base import InboundRequest, Reply
 from bot.messages import Message
 
 Payload = dict[str, Any]
@@ -82,4 +82,12 @@ class FindsSent(Protocol):
     async def find_sent(self, payload: Payload, *, key: str, since: datetime) -> Sent | Retry | CannotTell | None:
         """The message this provider accepted under `key` at or after `since` (Sent with its id), None when it
         holds none, Retry when it cannot be asked just now, CannotTell when it can never answer."""
+        ...
+
+
+@runtime_checkable
+class AnswersHandshake(Protocol):
+    def handshake(self, request: InboundRequest) -> Reply | None:
+        """The provider's subscription check on `GET /callbacks/{name}` (WhatsApp's `hub.challenge`): the answer,
+        or None when the request is not one; PayloadInvalid when it is malformed."""
         ...

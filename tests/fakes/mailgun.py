@@ -1,0 +1,104 @@
+"""Fake Mailgun: `POST /v3/{domain}/messages` (multipart form, Basic `api:<key>`), 200 `{"id", "message"}`,
+Mailgun's `{"message": …}` errors (and its plain-text 401), `GET /v3/domains/{domain}`; and its signed events."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import secrets
+from typing import Any
+
+from aiohttp import BasicAuth, web
+
+from tests.fakes.base import FakeProvider
+
+API_KEY = "key-0123456789abcdef0123456789abcdef"
+DOMAIN = "mg.weld.example"
+SIGNING_KEY = "mailgun-webhook-signing-key-0123456789"
+
+
+def message(status: int, text: str, **headers: str) -> web.Response:
+    return web.json_response({"message": text}, status=status, headers=headers)
+
+
+def too_many_requests(retry_after: int) -> web.Response:
+    return message(429, "Too many requests", **{"Retry-After": str(retry_after)})
+
+
+class FakeMailgun(FakeProvider):
+    def __init__(self, domain: str = DOMAIN) -> None:
+        super().__init__()
+        self.domain = domain
+        self.state = "active"
+        self._ids = itertools.count(1)
+        self.accepted: list[dict[str, Any]] = []  # each a field → list of values
+        self.app.router.add_post("/v3/{domain}/messages", self.messages)
+        self.app.router.add_get("/v3/domains/{domain}", self.domain_info)
+
+    def _authorized(self, request: web.Request) -> bool:
+        try:
+            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
+        except ValueError:
+            return False
+        return (auth.login, auth.password) == ("api", API_KEY)
+
+    async def domain_info(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.Response(status=401, text="Forbidden")
+        if request.match_info["domain"] != self.domain:
+            return message(404, "Domain not found")
+        return web.json_response({"domain": {"name": self.domain, "state": self.state, "type": "custom"},
+                                  "receiving_dns_records": [], "sending_dns_records": []})
+
+    async def messages(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.Response(status=401, text="Forbidden")
+        if request.match_info["domain"] != self.domain:
+            return message(404, "Domain not found")
+        form = await request.post()
+        fields = {name: [str(v) for v in form.getall(name)] for name in form.keys()}
+        if not fields.get("from"):
+            return message(400, "from parameter is missing")
+        if not fields.get("to"):
+            return message(400, "to parameter is missing")
+        if "@" not in fields["to"][0]:
+            return message(400, "to parameter is not a valid address. please check documentation")
+        if not any(fields.get(part) for part in ("text", "html", "template")):
+            return message(400, "Need at least one of 'text', 'html' or 'template' parameters specified")
+        msg_id = f"<20261128120000.{next(self._ids):06d}@{self.domain}>"
+        self.accepted.append(fields | {"id": [msg_id]})
+        return web.json_response({"id": msg_id, "message": "Queued. Thank you."})
+
+
+class EventSigner:
+    def __init__(self, key: str = SIGNING_KEY) -> None:
+        self.key = key
+
+    def signature(self, timestamp: int, token: str | None = None) -> dict[str, str]:
+        token = token or secrets.token_hex(25)  # 50 characters, as Mailgun's
+        digest = hmac.new(self.key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+        return {"timestamp": str(timestamp), "token": token, "signature": digest}
+
+    def body(self, event_data: dict[str, Any], timestamp: int, token: str | None = None) -> bytes:
+        return json.dumps({"signature": self.signature(timestamp, token), "event-data": event_data}).encode()
+
+
+def event(kind: str, sent: dict[str, Any], timestamp: int, **extra: Any) -> dict[str, Any]:
+    """An event about a message the fake accepted, as Mailgun posts it: `v:` fields in `user-variables`."""
+    variables = {name[2:]: values[0] for name, values in sent.items() if name.startswith("v:")}
+    return {"event": kind, "timestamp": timestamp + 0.123456, "id": f"ev-{kind}-{timestamp}",
+            "log-level": "error" if kind == "failed" else "info", "recipient": sent["to"][0],
+            "tags": sent.get("o:tag", []),
+            "message": {"headers": {"message-id": sent["id"][0].strip("<>"), "to": sent["to"][0],
+                                    "from": sent["from"][0], "subject": sent["subject"][0]}},
+            "user-variables": variables, **extra}
+
+
+def bounce(sent: dict[str, Any], timestamp: int, severity: str = "permanent") -> dict[str, Any]:
+    return event("failed", sent, timestamp, severity=severity, reason="bounce" if severity == "permanent" else "generic",
+                 **{"delivery-status": {"code": 550 if severity == "permanent" else 421,
+                                        "message": "5.1.1 The email account that you tried to reach does not exist"
+                                        if severity == "permanent" else "4.4.2 Connection timed out",
+                                        "description": ""}})
