@@ -3,14 +3,18 @@ Mailgun's `{"message": …}` errors (and its plain-text 401), `GET /v3/domains/{
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
 import json
 import secrets
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
+from urllib.parse import parse_qsl
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
 from tests.fakes.base import FakeProvider
 
@@ -38,11 +42,7 @@ class FakeMailgun(FakeProvider):
         self.app.router.add_get("/v3/domains/{domain}", self.domain_info)
 
     def _authorized(self, request: web.Request) -> bool:
-        try:
-            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
-        except ValueError:
-            return False
-        return (auth.login, auth.password) == ("api", API_KEY)
+        return request.headers.get("Authorization") == "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
 
     async def domain_info(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -57,8 +57,7 @@ class FakeMailgun(FakeProvider):
             return web.Response(status=401, text="Forbidden")
         if request.match_info["domain"] != self.domain:
             return message(404, "Domain not found")
-        form = await request.post()
-        fields = {name: [str(v) for v in form.getall(name)] for name in form.keys()}
+        fields = form_fields(request.headers.get("Content-Type", ""), await request.read())
         if not fields.get("from"):
             return message(400, "from parameter is missing")
         if not fields.get("to"):
@@ -70,6 +69,20 @@ class FakeMailgun(FakeProvider):
         msg_id = f"<20261128120000.{next(self._ids):06d}@{self.domain}>"
         self.accepted.append(fields | {"id": [msg_id]})
         return web.json_response({"id": msg_id, "message": "Queued. Thank you."})
+
+
+def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
+    """The fields of a multipart/form-data or urlencoded body (the recorder has read the stream already)."""
+    fields: dict[str, list[str]] = {}
+    if content_type.startswith("multipart/form-data"):
+        parsed = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        pairs = [(str(part.get_param("name", header="content-disposition")), part.get_content())
+                 for part in parsed.iter_parts()]
+    else:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True)
+    for name, value in pairs:
+        fields.setdefault(name, []).append(str(value).replace("\r\n", "\n"))
+    return fields
 
 
 class EventSigner:

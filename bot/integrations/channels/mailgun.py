@@ -87,12 +87,12 @@ class MailgunChannel:
         return payload
 
     async def send(self, payload: Payload, *, key: str) -> Delivery:
-        form = aiohttp.FormData()
+        form = aiohttp.FormData(default_to_multipart=True)
         for name, value in (payload | {f"v:{KEY_VARIABLE}": key, f"h:{KEY_HEADER}": key}).items():
             for one in value if isinstance(value, list) else [value]:
                 form.add_field(name, str(one))
         url = f"{self.settings.api_root}/v3/{path_segment(self.settings.domain)}/messages"
-        return await unkeyed.post(self.http, self.name, url, self._outcome, data=form, auth=self._auth())
+        return await unkeyed.post(self.http, self.name, url, self._outcome, data=form, headers=self._auth())
 
     def _outcome(self, status: int, body: str, headers: Headers) -> Delivery:
         outcome = unkeyed.outcome(self.name, status, _reason(body), headers)
@@ -103,8 +103,8 @@ class MailgunChannel:
                 return Sent()
         return outcome
 
-    def _auth(self) -> aiohttp.BasicAuth:
-        return aiohttp.BasicAuth("api", secret(self.settings.api_key))
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": aiohttp.encode_basic_auth("api", secret(self.settings.api_key))}
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         return None
@@ -162,7 +162,8 @@ class MailgunChannel:
         """`GET /v3/domains/{domain}`: the key is accepted, and the sending domain exists and is verified."""
         url = f"{self.settings.api_root}/v3/domains/{path_segment(self.settings.domain)}"
         try:
-            answer = await fetch_json(self.http, self.name, "GET", url, what="the sending domain", auth=self._auth())
+            answer = await fetch_json(self.http, self.name, "GET", url, what="the sending domain",
+                                      headers=self._auth())
         except ProviderRejected as exc:
             if exc.status == 404:
                 return [problem(f"MAILGUN_DOMAIN {self.settings.domain!r} is not in this Mailgun account"
