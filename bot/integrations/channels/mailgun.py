@@ -191,7 +191,8 @@ def _whole(value: Any) -> int | None:
 
 
 def _detail(event: dict[str, Any]) -> str:
-    status = event.get("delivery-status") if isinstance(event.get("delivery-status"), dict) else {}
+    found = event.get("delivery-status")
+    status: dict[str, Any] = found if isinstance(found, dict) else {}
     parts = [event.get("reason"), status.get("code"), status.get("description") or status.get("message")]
     return " ".join(str(p) for p in parts if p not in (None, ""))[:300]
 

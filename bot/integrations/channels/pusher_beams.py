@@ -70,9 +70,11 @@ class PusherBeamsChannel:
         }
 
     async def send(self, payload: Payload, *, key: str) -> Delivery:
-        body = {**payload, **{platform: {**payload[platform], "data": {**payload[platform].get("data", {}),
-                                                                         "notification_key": key}}
-                              for platform in ("apns", "fcm", "web") if platform in payload}}
+        # Beams has no idempotency key; ours rides in each platform's data, for the app that receives it.
+        body: Payload = dict(payload)
+        for platform in ("apns", "fcm", "web"):
+            if platform in body:
+                body[platform] = body[platform] | {"data": body[platform].get("data", {}) | {"notification_key": key}}
         return await unkeyed.post(self.http, self.name, self.settings.publish_url, self._outcome, json=body,
                                   headers=self._auth())
 

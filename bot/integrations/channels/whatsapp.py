@@ -209,12 +209,12 @@ def _statuses(entries: list[Any]) -> list[dict[str, Any]]:
 
 
 def _status_errors(status: dict[str, Any]) -> str:
-    errors = status.get("errors") if isinstance(status.get("errors"), list) else []
+    errors = status.get("errors")
     words = []
-    for error in errors:
+    for error in errors if isinstance(errors, list) else []:
         if isinstance(error, dict):
-            details = (error.get("error_data") or {}).get("details") if isinstance(error.get("error_data"), dict) \
-                else None
+            data = error.get("error_data")
+            details = data.get("details") if isinstance(data, dict) else None
             words.append(f"{error.get('code')} {error.get('title') or ''} {details or ''}".strip())
     return "; ".join(words)[:300]
 
