@@ -60,7 +60,8 @@ async def test_delivered_confirms_and_unknown_messages_are_ignored(paybot, whats
     await paid(paybot)
     [sent] = whatsapp.accepted
     ts = int(paybot.clock().timestamp())
-    response = await post_statuses(paybot, wa.notification(wa.status(sent, "sent", ts), wa.status(sent, "delivered", ts)))
+    both = wa.notification(wa.status(sent, "sent", ts), wa.status(sent, "delivered", ts))
+    response = await post_statuses(paybot, both)
     assert response.status == 200 and await response.json() == {"received": 2, "changed": 2}
     assert (await receipt_row(paybot)).delivery_status == "delivered"
     stranger = dict(sent, id="wamid.other", biz_opaque_callback_data="p999:receipt:whatsapp")
@@ -163,6 +164,7 @@ async def test_no_usable_number_skips_whatsapp(paybot, whatsapp, slack):
 def test_language_is_the_closest_approved_one(whatsapp):
     from bot.integrations.channels.whatsapp import WhatsAppChannel
 
-    channel = WhatsAppChannel(whatsapp_settings(whatsapp, template_languages="en_US, es_MX, es"), None)  # type: ignore[arg-type]
+    settings = whatsapp_settings(whatsapp, template_languages="en_US, es_MX, es")
+    channel = WhatsAppChannel(settings, None)  # type: ignore[arg-type]
     assert [channel.language(tag) for tag in ("en-US", "es-MX", "es-US", "en-GB", "fr-FR")] == \
         ["en_US", "es_MX", "es", "en_US", "en_US"]

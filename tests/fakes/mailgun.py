@@ -110,7 +110,8 @@ def event(kind: str, sent: dict[str, Any], timestamp: int, **extra: Any) -> dict
 
 
 def bounce(sent: dict[str, Any], timestamp: int, severity: str = "permanent") -> dict[str, Any]:
-    return event("failed", sent, timestamp, severity=severity, reason="bounce" if severity == "permanent" else "generic",
+    permanent = severity == "permanent"
+    return event("failed", sent, timestamp, severity=severity, reason="bounce" if permanent else "generic",
                  **{"delivery-status": {"code": 550 if severity == "permanent" else 421,
                                         "message": "5.1.1 The email account that you tried to reach does not exist"
                                         if severity == "permanent" else "4.4.2 Connection timed out",
