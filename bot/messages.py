@@ -17,6 +17,7 @@ from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, PackageLoader, 
                     TemplatesNotFound, select_autoescape)
 
 from bot import text as surfaces
+from bot.domain import sms
 from bot.domain.business import Business
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
@@ -41,6 +42,7 @@ class Surface(StrEnum):
 
     EMAIL = "email"  # subject (one line) and text: plain; HTML: autoescaped
     SLACK = "slack"  # text is Slack mrkdwn
+    SHORT = "short"  # SMS, push, WhatsApp parameters: one line of plain text per value
 
 
 class Audience(StrEnum):
@@ -92,7 +94,7 @@ class Rendered:
 
 #: How each surface escapes a value filled into a template (Jinja's `finalize` runs on every `{{ … }}`, and
 #: autoescape then escapes it for `.html` templates).
-_ESCAPE = {Surface.EMAIL: surfaces.plain, Surface.SLACK: surfaces.slack}
+_ESCAPE = {Surface.EMAIL: surfaces.plain, Surface.SLACK: surfaces.slack, Surface.SHORT: surfaces.line}
 
 
 @lru_cache(maxsize=16)
@@ -167,10 +169,54 @@ def render_slack_text(purpose: Purpose, **data: Any) -> surfaces.Mrkdwn:
     return surfaces.Mrkdwn(_environment(None, Surface.SLACK).get_template(f"{purpose.value}.txt").render(data).strip())
 
 
-def render_line(message: Message, part: str) -> str:
-    """One line of plain text from the `{purpose}.{locale}.{part}` template, e.g. `receipt.es.push.txt` for a
-    push notification's body, in the reader's locale and with every value plain; a test says so first."""
+# Short renderers: the same facts and the same template lookup, for channels with little room. An SMS is
+# `{purpose}.sms.txt` (`receipt.es.sms.txt`, …), a push notification's body the same words and its title the
+# email's subject, WhatsApp's template the values alone (its wording lives at Meta, per language).
+
+#: A payment SMS never costs more than this many segments, in any language (see `bot.domain.sms`).
+SMS_MAX_SEGMENTS = 2
+TEST_MARK = "[TEST] "
+
+
+def render_sms(message: Message, max_segments: int = SMS_MAX_SEGMENTS) -> str:
+    """The message as one SMS of at most `max_segments` segments. It keeps the customer's spelling when that fits
+    (UCS-2 for `á`); else it is written GSM-7 (`a`); else the name is shortened to its first word, then left out,
+    then the business name; at last the text is cut."""
+    text = ""
+    for data in _short_variants(message):
+        text = _short_words(message, "sms.txt", data)
+        fitted = sms.fit(text, max_segments)
+        if fitted is not None:
+            return fitted
+    return sms.cut(text, max_segments)
+
+
+def render_push(message: Message) -> tuple[str, str]:
+    """A push notification's title and body: the email subject and the SMS words (both short by design)."""
+    subject = render(message).subject
+    return subject, render_sms(message)
+
+
+def whatsapp_parameters(message: Message) -> list[str]:
+    """The approved template's body parameters, in order: name, invoice, amount, balance (money in the reader's
+    locale; one line of plain text each, as WhatsApp refuses new lines in a parameter)."""
     data = template_data(message)
-    words = " ".join(surfaces.line(_template(_environment(message.wording.templates_dir), message, part)
-                                   .render(data)).split())
-    return f"[TEST] {words}" if message.test else words
+    values = (data["greeting_name"] or data["customer_name"], data["invoice_number"] or "—", data["amount"],
+              data["balance"] or data["credit"] or "—")
+    return [surfaces.line(v) or "—" for v in values]
+
+
+def _short_variants(message: Message) -> list[dict[str, Any]]:
+    data = template_data(message)
+    name = str(data.get("greeting_name") or "").split()
+    return [data, data | {"greeting_name": name[0][:20] if name else ""}, data | {"greeting_name": ""},
+            data | {"greeting_name": "", "business_name": None}]
+
+
+def _short_words(message: Message, part: str, data: dict[str, Any]) -> str:
+    if message.text_override:
+        words = surfaces.line(message.text_override)
+    else:
+        env = _environment(message.wording.templates_dir, Surface.SHORT)
+        words = " ".join(_template(env, message, part).render(data).split())
+    return TEST_MARK + words if message.test else words

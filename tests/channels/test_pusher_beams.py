@@ -28,7 +28,8 @@ async def test_english_push_to_the_beams_user(paybot, beams):
     assert body["users"] == ["user-42"]
     alert = body["apns"]["aps"]["alert"]
     assert alert["title"] == "Payment received for invoice INV-1042 — thank you"
-    assert alert["body"] == "We received $1,250.00 for invoice INV-1042. It is paid in full. Thank you!"
+    assert alert["body"] == ("Thank you, Jane Doe! We received your payment of $1,250.00 for invoice INV-1042. "
+                             "Paid in full.")
     assert body["fcm"]["notification"] == alert == body["web"]["notification"]
     row = await receipt_row(paybot)
     assert body["fcm"]["data"]["notification_key"] == row.idempotency_key
@@ -41,7 +42,8 @@ async def test_spanish_push_and_the_customer_id_as_user(paybot, beams):
     assert body["users"] == ["C1"]  # no pusher-beams external id: the customer's own id
     assert body["web"]["notification"] == {
         "title": "Pago recibido de la factura INV-1042: gracias",
-        "body": "Recibimos $1,000.00 USD para la factura INV-1042. Queda un saldo de $250.00 USD. ¡Gracias!"}
+        "body": "¡Gracias, Jane Doe! Recibimos su pago de $1,000.00 USD para la factura INV-1042. "
+                "Saldo pendiente: $250.00 USD."}
 
 
 async def test_rate_limit_waits_for_retry_after(paybot, beams, clock):

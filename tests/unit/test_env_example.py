@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bot.integrations.base import env_var
+from pydantic import AliasChoices
+
+from bot.integrations.base import env_name
 from bot.integrations.channels import CHANNELS
 from bot.integrations.sources import SOURCES
 from bot.settings import Settings
@@ -16,7 +18,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 def settings_read() -> set[str]:
     names = {name.upper() for name in Settings.model_fields}
     for factory in (*SOURCES.values(), *CHANNELS.values()):
-        names |= {env_var(factory.Settings, field) for field in factory.Settings.model_fields}
+        prefix = factory.Settings.model_config.get("env_prefix") or f"{env_name(factory.name)}_"
+        for field, info in factory.Settings.model_fields.items():
+            alias = info.validation_alias  # a shared setting read under its own name (Twilio's PUBLIC_BASE_URL)
+            choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if alias else []
+            names |= {c.upper() for c in choices if isinstance(c, str) and c.isupper()} or {f"{prefix}{field}".upper()}
     return names
 
 

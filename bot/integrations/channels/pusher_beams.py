@@ -1,5 +1,6 @@
 """Pusher Beams: a push notification to the customer's devices, `POST /publish_api/v1/instances/{id}/publishes/users`
-(Bearer secret key, 200 `{"publishId": …}`), in the customer's locale.
+(Bearer secret key, 200 `{"publishId": …}`), in the customer's locale: `render_push`, the email's subject as the
+title and the SMS words as the body.
 
 The Beams user id is the customer's `pusher-beams:` external id (`pusher-beams:user-42` → `user-42`), else their
 paybot id: the id the customer's app authenticates its devices with (Beams' `generate_token`). One request carries
@@ -21,7 +22,7 @@ from bot.integrations.channels.base import Payload
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Headers, Sent
 from bot.integrations.sources.common import path_segment
-from bot.messages import Message, render, render_line
+from bot.messages import Message, render_push
 from bot.settings import Settings as CoreSettings
 
 EXTERNAL_ID = "pusher-beams"
@@ -59,7 +60,7 @@ class PusherBeamsChannel:
         return user if 0 < len(user) <= MAX_USER_ID else None
 
     def render(self, message: Message) -> Payload:
-        title, body = render(message).subject, render_line(message, "push.txt")
+        title, body = render_push(message)
         data = {"payment_id": str(message.receipt.payment_id), "invoice": message.receipt.invoice_number or "",
                 "purpose": message.purpose.value}
         return {

@@ -20,8 +20,6 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import SecretStr
 
-from bot import text
-from bot.domain.money import Money
 from bot.domain.parties import Customer
 from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
@@ -31,7 +29,7 @@ from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Failed, Headers, Retry, Sent, retry_hint
 from bot.integrations.sources.base import InboundRequest, Reply
 from bot.integrations.sources.common import digest_matches, fetch_json, from_unix, json_object, path_segment
-from bot.messages import Message
+from bot.messages import TEST_MARK, Message, whatsapp_parameters
 from bot.settings import Settings as CoreSettings
 
 SIGNATURE = "X-Hub-Signature-256"
@@ -83,19 +81,14 @@ class WhatsAppChannel:
             else None
 
     def render(self, message: Message) -> Payload:
-        receipt, locale = message.receipt, message.locale
-        owed = receipt.balance if receipt.balance is not None and receipt.balance.minor > 0 \
-            else Money.zero(receipt.amount.currency)
-        name = receipt.customer_name or (message.customer.name if message.customer else "") or "-"
-        invoice = receipt.invoice_number or "-"
-        values = [name, f"[TEST] {invoice}" if message.test else invoice,
-                  receipt.money(receipt.amount, locale), receipt.money(owed, locale)]
+        name, invoice, amount, balance = whatsapp_parameters(message)
+        values = [name, f"{TEST_MARK}{invoice}" if message.test else invoice, amount, balance]
         return {
             "messaging_product": "whatsapp", "recipient_type": "individual", "to": message.recipient,
             "type": "template",
-            "template": {"name": self.settings.template, "language": {"code": self.language(locale)},
+            "template": {"name": self.settings.template, "language": {"code": self.language(message.locale)},
                          "components": [{"type": "body", "parameters": [
-                             {"type": "text", "text": parameter(v)} for v in values]}]},
+                             {"type": "text", "text": v} for v in values]}]},
         }
 
     def language(self, locale: str) -> str:
@@ -191,11 +184,6 @@ class WhatsAppChannel:
             found.append(problem("WHATSAPP_APP_SECRET is not set: failed deliveries cannot be verified, so none "
                                  "falls back to the customer's next channel"))
         return found
-
-
-def parameter(value: str) -> str:
-    """A template parameter: one line of plain text (Meta refuses line breaks, tabs and runs of spaces)."""
-    return " ".join(text.line(value).split())[:1000] or "-"
 
 
 def _statuses(entries: list[Any]) -> list[dict[str, Any]]:
