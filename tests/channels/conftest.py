@@ -19,8 +19,8 @@ async def whatsapp(aiohttp_server):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def mailgun(aiohttp_server):  # type: ignore[no-untyped-def]
-    fake = mg.FakeMailgun()
+async def mailgun(aiohttp_server, clock):  # type: ignore[no-untyped-def]
+    fake = mg.FakeMailgun(clock=clock)
     fake.server = await aiohttp_server(fake.app)
     return fake
 

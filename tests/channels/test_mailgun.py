@@ -8,7 +8,10 @@ import functools
 import pytest
 from aiohttp import web
 
+from bot.services.delivery import DeliveryWorker
+from bot.storage import models
 from tests.fakes import mailgun as mg
+from tests.scenario.test_crash_window import WorkerDied
 from tests.harness import stripe_invoice_event
 
 SIGNER = mg.EventSigner()
@@ -157,3 +160,58 @@ def test_region_picks_the_api_root():
     assert MailgunSettings(_env_file=None).api_root == "https://api.mailgun.net"
     assert MailgunSettings(_env_file=None, region="eu").api_root == "https://api.eu.mailgun.net"
     assert MailgunSettings(_env_file=None, region="eu", base_url="http://127.0.0.1:9/").api_root == "http://127.0.0.1:9"
+
+
+class DiesWhileSending:
+    """The worker's process dies during the send, whatever Mailgun answered."""
+
+    def __init__(self, channel) -> None:  # type: ignore[no-untyped-def]
+        self.channel, self.name = channel, channel.name
+
+    def rate_limit(self, payload):  # type: ignore[no-untyped-def]
+        return None
+
+    async def send(self, payload, *, key):  # type: ignore[no-untyped-def]
+        await self.channel.send(payload, key=key)
+        raise WorkerDied
+
+
+async def crash_mid_send(paybot, clock):  # type: ignore[no-untyped-def]
+    paybot.runtime.channels["mailgun"]._now = clock  # the channel's clock, as the worker's
+    await paybot.add_customer(channels=("email",))
+    await paybot.add_invoice()
+    await paybot.post_stripe(stripe_invoice_event())
+    await paybot.runtime.settle()
+    rt = paybot.runtime
+    doomed = DeliveryWorker(rt.db, {"mailgun": DiesWhileSending(rt.channels["mailgun"])}, rt.notifier, rt.settings,
+                            metrics=rt.metrics, worker_id="doomed")
+    with pytest.raises(WorkerDied):
+        await doomed.run_once()
+    clock.advance(rt.settings.worker_lease_seconds + 1)
+
+
+async def test_a_message_accepted_before_a_crash_is_found_in_the_event_log(paybot, mailgun, clock):
+    for n in range(3):  # other mail to the same address, so the log is read across pages
+        mailgun.accepted.append({"to": ["jane@example.com"], "id": [f"<old{n}@{mg.DOMAIN}>"], "from": ["x"],
+                                 "subject": ["x"], "v:notification_key": [f"p{n}:other"]})
+        mailgun.accepted_at.append(clock().timestamp())
+    await crash_mid_send(paybot, clock)
+    assert len(mailgun.accepted) == 4
+    await paybot.deliver()
+    row = await receipt_row(paybot)
+    assert (row.status, row.provider_id) == ("sent", mailgun.accepted[-1]["id"][0])
+    assert len(mailgun.to(MESSAGES)) == 1 and len(mailgun.to(f"/v3/{mg.DOMAIN}/events")) == 2  # on page 2
+    [sent] = [e.detail for e in await paybot.rows(models.AuditEntry, models.AuditEntry.kind == "notification.sent")
+              if e.channel == "mailgun"]
+    assert sent.get("found_at_provider") is True
+
+
+async def test_a_message_mailgun_never_took_is_sent_once_the_log_has_caught_up(paybot, mailgun, clock):
+    mailgun.script(MESSAGES, mg.message(503, "Service Unavailable"))
+    await crash_mid_send(paybot, clock)
+    await paybot.deliver()
+    row = await receipt_row(paybot)
+    assert row.status == "pending" and "event log" in row.last_error and mailgun.accepted == []
+    clock.advance(300)
+    await paybot.deliver()
+    assert (await receipt_row(paybot)).status == "sent" and len(mailgun.accepted) == 1

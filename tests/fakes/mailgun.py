@@ -11,6 +11,8 @@ import json
 import secrets
 from email.parser import BytesParser
 from email.policy import HTTP
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,7 +34,7 @@ def too_many_requests(retry_after: int) -> web.Response:
 
 
 class FakeMailgun(FakeProvider):
-    def __init__(self, domain: str = DOMAIN) -> None:
+    def __init__(self, domain: str = DOMAIN, clock: Callable[[], datetime] | None = None) -> None:
         super().__init__()
         self.domain = domain
         self.state = "active"
@@ -40,6 +42,9 @@ class FakeMailgun(FakeProvider):
         self.accepted: list[dict[str, Any]] = []  # each a field → list of values
         self.app.router.add_post("/v3/{domain}/messages", self.messages)
         self.app.router.add_get("/v3/domains/{domain}", self.domain_info)
+        self.app.router.add_get("/v3/{domain}/events", self.events)
+        self.accepted_at: list[float] = []  # when each accepted message entered the event log (epoch seconds)
+        self.clock = clock
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
@@ -68,7 +73,24 @@ class FakeMailgun(FakeProvider):
             return message(400, "Need at least one of 'text', 'html' or 'template' parameters specified")
         msg_id = f"<20261128120000.{next(self._ids):06d}@{self.domain}>"
         self.accepted.append(fields | {"id": [msg_id]})
+        self.accepted_at.append(self.clock().timestamp() if self.clock else datetime.now(UTC).timestamp())
         return web.json_response({"id": msg_id, "message": "Queued. Thank you."})
+
+    async def events(self, request: web.Request) -> web.Response:
+        """The event log's `accepted` events, oldest first, 2 a page to exercise paging; an empty page ends it."""
+        if not self._authorized(request):
+            return web.Response(status=401, text="Forbidden")
+        begin = float(request.query.get("begin", "0"))
+        skip = int(request.query.get("page", "0"))
+        found = [event("accepted", sent, int(at), **{"log-level": "info"})
+                 for sent, at in zip(self.accepted, self.accepted_at)
+                 if at >= begin and request.query.get("recipient") in (None, sent["to"][0])
+                 and request.query.get("event") in (None, "accepted")]
+        page = found[skip:skip + 2]
+        query = dict(request.query) | {"page": str(skip + 2)}
+        next_url = str(request.url.with_query(query))
+        return web.json_response({"items": page, "paging": {"next": next_url, "previous": next_url,
+                                                            "first": next_url, "last": next_url}})
 
 
 def form_fields(content_type: str, body: bytes) -> dict[str, list[str]]:

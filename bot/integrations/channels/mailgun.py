@@ -13,19 +13,20 @@ import hashlib
 import hmac
 import json
 from collections import OrderedDict
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import aiohttp
 from pydantic import AliasChoices, Field, SecretStr
 
 from bot.domain.parties import Customer
-from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
+from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels import unkeyed
-from bot.integrations.channels.base import Payload, StatusUpdate
+from bot.integrations.channels.base import CannotTell, Payload, StatusUpdate
 from bot.integrations.checks import Finding, ok, problem
-from bot.integrations.http import Delivery, Headers, Sent
+from bot.integrations.http import Delivery, Headers, Retry, Sent
 from bot.integrations.sources.base import InboundRequest
 from bot.integrations.sources.common import digest_matches, fetch_json, from_unix, json_object, path_segment
 from bot.messages import Message, render
@@ -36,6 +37,15 @@ KEY_VARIABLE = "notification_key"
 KEY_HEADER = "X-Paybot-Notification-Key"
 #: How many webhook tokens are remembered against replays; older ones are outside the tolerance anyway.
 MAX_TOKENS = 10_000
+#: Reading the event log back after a worker died mid-send: from a little before the attempt (clocks differ), how
+#: much to read, and how long after an attempt its `accepted` event may still be missing from the log.
+CLOCK_SKEW = timedelta(minutes=5)
+EVENT_PAGES, EVENTS_PAGE = 5, 300
+EVENT_LAG = timedelta(minutes=5)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class MailgunSettings(IntegrationSettings):
@@ -65,9 +75,11 @@ class MailgunChannel:
     serves: ClassVar[str] = "email"
     Settings: ClassVar[type[IntegrationSettings]] = MailgunSettings
 
-    def __init__(self, settings: MailgunSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: MailgunSettings, http: aiohttp.ClientSession,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.http = http
+        self._now = clock
         self._tokens: OrderedDict[str, datetime] = OrderedDict()  # webhook tokens seen, oldest first
 
     def address(self, customer: Customer) -> str | None:
@@ -107,6 +119,37 @@ class MailgunChannel:
         return {"Authorization": aiohttp.encode_basic_auth("api", secret(self.settings.api_key))}
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
+        return None
+
+    async def find_sent(self, payload: Payload, *, key: str, since: datetime) -> Sent | Retry | CannotTell | None:
+        """Mailgun's event log: an `accepted` event for the recipient since the attempt, carrying our key. The log
+        fills in with a lag, so "none there" counts only once EVENT_LAG has passed since the attempt."""
+        url: str | None = f"{self.settings.api_root}/v3/{path_segment(self.settings.domain)}/events"
+        params: dict[str, str] | None = {
+            "begin": str(int((since - CLOCK_SKEW).timestamp())), "ascending": "yes", "limit": str(EVENTS_PAGE),
+            "event": "accepted", "recipient": str(payload.get("to") or "")}
+        try:
+            for _ in range(EVENT_PAGES):
+                assert url is not None
+                page = await fetch_json(self.http, self.name, "GET", url, what="the event log", params=params,
+                                        headers=self._auth())
+                found = page.get("items")
+                items: list[Any] = found if isinstance(found, list) else []
+                for item in items:
+                    if isinstance(item, dict) and (item.get("user-variables") or {}).get(KEY_VARIABLE) == key:
+                        message_id = ((item.get("message") or {}).get("headers") or {}).get("message-id")
+                        return Sent(f"<{message_id}>" if message_id else None)
+                url, params = (page.get("paging") or {}).get("next"), None
+                if not items or not isinstance(url, str) or not url.startswith(f"{self.settings.api_root}/"):
+                    break  # the last page (Mailgun ends with an empty one), or a link we will not follow
+            else:
+                return CannotTell(f"mailgun events: more than {EVENT_PAGES * EVENTS_PAGE} since the attempt")
+        except ProviderUnavailable as exc:
+            return Retry(f"mailgun events: {exc}", after=exc.retry_after)
+        except ProviderRejected as exc:  # e.g. a key without read access: asking again will not help
+            return CannotTell(f"mailgun events: HTTP {exc.status}: {_reason(exc.body)}")
+        if self._now() - since < EVENT_LAG:
+            return Retry("mailgun's event log may not show the attempt yet", until=since + EVENT_LAG)
         return None
 
     def statuses(self, request: InboundRequest) -> list[StatusUpdate]:
