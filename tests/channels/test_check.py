@@ -70,3 +70,37 @@ async def test_unverified_domain_and_missing_webhook_secrets_are_problems(capsys
     assert any(f"MAILGUN_DOMAIN {mg.DOMAIN} is unverified" in p for p in found)
     assert any("WHATSAPP_APP_SECRET is not set" in p for p in found)
     assert any("MAILGUN_WEBHOOK_SIGNING_KEY is not set" in p for p in found)
+
+
+async def test_send_test_marks_the_message_on_each_channel(capsys, monkeypatch, environment, tmp_path,
+                                                           whatsapp, mailgun, beams):
+    configure(monkeypatch, environment)
+    customers = tmp_path / "customers.csv"
+    customers.write_text("id,name,email,phone,country,locale,channels,external_ids\n"
+                         "C4,Ana López,ana@example.mx,55 1234 5678,MX,es-MX,whatsapp;email;push,pusher-beams:user-42\n")
+    assert (await paybot(capsys, "import", "customers", str(customers)))[0] == 0
+    code, out, err = await paybot(capsys, "send-test", "--to", "C4")
+    assert (code, err) == (0, ""), out
+    assert [line.split(" via ")[1].split(" ")[0] for line in out.splitlines()] == ["whatsapp", "mailgun",
+                                                                                   "pusher-beams"]
+    [sent] = whatsapp.accepted
+    invoice = sent["template"]["components"][0]["parameters"][1]["text"]
+    assert invoice.startswith("[TEST] ") and sent["template"]["language"] == {"code": "es_MX"}
+    [mail] = mailgun.accepted
+    assert mail["subject"][0].startswith("[TEST] ") and "test" in mail["o:tag"]
+    [push] = beams.published
+    assert push["users"] == ["user-42"] and push["fcm"]["notification"]["body"].startswith("[TEST] ¡Gracias")
+
+
+async def test_two_email_providers_need_email_provider(capsys, monkeypatch, environment, sendgrid):
+    from tests.fakes.sendgrid import API_KEY
+
+    both = environment | {"SENDGRID_API_KEY": API_KEY, "SENDGRID_FROM_EMAIL": "billing@weld.example",
+                          "SENDGRID_BASE_URL": str(sendgrid.server.make_url("/"))}
+    configure(monkeypatch, both)
+    code, out, _ = await paybot(capsys, "check")
+    assert code == 1 and problems(out) == ["PROBLEM  sendgrid and mailgun are both configured for email: set "
+                                           "EMAIL_PROVIDER to the one that sends (now sendgrid)"]
+    configure(monkeypatch, both, EMAIL_PROVIDER="mailgun")
+    code, out, _ = await paybot(capsys, "check")
+    assert (code, problems(out)) == (0, []), out
