@@ -215,3 +215,24 @@ async def test_a_message_mailgun_never_took_is_sent_once_the_log_has_caught_up(p
     clock.advance(300)
     await paybot.deliver()
     assert (await receipt_row(paybot)).status == "sent" and len(mailgun.accepted) == 1
+
+
+async def test_signed_events_with_unstorable_text_change_nothing(paybot, mailgun):
+    sent = await emailed(paybot, mailgun)
+    ts = int(paybot.clock().timestamp())
+    for key in ("\ud800", "\x00", "k" * 5000):
+        odd = mg.event("delivered", dict(sent, **{"v:notification_key": [key]}), ts)
+        response = await post_event(paybot, odd)
+        assert response.status in (200, 400), await response.text()
+    assert (await receipt_row(paybot)).delivery_status is None
+
+
+async def test_signed_events_of_odd_shapes_are_answered_without_a_5xx(paybot, mailgun):
+    sent = await emailed(paybot, mailgun)
+    ts = int(paybot.clock().timestamp())
+    delivered = mg.event("delivered", sent, ts)
+    for odd in (delivered | {"event": {"x": 1}}, delivered | {"user-variables": [1]},
+                delivered | {"delivery-status": 5, "timestamp": {"t": 1}}, [], 7):
+        response = await paybot.client.post("/callbacks/mailgun", data=SIGNER.body(odd, ts))  # type: ignore[arg-type]
+        assert response.status in (200, 400), await response.text()
+    assert (await receipt_row(paybot)).status == "sent"

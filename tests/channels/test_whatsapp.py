@@ -3,6 +3,7 @@ customer's language and babel-formatted values; Meta's signed status webhooks an
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -168,3 +169,30 @@ def test_language_is_the_closest_approved_one(whatsapp):
     channel = WhatsAppChannel(settings, None)  # type: ignore[arg-type]
     assert [channel.language(tag) for tag in ("en-US", "es-MX", "es-US", "en-GB", "fr-FR")] == \
         ["en_US", "es_MX", "es", "en_US", "en_US"]
+
+
+async def test_signed_statuses_with_unstorable_text_change_nothing(paybot, whatsapp):
+    await paid(paybot)
+    [sent] = whatsapp.accepted
+    ts = int(paybot.clock().timestamp())
+    for key, word in (("\ud800", "failed"), ("\x00", "delivered"), (sent["biz_opaque_callback_data"], "\x00\ud800")):
+        raw = wa.notification(wa.status(dict(sent, biz_opaque_callback_data=key), word, ts))
+        response = await post_statuses(paybot, raw)
+        assert response.status in (200, 400), await response.text()
+    row = await receipt_row(paybot)
+    assert row.status == "sent"
+
+
+async def test_signed_notifications_of_odd_shapes_are_answered_without_a_5xx(paybot, whatsapp):
+    await paid(paybot)
+    [sent] = whatsapp.accepted
+    ts = int(paybot.clock().timestamp())
+    shapes = [{"object": "whatsapp_business_account", "entry": [{"changes": 5}]},
+              {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {"statuses": [
+                  dict(wa.status(sent, "failed", ts), status={"a": 1}, timestamp={"b": 2}, errors=7)]}}]}]},
+              {"object": "whatsapp_business_account", "entry": "x"}]
+    for shape in shapes:
+        raw = json.dumps(shape).encode()
+        response = await post_statuses(paybot, raw)
+        assert response.status in (200, 400), await response.text()
+    assert (await receipt_row(paybot)).status == "sent"

@@ -24,11 +24,12 @@ from bot.domain.parties import Customer
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels import unkeyed
-from bot.integrations.channels.base import CannotTell, Payload, StatusUpdate
+from bot.integrations.channels.base import CannotTell, Payload, StatusUpdate, echoed_key
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Headers, Retry, Sent
-from bot.integrations.sources.base import InboundRequest
-from bot.integrations.sources.common import digest_matches, fetch_json, from_unix, json_object, path_segment
+from bot.integrations.sources.base import InboundRequest, display
+from bot.integrations.sources.common import (digest_matches, fetch_json, from_unix, json_object, path_segment,
+                                             unix_seconds)
 from bot.messages import Message, render
 from bot.settings import Settings as CoreSettings
 
@@ -161,28 +162,27 @@ class MailgunChannel:
         event = body.get("event-data")
         if not isinstance(event, dict):
             raise PayloadInvalid("event-data missing or not an object")
-        variables = event.get("user-variables") or {}
-        kind = str(event.get("event") or "")
-        if not isinstance(variables, dict) or not variables.get(KEY_VARIABLE) or kind not in EVENTS:
+        variables, kind = event.get("user-variables"), event.get("event")
+        ours = echoed_key(variables.get(KEY_VARIABLE)) if isinstance(variables, dict) else None
+        if ours is None or not isinstance(kind, str) or kind not in EVENTS:
             return []  # not one of ours (another sender on the domain), or an event about engagement
-        severity = str(event.get("severity") or "")
-        status = f"{kind}-temporary" if kind == "failed" and severity != "permanent" else kind
-        return [StatusUpdate(key=str(variables[KEY_VARIABLE]), status=status,
-                             failed=status in ("failed", "complained"),
+        status = f"{kind}-temporary" if kind == "failed" and event.get("severity") != "permanent" else kind
+        return [StatusUpdate(key=ours, status=status, failed=status in ("failed", "complained"),
                              at=from_unix(_whole(event.get("timestamp")), request.received_at),
-                             detail=_detail(event))]
+                             detail=display(_detail(event), 300))]
 
     def _verify(self, signed: Any, key: str, now: datetime) -> None:
         if not isinstance(signed, dict) or not all(isinstance(signed.get(f), str) and signed.get(f)
                                                    for f in ("timestamp", "token", "signature")):
             raise SignatureInvalid("signature object missing or incomplete")
         timestamp, token = signed["timestamp"], signed["token"]
-        expected = hmac.new(key.encode(), (timestamp + token).encode("utf-8", "surrogateescape"),
+        if not unix_seconds(timestamp):
+            raise SignatureInvalid("event timestamp is not a Unix time")
+        expected = hmac.new(key.encode(), (timestamp + token).encode("utf-8", "surrogatepass"),
                             hashlib.sha256).hexdigest()
-        if not digest_matches(expected, [signed["signature"]]):
+        if not digest_matches(expected, [signed["signature"].encode("utf-8", "surrogatepass")]):  # JSON: any str
             raise SignatureInvalid("event signature does not verify")
-        if not (timestamp.isascii() and timestamp.isdigit()) or \
-                abs(now.timestamp() - int(timestamp)) > self.settings.webhook_tolerance_seconds:
+        if abs(now.timestamp() - int(timestamp)) > self.settings.webhook_tolerance_seconds:
             raise SignatureInvalid("event timestamp outside the tolerance: a replay?")
         self._remember(token, now)
 

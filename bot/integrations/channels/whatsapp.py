@@ -24,15 +24,17 @@ from bot.domain.parties import Customer
 from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels import unkeyed
-from bot.integrations.channels.base import Payload, StatusUpdate
+from bot.integrations.channels.base import Payload, StatusUpdate, echoed_key
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import Delivery, Failed, Headers, Retry, Sent, retry_hint
-from bot.integrations.sources.base import InboundRequest, Reply
+from bot.integrations.sources.base import InboundRequest, Reply, display
 from bot.integrations.sources.common import digest_matches, fetch_json, from_unix, json_object, path_segment
 from bot.messages import TEST_MARK, Message, whatsapp_parameters
 from bot.settings import Settings as CoreSettings
 
 SIGNATURE = "X-Hub-Signature-256"
+#: A message's statuses in Meta's webhooks (`deleted` and `warning` tell nothing about delivery).
+STATUSES = frozenset({"sent", "delivered", "read", "failed"})
 #: Graph error codes after which the same request may be accepted later: throughput (130429), the pair rate limit
 #: (131056), Meta's unknown/service/temporary errors (131000, 1, 2) and app/account rate limits (4, 80007).
 RETRYABLE_CODES = frozenset({130429, 131056, 131000, 1, 2, 4, 80007})
@@ -139,7 +141,7 @@ class WhatsAppChannel:
         if mode != "subscribe" or not challenge:
             raise PayloadInvalid("expected hub.mode=subscribe with a hub.challenge")
         ours = secret(self.settings.verify_token)
-        if not ours or not digest_matches(ours, [token]):
+        if not ours or not digest_matches(ours, [token.encode("utf-8", "surrogatepass")]):
             return Reply(status=403, body="verify token does not match")
         return Reply(body=challenge[:200])
 
@@ -155,12 +157,12 @@ class WhatsAppChannel:
             raise PayloadInvalid("not a whatsapp_business_account notification")
         updates = []
         for status in _statuses(body["entry"]):
-            key, word = status.get("biz_opaque_callback_data"), str(status.get("status") or "")
-            if not key or not word:
-                continue  # a message another app sent from this number: not ours
-            updates.append(StatusUpdate(key=str(key), status=word, failed=word == "failed",
+            key, word = echoed_key(status.get("biz_opaque_callback_data")), status.get("status")
+            if key is None or not isinstance(word, str) or word not in STATUSES:
+                continue  # a message another app sent from this number, or a word we do not know: not ours
+            updates.append(StatusUpdate(key=key, status=word, failed=word == "failed",
                                         at=from_unix(status.get("timestamp"), request.received_at),
-                                        detail=_status_errors(status)))
+                                        detail=display(_status_errors(status), 300)))
         return updates
 
     async def check(self, settings: CoreSettings) -> list[Finding]:
@@ -189,7 +191,8 @@ class WhatsAppChannel:
 def _statuses(entries: list[Any]) -> list[dict[str, Any]]:
     found = []
     for entry in entries:
-        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        for change in changes if isinstance(changes, list) else []:
             value = change.get("value") if isinstance(change, dict) else None
             if isinstance(value, dict) and isinstance(value.get("statuses"), list):
                 found += [s for s in value["statuses"] if isinstance(s, dict)]
