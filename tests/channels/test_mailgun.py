@@ -4,10 +4,12 @@ message at the fake Mailgun with HTML + text in the customer's language; Mailgun
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
 
+from bot.integrations.http import Retry
 from bot.services.delivery import DeliveryWorker
 from bot.storage import models
 from tests.fakes import mailgun as mg
@@ -236,3 +238,17 @@ async def test_signed_events_of_odd_shapes_are_answered_without_a_5xx(paybot, ma
         response = await paybot.client.post("/callbacks/mailgun", data=SIGNER.body(odd, ts))  # type: ignore[arg-type]
         assert response.status in (200, 400), await response.text()
     assert (await receipt_row(paybot)).status == "sent"
+
+
+async def test_the_event_log_is_read_defensively(paybot, mailgun, clock):
+    channel = paybot.runtime.channels["mailgun"]
+    channel._now = clock
+    events = f"/v3/{mg.DOMAIN}/events"
+    odd = {"items": [1, {"user-variables": []}, {"user-variables": {"notification_key": "p1:other"}}],
+           "paging": {"next": "https://elsewhere.example/v3/events/next"}}
+    mailgun.script(events, web.json_response(odd), mg.too_many_requests(7))
+    since = clock() - timedelta(minutes=10)
+    assert await channel.find_sent({"to": "jane@example.com"}, key="p1:receipt:mailgun", since=since) is None
+    later = await channel.find_sent({"to": "jane@example.com"}, key="p1:receipt:mailgun", since=since)
+    assert isinstance(later, Retry) and later.after == 7.0
+    assert len(mailgun.to(events)) == 2  # the link to another host was not followed

@@ -125,24 +125,25 @@ class MailgunChannel:
     async def find_sent(self, payload: Payload, *, key: str, since: datetime) -> Sent | Retry | CannotTell | None:
         """Mailgun's event log: an `accepted` event for the recipient since the attempt, carrying our key. The log
         fills in with a lag, so "none there" counts only once EVENT_LAG has passed since the attempt."""
-        url: str | None = f"{self.settings.api_root}/v3/{path_segment(self.settings.domain)}/events"
+        url = f"{self.settings.api_root}/v3/{path_segment(self.settings.domain)}/events"
         params: dict[str, str] | None = {
             "begin": str(int((since - CLOCK_SKEW).timestamp())), "ascending": "yes", "limit": str(EVENTS_PAGE),
             "event": "accepted", "recipient": str(payload.get("to") or "")}
         try:
             for _ in range(EVENT_PAGES):
-                assert url is not None
                 page = await fetch_json(self.http, self.name, "GET", url, what="the event log", params=params,
                                         headers=self._auth())
                 found = page.get("items")
                 items: list[Any] = found if isinstance(found, list) else []
                 for item in items:
-                    if isinstance(item, dict) and (item.get("user-variables") or {}).get(KEY_VARIABLE) == key:
-                        message_id = ((item.get("message") or {}).get("headers") or {}).get("message-id")
-                        return Sent(f"<{message_id}>" if message_id else None)
-                url, params = (page.get("paging") or {}).get("next"), None
-                if not items or not isinstance(url, str) or not url.startswith(f"{self.settings.api_root}/"):
+                    if _field(item, "user-variables", KEY_VARIABLE) == key:
+                        message_id = _field(item, "message", "headers", "message-id")
+                        return Sent(f"<{message_id}>" if isinstance(message_id, str) else None)
+                following = _field(page, "paging", "next")
+                if not items or not isinstance(following, str) or \
+                        not following.startswith(f"{self.settings.api_root}/"):
                     break  # the last page (Mailgun ends with an empty one), or a link we will not follow
+                url, params = following, None
             else:
                 return CannotTell(f"mailgun events: more than {EVENT_PAGES * EVENTS_PAGE} since the attempt")
         except ProviderUnavailable as exc:
@@ -220,6 +221,13 @@ class MailgunChannel:
             found.append(problem("MAILGUN_WEBHOOK_SIGNING_KEY is not set: bounces cannot be verified, so none "
                                  "falls back to the customer's next channel"))
         return found
+
+
+def _field(document: Any, *path: str) -> Any:
+    """A nested value of an event, or None where the shape is not the documented one."""
+    for name in path:
+        document = document.get(name) if isinstance(document, dict) else None
+    return document
 
 
 def _whole(value: Any) -> int | None:
