@@ -196,3 +196,9 @@ async def test_signed_notifications_of_odd_shapes_are_answered_without_a_5xx(pay
         response = await post_statuses(paybot, raw)
         assert response.status in (200, 400), await response.text()
     assert (await receipt_row(paybot)).status == "sent"
+
+
+async def test_parameters_are_one_line_without_runs_of_spaces(paybot, whatsapp):
+    await paid(paybot, name="Jane     Doe\n\t<b>Welding</b>\u202e")
+    [sent] = whatsapp.accepted
+    assert values(sent)[0] == "Jane Doe <b>Welding</b>"

@@ -90,7 +90,7 @@ class WhatsAppChannel:
             "type": "template",
             "template": {"name": self.settings.template, "language": {"code": self.language(message.locale)},
                          "components": [{"type": "body", "parameters": [
-                             {"type": "text", "text": v} for v in values]}]},
+                             {"type": "text", "text": " ".join(v.split())} for v in values]}]},  # no space runs
         }
 
     def language(self, locale: str) -> str:
@@ -116,7 +116,7 @@ class WhatsAppChannel:
             try:
                 messages = json.loads(body).get("messages") or [{}]
                 return Sent(str(messages[0].get("id") or "") or None)
-            except (ValueError, AttributeError, IndexError):
+            except (ValueError, AttributeError, LookupError, TypeError):
                 return Sent()
         code, reason = _graph_error(body)
         if code in RETRYABLE_CODES:
