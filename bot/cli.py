@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import logs, staff_cli, text
+from bot import logs, preview, staff_cli, text
 from bot.domain.audit import Anchor
 from bot.errors import ConfigError
 from bot.services.check import customers_on_file
@@ -354,6 +354,7 @@ def parser() -> argparse.ArgumentParser:
     send_test_cmd.set_defaults(run=cmd_send_test)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
     staff_cli.add_commands(commands)
+    preview.add_commands(commands)
     return root
 
 

@@ -22,6 +22,7 @@ LIBRARY_FLOORS = {
     "aiohttp.client": logging.INFO, "aiohttp.server": logging.INFO, "aiohttp.web": logging.INFO,
     "asyncio": logging.INFO, "urllib3": logging.INFO, "sendgrid": logging.INFO, "python_http_client": logging.INFO,
     "slack_sdk": logging.INFO, "slack_bolt": logging.INFO, "asyncpg": logging.INFO, "aiosqlite": logging.INFO,
+    "twilio": logging.WARNING,  # its INFO lines are every request's URL, query (phone numbers) and headers
 }
 
 

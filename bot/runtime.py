@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 import aiohttp
 from pydantic import ValidationError
@@ -14,10 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
-from bot.integrations.channels.base import Channel
+from bot.integrations.channels.base import Channel, PollsStatus
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
+from bot.services import status_poll
 from bot.services.anchors import Anchors
 from bot.services.check import summary
 from bot.services.delivery import DeliveryWorker
@@ -175,6 +177,9 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker.every("prune-refusals", PRUNE_EVERY, runtime.refusals.prune)
     worker.every("publish-audit-anchor", timedelta(seconds=settings.audit_anchor_seconds),
                  Anchors(db, notifier).publish)
+    for name, channel in channels.items():  # providers asked how an accepted message ended (HubSpot's sends)
+        if isinstance(channel, PollsStatus):
+            worker.every(f"{name}-send-status", status_poll.EVERY, partial(status_poll.poll, db, notifier, name, channel))
     return runtime
 
 

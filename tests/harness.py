@@ -61,7 +61,9 @@ class Paybot:
 
     async def rows(self, model: type[Any], *where: Any) -> list[Any]:
         async with self.runtime.db.read() as session:
-            return list(await session.scalars(select(model).where(*where)))
+            # In insertion order on both engines (PostgreSQL returns updated rows wherever their new version lies).
+            order = model.__table__.primary_key.columns
+            return list(await session.scalars(select(model).where(*where).order_by(*order)))
 
     async def notifications(self) -> list[models.Notification]:
         return await self.rows(models.Notification)

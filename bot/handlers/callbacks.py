@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.errors import InboundError, SignatureInvalid
 from bot.handlers.webhooks import error, inbound, reply
-from bot.integrations.channels.base import AnswersHandshake, ReportsStatus
+from bot.integrations.channels.base import AnswersHandshake, RepliesToCallbacks, ReportsStatus
 from bot.keys import RUNTIME
 from bot.runtime import Runtime
 from bot.services import delivery_status
@@ -45,6 +45,9 @@ async def receive(request: web.Request) -> web.StreamResponse:
         return error(503, "could not store the delivery status right now; please retry")
     if changed:
         runtime.worker.wake()
+    if isinstance(channel, RepliesToCallbacks):  # Twilio reads the answer to an inbound message as TwiML
+        body, content_type = channel.callback_reply()
+        return web.Response(text=body, content_type=content_type)
     return web.json_response({"received": len(updates), "changed": changed})
 
 

@@ -19,6 +19,7 @@ RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 @dataclass(frozen=True, slots=True)
 class Sent:
     provider_id: str | None = None
+    status: str | None = None        # what "delivered" means here, when the provider says (CRMs: "event accepted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +27,17 @@ class Retry:
     reason: str
     after: float | None = None       # seconds to wait, when the provider said so (Retry-After: 30)
     until: datetime | None = None    # or a time to wait for (Retry-After: <HTTP date>, X-RateLimit-Reset)
+    once: str | None = None          # a fault of the integration, not of this message: finance hears once per key
+    # The provider may have accepted it (a 5xx or a timeout after the request went out): before sending again the
+    # worker asks the provider (`FindsSent`), so a provider without idempotency keys is not sent the message twice.
+    unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
+    once: str | None = None          # as for Retry: e.g. a refused token, told once per integration, not per payment
+    opted_out: bool = False  # the recipient opted out of this channel (Twilio 21610): recorded, never tried again
 
 
 Delivery = Sent | Retry | Failed

@@ -23,13 +23,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from bot.integrations.channels.base import CannotTell, Channel, FindsSent
+from bot.integrations.channels import CHANNELS
+from bot.integrations.channels.base import CannotTell, Channel, ConsentChange, FindsSent
 from bot.integrations.http import Delivery, Failed, Retry, Sent
 from bot.metrics import Metrics
 from bot.services import receipts
+from bot.services.delivery_status import record_consent
 from bot.services.notify import Notifier, redact
 from bot.settings import Settings
-from bot.storage import outbox
+from bot.storage import consent, outbox
 from bot.storage.connect import problem, unavailable
 from bot.storage.database import Database
 from bot.storage.models import Notification
@@ -143,6 +145,10 @@ class DeliveryWorker:
             if not await outbox.renew(uow.session, row.id, self.worker_id, uow.clock(), self._lease):
                 log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
                 return
+        if row.audience == "customer" and await self._opted_out(row):
+            await self._finish(row, Failed(f"{redact(row.recipient)} opted out of {CHANNELS[row.channel].serves}"),
+                               note={"skipped": "opted out"})
+            return
         note: dict[str, Any] = {}
         if row.attempt_started_at is not None:  # the last attempt died mid-send: did the provider get it?
             match await self._ask_provider(channel, row, row.attempt_started_at):
@@ -161,7 +167,16 @@ class DeliveryWorker:
         self.metrics.delivery_seconds.labels(row.channel).observe((self.db.clock() - started).total_seconds())
         if note and isinstance(result, Sent):
             self.metrics.possible_duplicates.labels(row.channel).inc()
-        await self._finish(row, result, note=note)
+        # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first.
+        await self._finish(row, result, note=note, attempt_over=not (isinstance(result, Retry) and result.unknown))
+
+    async def _opted_out(self, row: Notification) -> bool:
+        """The recipient said STOP (since this was queued, or on another of their messages): not sent."""
+        factory = CHANNELS.get(row.channel)
+        if factory is None:
+            return False
+        async with self.db.read() as session:
+            return await consent.opted_out(session, factory.serves, row.recipient)
 
     async def _ask_provider(self, channel: Channel, row: Notification,
                             since: datetime) -> Sent | Retry | CannotTell | None:
@@ -189,8 +204,11 @@ class DeliveryWorker:
                                       "attempts": mine.attempts} | dict(note or {})
             audit: dict[str, Any] = {"channel": mine.channel, "detail": detail}
             match result:
-                case Sent(provider_id):
+                case Sent(provider_id, status):
                     mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
+                    if status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
+                        mine.delivery_status, detail["delivered"] = status, status
+                    detail["provider_id"] = provider_id
                     uow.audit("notification.sent", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "sent").inc()
                     log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
@@ -200,13 +218,20 @@ class DeliveryWorker:
                     mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, wait))
                     self.metrics.deliveries.labels(mine.channel, "retry").inc()
                     log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
+                    if result.once is not None:  # e.g. a daily API quota spent: finance hears once, not per row
+                        await self.notifier.tell_finance_once(uow, mine, result.once, reason)
                 case Retry(reason) | Failed(reason):
                     mine.status, mine.last_error = outbox.DEAD, reason
                     detail["reason"] = reason
+                    if isinstance(result, Failed) and result.opted_out and mine.channel in CHANNELS:
+                        await record_consent(uow, mine.channel, ConsentChange(
+                            CHANNELS[mine.channel].serves, mine.recipient, True, reason, now))
                     uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
                     self.metrics.deliveries.labels(mine.channel, "dead").inc()
                     log.warning("notification %s is dead: %s", mine.id, reason)
-                    await self.notifier.after_failure(uow, mine)
+                    # A refused token is told once per integration; a row that ran out of retries, for itself.
+                    await self.notifier.after_failure(uow, mine,
+                                                      once=result.once if isinstance(result, Failed) else None)
 
     def _exhausted(self, row: Notification, now: datetime) -> bool:
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds

@@ -22,7 +22,7 @@ from bot.integrations.channels.base import Channel, Payload
 from bot.messages import Audience, Message, Purpose, Wording
 from bot.settings import Settings
 from bot.services import receipts
-from bot.storage import outbox
+from bot.storage import consent, outbox
 from bot.storage.database import UnitOfWork
 from bot.storage.models import Notification
 
@@ -63,6 +63,26 @@ class Notifier:
             if channel and recipient:
                 routes.append(Route(channel, recipient))
         return routes
+
+    async def reachable_routes(self, uow: UnitOfWork, customer: Customer) -> tuple[list[Route], dict[str, str]]:
+        """`customer_routes` less those the customer opted out of; and, by provider, why a channel of theirs was
+        skipped (an address on file the channel cannot use, e.g. a phone that does not parse; an opt-out)."""
+        routes, skipped = [], {}
+        for preference in customer.channels:
+            channel = self._provider_for(preference)
+            if channel is None:
+                continue
+            recipient = channel.address(customer)
+            if recipient is None:  # e.g. a CRM for a customer with no email on file, a phone that does not parse
+                field = reach.ADDRESS_FIELDS.get(preference, "address").replace("_", " ")
+                skipped[channel.name] = (f"{preference}: the {field} on file cannot be used by {channel.name}"
+                                         if reach.address_of(customer, preference) else
+                                         f"{preference}: no {field} on file")
+            elif await consent.opted_out(uow.session, preference, recipient):
+                skipped[channel.name] = f"{preference}: {redact(recipient)} opted out"
+            else:
+                routes.append(Route(channel, recipient))
+        return routes, skipped
 
     def finance_route(self) -> Route | None:
         slack = self.channels.get("slack")
@@ -111,8 +131,8 @@ class Notifier:
         queued: list[int | None] = []
         unreachable = None
         if receipt.kind == "payment" and receipt.matched and customer is not None:
-            unreachable = self.why_unreachable(customer)
-            queued.append(await self.thank(uow, receipt, customer))
+            notification_id, unreachable = await self._thank(uow, receipt, customer)
+            queued.append(notification_id)
         finance = self.finance_route()
         if finance:
             purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
@@ -126,43 +146,88 @@ class Notifier:
     async def thank(self, uow: UnitOfWork, receipt: Receipt, customer: Customer, *, actor: str = "system") -> int | None:
         """Queue the customer's receipt on their first usable channel, the others as fallbacks; with none usable,
         say so in the audit trail (the finance card says it too)."""
-        routes = self.customer_routes(customer)
+        return (await self._thank(uow, receipt, customer, actor=actor))[0]
+
+    async def _thank(self, uow: UnitOfWork, receipt: Receipt, customer: Customer, *,
+                     actor: str = "system") -> tuple[int | None, str | None]:
+        """The receipt's notification, or None and why nobody can tell the customer."""
+        routes, skipped = await self.reachable_routes(uow, customer)
+        for name, why in skipped.items():
+            _audit_skipped(uow, receipt, name, why, actor)
         if not routes:
-            reason = self.why_unreachable(customer) or "no usable channel"
+            reason = self.why_unreachable(customer) or "; ".join(skipped.values()) or "no usable channel"
             log.warning("payment %s: customer %s cannot be told: %s", receipt.payment_id, customer.id, reason)
             uow.audit("notification.undeliverable", actor=actor, invoice=receipt.invoice_number,
                       customer_id=customer.id, amount=receipt.amount,
                       detail={"payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value,
                               "channels": list(customer.channels), "reason": reason})
-            return None
+            return None, reason
         first, rest = routes[0], [r.channel.name for r in routes[1:]]
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
                                 key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
-                                fallbacks=rest, actor=actor)
+                                fallbacks=rest, actor=actor), None
 
-    async def after_failure(self, uow: UnitOfWork, row: Notification) -> None:
+    async def after_failure(self, uow: UnitOfWork, row: Notification, *, once: str | None = None) -> None:
         """A customer message failed for good (dead-lettered, or bounced after sending): try the customer's next
-        channel and tell finance. A staff alert that fails has nowhere better to go: it stays dead and audited."""
+        channel and tell finance. A staff alert that fails has nowhere better to go: it stays dead and audited.
+
+        `once`: the failure is the integration's (a refused token), not this message's: finance hears of it once
+        per `once` key, not once per payment."""
         if row.payment_id is None or row.audience != Audience.CUSTOMER.value:
             return
         loaded = await receipts.load(uow.session, row.payment_id)
         if loaded is None:
             return
         receipt, customer = loaded
+        next_channel = None
         if customer is not None:
-            routes = {r.channel.name: r for r in self.customer_routes(customer)}
+            usable, skipped = await self.reachable_routes(uow, customer)
+            routes = {r.channel.name: r for r in usable}
             remaining = list(row.fallbacks)
             while remaining:
-                route = routes.get(remaining.pop(0))
-                if route is not None:
-                    await self.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt, customer),
-                                     key=f"{row.idempotency_key}>{route.channel.name}", fallbacks=remaining)
-                    break
+                name = remaining.pop(0)
+                route = routes.get(name)
+                if route is None:
+                    _audit_skipped(uow, receipt, name, skipped.get(name, f"{name}: no longer configured"), "system")
+                    continue
+                # Every step of the chain is on record: which message failed, why, and where the receipt goes next.
+                uow.audit("notification.fallback", channel=name, invoice=receipt.invoice_number,
+                          customer_id=receipt.customer_id, amount=receipt.amount,
+                          detail={"failed_notification": row.id, "from": row.channel, "to": name,
+                                  "reason": (row.last_error or "")[:300]})
+                await self.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt, customer),
+                                 key=f"{row.idempotency_key}>{route.channel.name}", fallbacks=remaining)
+                next_channel = name
+                break
+        if once is not None:
+            await self.tell_finance_once(uow, row, once, row.last_error or "")
+            return
         finance = self.finance_route()
         if finance is not None:
-            note = f"{row.purpose} via {row.channel} ({row.last_error})"
+            # The customer is being tried on their next channel, or every channel of theirs has failed.
+            then = f"; trying {next_channel} next" if next_channel else "; no other channel of the customer's left"
+            note = f"{row.purpose} via {row.channel} ({row.last_error}){then}"
             await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
                              key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))
+
+    async def tell_finance_once(self, uow: UnitOfWork, row: Notification, once: str, reason: str) -> None:
+        """A fault of a whole integration (a refused token, a spent daily quota) seen on `row`: one card to finance
+        per `once` key (the outbox never queues a key twice), however many payments run into it."""
+        finance = self.finance_route()
+        loaded = await receipts.load(uow.session, row.payment_id) if row.payment_id is not None else None
+        if finance is None or loaded is None:
+            return
+        receipt, customer = loaded
+        note = (f"{row.purpose} via {row.channel} ({reason}); this affects every {row.channel} message "
+                "and is reported once")
+        await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
+                         key=f"once:{once}")
+
+
+def _audit_skipped(uow: UnitOfWork, receipt: Receipt, channel: str, reason: str, actor: str) -> None:
+    uow.audit("notification.skipped", actor=actor, channel=channel, invoice=receipt.invoice_number,
+              customer_id=receipt.customer_id, amount=receipt.amount,
+              detail={"payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value, "reason": reason})
 
 
 def why_unreachable(customer: Customer, channels: Collection[str]) -> str | None:

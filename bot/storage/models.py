@@ -246,3 +246,20 @@ class Refusal(Base):
     example: Mapped[str] = mapped_column(String(120))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime] = mapped_column(index=True)
+
+
+class Consent(Base):
+    """Whether an address may be messaged on a channel kind (`sms`: a phone number), as the person last said.
+
+    One row per (channel, address), written when they opt out (STOP, or the provider refusing a send because they
+    did) or back in (START). No row: nothing said, consent as given by the operator's customer record."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_consents_channel_address"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))     # the customer preference: sms, whatsapp, …
+    address: Mapped[str] = mapped_column(String(320))    # E.164 for sms
+    opted_out: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(Text)            # "replied STOP", "twilio error 21610", …
+    changed_at: Mapped[datetime]

@@ -19,6 +19,7 @@ from bot.storage.models import Notification, RateSlot
 from bot.storage.sql import insert_or_ignore
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
+CANCELLED = "cancelled"  # a fallback not sent: the message before it was delivered after all
 CHANNEL = "paybot_outbox"
 ANNOUNCED = "paybot_outbox_announced"
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,11 +21,13 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.integrations.sources import SOURCES
 from tests.contract.samples import SAMPLES
+from tests.fakes import twilio as twilio_fake
 from tests.fakes.sendgrid_events import EventSigner
 
 EXAMPLES = int(os.environ.get("PAYBOT_FUZZ_EXAMPLES", "30"))
 SLACK_SECRET = "slack-signing-secret"  # as in the `configs` fixture
 SENDGRID = EventSigner()
+PUBLIC = "https://paybot.example.com"  # settings_for's PUBLIC_BASE_URL, which Twilio signs
 ENDPOINTS = [*(f"/webhooks/{name}" for name in sorted(SOURCES)), "/webhooks/nosuch", "/slack/events",
              "/callbacks/sendgrid", "/callbacks/twilio", "/healthz", "/readyz", "/metrics"]
 #: The headers each endpoint reads (its signature scheme's), fuzzed most often; any endpoint may get any of them.
@@ -36,6 +39,7 @@ READS = {
                          "PAYPAL-CERT-URL", "PAYPAL-AUTH-ALGO"],
     "/slack/events": ["X-Slack-Request-Timestamp", "X-Slack-Signature", "X-Slack-Retry-Num"],
     "/callbacks/sendgrid": ["X-Twilio-Email-Event-Webhook-Signature", "X-Twilio-Email-Event-Webhook-Timestamp"],
+    "/callbacks/twilio": ["X-Twilio-Signature"],
 }
 HEADERS = sorted({name for names in READS.values() for name in names} | {"Idempotency-Key", "Authorization"})
 NASTY = ["", "\x00", "\ud800", "\udcff", "²", "é" * 300, "x" * 5000, "t=²,v1=é", "v0=é", "abc", "-1", "1e999",
@@ -76,7 +80,16 @@ def replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
 def body_for(draw: st.DrawFn, endpoint: str) -> bytes:
     source = endpoint.removeprefix("/webhooks/")
     genuine = SAMPLES[source].payment() if source in SAMPLES else None
-    kind = draw(st.sampled_from(["bytes", "json", "form"] + (["mutated"] * 3 if genuine else [])))
+    kind = draw(st.sampled_from(["bytes", "json", "form"] + (["mutated"] * 3 if genuine else [])
+                                + (["twilio"] * 3 if endpoint == "/callbacks/twilio" else [])))
+    if kind == "twilio":  # Twilio's own forms, any value made nasty
+        nasty = st.sampled_from(NASTY) | st.text(max_size=20)
+        message = {"sid": draw(nasty), "from": draw(nasty), "to": draw(nasty), "messaging_service_sid": None}
+        form = draw(st.sampled_from([
+            twilio_fake.status_form(message, draw(nasty | st.sampled_from(["failed", "delivered"])),
+                                    draw(st.sampled_from([None, 21610, 30003]))),
+            twilio_fake.inbound_form(draw(nasty), draw(nasty | st.sampled_from(["STOP", "start"])))]))
+        return urlencode(form, errors="surrogatepass").encode()
     if kind == "bytes":
         odd = st.sampled_from([b"", b"\x00", b"[]", b"null", b"payload=%7B", b"\xff\xfe"])
         return draw(odd | st.binary(max_size=200))
@@ -108,19 +121,29 @@ def signed_headers(endpoint: str, body: bytes, now: Any) -> dict[str, str]:
                 "X-Slack-Signature": SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=ts, body=text) or ""}
     if endpoint == "/callbacks/sendgrid":
         return SENDGRID.headers(body, int(now.timestamp()))
+    if endpoint == "/callbacks/twilio":
+        try:
+            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return {}
+        return {"X-Twilio-Signature": twilio_fake.signature(f"{PUBLIC}{endpoint}", params),
+                "Content-Type": "application/x-www-form-urlencoded"}
     return {}
 
 
 @pytest.fixture
 async def configs(configs, sendgrid, aiohttp_server):  # type: ignore[no-untyped-def]
-    """Every payment source (each pointed at its fakes), Slack chat-ops, and SendGrid's status callbacks."""
+    """Every payment source (each pointed at its fakes), Slack chat-ops, SendGrid's and Twilio's callbacks."""
     from bot.integrations.channels.sendgrid import SendGridSettings
+    from bot.integrations.channels.twilio import TwilioSettings
     from tests.fakes.sendgrid import API_KEY
 
     sources = {name: await SAMPLES[name].configure(aiohttp_server) for name in SOURCES}
     return configs | sources | {"sendgrid": SendGridSettings(
         _env_file=None, api_key=API_KEY, from_email="billing@weld.example", event_public_key=SENDGRID.public_key,
-        base_url=str(sendgrid.server.make_url("/")))}
+        base_url=str(sendgrid.server.make_url("/"))), "twilio": TwilioSettings(
+        _env_file=None, account_sid=twilio_fake.ACCOUNT_SID, auth_token=twilio_fake.AUTH_TOKEN,
+        from_number=twilio_fake.FROM_NUMBER, base_url="http://127.0.0.1:9", public_base_url=PUBLIC)}
 
 
 def test_every_source_is_fuzzed() -> None:

@@ -81,7 +81,7 @@ async def test_customers_nobody_can_reach_are_listed(capsys, monkeypatch, databa
     assert code == 1
     assert [p.split(":")[0] for p in problems(out)] == ["PROBLEM  customer C2 (Bolt & Nut)",
                                                        "PROBLEM  customer C3 (No Address)"]
-    assert "C2 (Bolt & Nut): nobody can reach it: sms: paybot cannot send sms yet" in out
+    assert "C2 (Bolt & Nut): nobody can reach it: sms: not configured" in out
 
 
 async def test_staff_channels_without_slack_are_a_problem(capsys, monkeypatch, database_url, providers):

@@ -103,7 +103,7 @@ async def test_deferred_ingest_records_the_payment_of_a_customer_whose_message_c
 
 
 @pytest.mark.parametrize(("fields", "reason"), [
-    ({"channels": ("sms",)}, "sms: paybot cannot send sms yet"),
+    ({"channels": ("sms",)}, "sms: not configured"),
     ({"channels": ("email",), "email": None}, "email: no email address on file"),
     ({"channels": ("teams", "slack")}, "teams: paybot cannot send teams yet; slack: no slack_channel on file"),
 ])

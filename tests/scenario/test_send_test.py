@@ -64,7 +64,7 @@ async def test_a_customer_nobody_can_reach_gets_the_reason(capsys, monkeypatch, 
     await add_customers(database_url, {"id": "C2", "name": "Bolt & Nut", "phone": "+12015550123", "channels": ["sms"]})
     code, out, _ = await paybot(capsys, "send-test", "--to", "C2")
     assert code == 1
-    assert out.startswith("C2 (Bolt & Nut): nobody can reach it: sms: paybot cannot send sms yet")
+    assert out.startswith("C2 (Bolt & Nut): nobody can reach it: sms: not configured")
     assert not providers.sendgrid.calls and not providers.slack.calls
 
 

@@ -26,7 +26,7 @@ async def test_a_dead_letter_is_resent_from_the_shell(paybot, sendgrid, capsys, 
 
     code, out, _ = await run(capsys, monkeypatch, database_url, "status", "INV-1042")
     assert code == 0 and out.startswith("Invoice INV-1042")  # mrkdwn drawn as plain text
-    assert f"n{receipt.id} receipt to customer via sendgrid" in out and "dead" in out and "mailbox full" in out
+    assert f"n{receipt.id} receipt to customer via sendgrid" in out and "failed" in out and "mailbox full" in out
 
     code, out, _ = await run(capsys, monkeypatch, database_url, "resend", "INV-1042")
     assert code == 0 and "Queued the receipt for invoice INV-1042 again via sendgrid" in out

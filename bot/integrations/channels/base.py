@@ -11,6 +11,7 @@ A channel whose provider reports delivery afterwards also implements `ReportsSta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -61,12 +62,36 @@ class StatusUpdate:
     failed: bool      # the message will not arrive: fall back and tell finance
     at: datetime
     detail: str = ""  # the provider's reason, shortened
+    provider_id: str | None = None  # the provider's message id, when the callback names it (for the logs)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A person opted out of (STOP, or the provider refusing because they did) or back in to (START) a channel."""
+
+    preference: str   # the channel kind it covers: "sms"
+    address: str      # where: "+15125550123"
+    opted_out: bool
+    reason: str       # for the audit trail: "replied STOP", "twilio error 21610"
+    at: datetime
 
 
 @runtime_checkable
 class ReportsStatus(Protocol):
-    def statuses(self, request: InboundRequest) -> list[StatusUpdate]:
-        """Verify the callback (SignatureInvalid) and read its updates (PayloadInvalid)."""
+    def statuses(self, request: InboundRequest) -> Sequence[StatusUpdate | ConsentChange]:
+        """Verify the callback (SignatureInvalid) and read its updates (PayloadInvalid). Statuses are joined
+        back to our notification by `key`; a confirmed delivery is one whose status is in `DELIVERED`."""
+        ...
+
+
+#: Provider words for "it arrived": the end of a fallback chain; a failure reported after it changes nothing.
+DELIVERED = frozenset({"delivered", "read"})
+
+
+@runtime_checkable
+class RepliesToCallbacks(Protocol):
+    def callback_reply(self) -> tuple[str, str]:
+        """The body and content type the provider expects back (Twilio: an empty TwiML `<Response/>`)."""
         ...
 
 
@@ -82,6 +107,18 @@ class FindsSent(Protocol):
     async def find_sent(self, payload: Payload, *, key: str, since: datetime) -> Sent | Retry | CannotTell | None:
         """The message this provider accepted under `key` at or after `since` (Sent with its id), None when it
         holds none, Retry when it cannot be asked just now, CannotTell when it can never answer."""
+        ...
+
+
+@runtime_checkable
+class PollsStatus(Protocol):
+    """A provider that accepts a message and finishes it later, and must be asked how it ended (HubSpot's
+    transactional send). Rows sent with a `delivery_status` in `pending_statuses` are polled by the worker."""
+
+    pending_statuses: ClassVar[frozenset[str]]
+
+    async def poll_status(self, provider_id: str, *, key: str, now: datetime) -> StatusUpdate | None:
+        """How the message ended, or None while it is still under way (or the provider cannot say just now)."""
         ...
 
 

@@ -21,6 +21,8 @@ from bot.storage.sql import LIKE_ESCAPE, like_pattern
 from bot.text import Mrkdwn, lines, mention, mrkdwn
 
 LIMIT = 10
+#: A notification's state as staff read it: queued → sent → delivered / failed (the provider's word once it reports).
+STATES = {"pending": "queued", "sending": "sending", "sent": "sent", "dead": "failed", "cancelled": "cancelled"}
 AMOUNT = re.compile(r"^[^\d\-]{0,3}(\d[\d,]*(?:\.\d+)?)$")
 
 
@@ -62,12 +64,13 @@ class StaffQueries:
         if notifications:
             answer.append(mrkdwn("*Notifications*"))
         for n in notifications:
-            state = n.delivery_status or n.status
+            state = n.delivery_status or STATES.get(n.status, n.status)
             error = f" · {n.last_error}" if n.last_error and n.status != "sent" else ""
             sent = f" at {_when(n.sent_at)}" if n.sent_at else ""
-            answer.append(mrkdwn("• n{} {} to {} via {} ({}): {}{}, {} attempt{}{}", n.id, n.purpose, n.audience,
+            provider_id = f" · id {n.provider_id}" if n.provider_id else ""
+            answer.append(mrkdwn("• n{} {} to {} via {} ({}): {}{}, {} attempt{}{}{}", n.id, n.purpose, n.audience,
                                  n.channel, redact(n.recipient), state, sent, n.attempts,
-                                 "s" if n.attempts != 1 else "", error))
+                                 "s" if n.attempts != 1 else "", provider_id, error))
         for e in escalations:
             acked = mrkdwn("acknowledged by {}", mention((e.acknowledged_by or "").partition(":")[2])) \
                 if e.acknowledged_at else f"not acknowledged ({e.rounds} post{'s' if e.rounds != 1 else ''})"
