@@ -145,15 +145,36 @@ async def test_rate_limit_waits_for_retry_after(paybot, mailgun, clock):
     assert (await receipt_row(paybot)).status == "sent" and len(mailgun.accepted) == 1
 
 
-async def test_server_error_is_not_sent_twice(paybot, mailgun, slack):
-    mailgun.script(MESSAGES, web.Response(status=500, text="Internal Server Error"))
+async def test_a_500_after_mailgun_took_the_message_is_not_sent_twice(paybot, mailgun, slack, clock):
+    paybot.runtime.channels["mailgun"]._now = clock
+    mailgun.lose_answers = 1
     await paybot.add_customer(channels=("email", "slack"), slack_channel="C0SHARED")
     await paybot.add_invoice()
     await paybot.post_stripe(stripe_invoice_event())
     await paybot.deliver()
     row = await receipt_row(paybot)
-    assert row.status == "dead" and "not sent again" in row.last_error
-    assert len(mailgun.to(MESSAGES)) == 1 and len(slack.posted("C0SHARED")) == 1
+    assert row.status == "pending" and "asked before sending again" in row.last_error
+    clock.advance(60)
+    await paybot.deliver()  # the event log has it: recorded as sent, not sent again
+    row = await receipt_row(paybot)
+    assert (row.status, row.provider_id) == ("sent", mailgun.accepted[0]["id"][0])
+    assert len(mailgun.to(MESSAGES)) == 1 and slack.posted("C0SHARED") == []
+
+
+async def test_a_500_before_mailgun_took_it_is_sent_once_the_log_has_caught_up(paybot, mailgun, slack, clock):
+    paybot.runtime.channels["mailgun"]._now = clock
+    mailgun.script(MESSAGES, web.Response(status=500, text="Internal Server Error"))
+    await paybot.add_customer(channels=("email", "slack"), slack_channel="C0SHARED")
+    await paybot.add_invoice()
+    await paybot.post_stripe(stripe_invoice_event())
+    await paybot.deliver()
+    clock.advance(60)
+    await paybot.deliver()
+    assert (await receipt_row(paybot)).status == "pending" and mailgun.accepted == []  # the log may lag
+    clock.advance(300)
+    await paybot.deliver()
+    assert (await receipt_row(paybot)).status == "sent" and len(mailgun.accepted) == 1
+    assert len(mailgun.to(MESSAGES)) == 2 and slack.posted("C0SHARED") == []
 
 
 def test_region_picks_the_api_root():

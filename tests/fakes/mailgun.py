@@ -45,6 +45,7 @@ class FakeMailgun(FakeProvider):
         self.app.router.add_get("/v3/{domain}/events", self.events)
         self.accepted_at: list[float] = []  # when each accepted message entered the event log (epoch seconds)
         self.clock = clock
+        self.lose_answers = 0  # how many accepted messages are answered 500 all the same
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
@@ -74,6 +75,9 @@ class FakeMailgun(FakeProvider):
         msg_id = f"<20261128120000.{next(self._ids):06d}@{self.domain}>"
         self.accepted.append(fields | {"id": [msg_id]})
         self.accepted_at.append(self.clock().timestamp() if self.clock else datetime.now(UTC).timestamp())
+        if self.lose_answers:  # taken, but the answer never makes it back
+            self.lose_answers -= 1
+            return web.Response(status=500, text="Internal Server Error")
         return web.json_response({"id": msg_id, "message": "Queued. Thank you."})
 
     async def events(self, request: web.Request) -> web.Response:

@@ -105,10 +105,11 @@ class MailgunChannel:
             for one in value if isinstance(value, list) else [value]:
                 form.add_field(name, str(one))
         url = f"{self.settings.api_root}/v3/{path_segment(self.settings.domain)}/messages"
-        return await unkeyed.post(self.http, self.name, url, self._outcome, data=form, headers=self._auth())
+        return await unkeyed.post(self.http, self.name, url, self._outcome, askable=True, data=form,
+                                  headers=self._auth())
 
     def _outcome(self, status: int, body: str, headers: Headers) -> Delivery:
-        outcome = unkeyed.outcome(self.name, status, _reason(body), headers)
+        outcome = unkeyed.outcome(self.name, status, _reason(body), headers, askable=True)  # see find_sent
         if isinstance(outcome, Sent):
             try:
                 return Sent(str(json.loads(body).get("id") or "") or None)
