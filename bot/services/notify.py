@@ -70,6 +70,14 @@ class Notifier:
             return Route(slack, self.settings.finance_slack_channel)
         return None
 
+    def finance_routes(self) -> list[Route]:
+        """Every finance channel configured: Slack's and Teams' (each gets the same cards)."""
+        routes = [route] if (route := self.finance_route()) else []
+        teams = self.channels.get("teams")
+        if teams and self.settings.finance_teams_conversation:
+            routes.append(Route(teams, self.settings.finance_teams_conversation))
+        return routes
+
     async def queue(self, uow: UnitOfWork, route: Route, message: Message, *, key: str,
                     fallbacks: Sequence[str] = (), actor: str = "system", payload: Payload | None = None) -> int | None:
         """Render the message for the route (or take `payload` as already rendered, e.g. a resend of exactly what
@@ -113,8 +121,7 @@ class Notifier:
         if receipt.kind == "payment" and receipt.matched and customer is not None:
             unreachable = self.why_unreachable(customer)
             queued.append(await self.thank(uow, receipt, customer))
-        finance = self.finance_route()
-        if finance:
+        for finance in self.finance_routes():
             purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
                        else Purpose.FINANCE_CARD if receipt.matched else Purpose.NEEDS_REVIEW)
             if receipt.kind != "pending":
@@ -158,8 +165,7 @@ class Notifier:
                     await self.queue(uow, route, Message(Purpose(row.purpose), route.recipient, receipt, customer),
                                      key=f"{row.idempotency_key}>{route.channel.name}", fallbacks=remaining)
                     break
-        finance = self.finance_route()
-        if finance is not None:
+        for finance in self.finance_routes():
             note = f"{row.purpose} via {row.channel} ({row.last_error})"
             await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
                              key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))

@@ -246,3 +246,20 @@ class Refusal(Base):
     example: Mapped[str] = mapped_column(String(120))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime] = mapped_column(index=True)
+
+
+class TeamsConversation(Base):
+    """Where the Teams bot can post: a conversation reference (service URL, tenant, bot id) saved when the bot is
+    installed in a team, channel or chat and refreshed on every activity, so proactive posts survive restarts.
+    `removed_at` is set when the bot is uninstalled or removed: posting there fails at once, for good."""
+
+    __tablename__ = "teams_conversations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(255), unique=True)
+    service_url: Mapped[str] = mapped_column(String(500))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    conversation_type: Mapped[str | None] = mapped_column(String(20))  # personal | channel | groupChat
+    reference: Mapped[dict[str, Any]]                                   # the Bot Framework ConversationReference
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]

@@ -6,9 +6,11 @@ from bot.integrations.base import registry
 from bot.integrations.channels.base import ChannelFactory
 from bot.integrations.channels.sendgrid import SendGridChannel
 from bot.integrations.channels.slack import SlackChannel
+from bot.integrations.channels.teams import TeamsChannel
 
 _ALL: tuple[ChannelFactory, ...] = (
     SendGridChannel,
     SlackChannel,
+    TeamsChannel,
 )
 CHANNELS: dict[str, ChannelFactory] = registry(*_ALL)

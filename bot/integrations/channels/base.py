@@ -83,3 +83,10 @@ class FindsSent(Protocol):
         """The message this provider accepted under `key` at or after `since` (Sent with its id), None when it
         holds none, Retry when it cannot be asked just now, CannotTell when it can never answer."""
         ...
+
+
+@runtime_checkable
+class UsesDatabase(Protocol):
+    """A channel that keeps state of its own in paybot's database (Teams' conversation references)."""
+
+    def attach(self, db: Any) -> None: ...
