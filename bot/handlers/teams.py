@@ -185,6 +185,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             return _refuse(runtime, request, str(exc))
     if problem is not None or raw is None:
         return error(400, problem or "not an activity")
+    if not isinstance(raw.get("channelId"), str) or not raw["channelId"]:  # the key's endorsement names it
+        return error(400, "not an activity (no channelId)")
     try:
         activity = Activity.model_validate(raw)
     except ValidationError:

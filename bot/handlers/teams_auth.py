@@ -55,7 +55,8 @@ class BotFrameworkAuth:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def validate(self, authorization: str | None, channel_id: str | None) -> dict[str, Any]:
-        """The token's claims, or Unauthenticated. `channel_id` is the activity's (e.g. `msteams`)."""
+        """The token's claims, or Unauthenticated. `channel_id` is the activity's (e.g. `msteams`; None when the
+        body is not an activity, which is then refused with 400 whatever the token)."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("no Bearer token")
@@ -70,7 +71,7 @@ class BotFrameworkAuth:
         if found is None:
             raise Unauthenticated("signed by a key the metadata does not list")
         key, endorsements = found
-        if endorsements is not None and channel_id not in endorsements:
+        if endorsements is not None and channel_id is not None and channel_id not in endorsements:
             raise Unauthenticated(f"the key is not endorsed for channel {channel_id!r}")
         try:  # expiry is checked below, on paybot's clock
             claims: dict[str, Any] = jwt.decode(
