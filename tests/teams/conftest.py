@@ -128,9 +128,14 @@ async def staff(aiohttp_client, teams_settings, teams_configs, clock, teams):  #
 
 async def paid_invoice(staff: TeamsStaff, **customer: Any) -> tuple[str, dict[str, Any]]:
     """The bot installed in the finance team; Jane pays INV-1042 through Stripe; finance gets its card."""
+    await pay(staff, **customer)
+    return staff.card()
+
+
+async def pay(staff: TeamsStaff, **customer: Any) -> None:
+    """As `paid_invoice`, whatever becomes of the posts."""
     await staff.install()
     await staff.bot.add_customer(**customer)
     await staff.bot.add_invoice("INV-1042", "1250.00")
     assert (await staff.bot.post_stripe(stripe_invoice_event())).status == 200
     await staff.bot.deliver()
-    return staff.card()
