@@ -337,9 +337,10 @@ def _invoke(kind: str, value: Any) -> dict[str, Any]:
 
 
 async def _card_action(staff: Staff, turn: Turn) -> dict[str, Any]:
-    value = turn.activity.value if isinstance(turn.activity.value, dict) else {}
-    action = value.get("action") if isinstance(value.get("action"), dict) else {}
-    verb, data = str(action.get("verb") or ""), action.get("data") if isinstance(action.get("data"), dict) else {}
+    value: dict[str, Any] = turn.activity.value if isinstance(turn.activity.value, dict) else {}
+    action: dict[str, Any] = value["action"] if isinstance(value.get("action"), dict) else {}
+    data: dict[str, Any] = action["data"] if isinstance(action.get("data"), dict) else {}
+    verb = str(action.get("verb") or "")
     try:
         if verb == ids.ACKNOWLEDGE:
             return await _acknowledge(staff, turn, int(data["escalation_id"]))

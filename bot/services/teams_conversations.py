@@ -35,9 +35,10 @@ class TeamsConversations:
         conversation_id, service_url = str(conversation.get("id") or ""), str(reference.get("serviceUrl") or "")
         if not conversation_id or not service_url:
             return
-        values = {"conversation_id": conversation_id[:255], "service_url": service_url[:500],
-                  "tenant_id": conversation.get("tenantId"), "conversation_type": conversation.get("conversationType"),
-                  "reference": reference}
+        tenant_id, kind = conversation.get("tenantId"), conversation.get("conversationType")
+        values: dict[str, Any] = {"conversation_id": conversation_id[:255], "service_url": service_url[:500],
+                                  "tenant_id": str(tenant_id)[:64] if tenant_id else None,
+                                  "conversation_type": str(kind)[:20] if kind else None, "reference": reference}
         async with self.db.transaction() as uow:
             now = uow.clock()
             inserted = (await uow.session.execute(insert_or_ignore(
@@ -46,7 +47,7 @@ class TeamsConversations:
                 row = await uow.session.scalar(select(models.TeamsConversation).where(
                     models.TeamsConversation.conversation_id == values["conversation_id"]).with_for_update())
                 if row is not None:
-                    row.service_url, row.tenant_id = values["service_url"], values["tenant_id"]
+                    row.service_url, row.tenant_id = service_url[:500], values["tenant_id"]
                     row.conversation_type, row.reference = values["conversation_type"], reference
                     row.updated_at, row.removed_at = now, None
 
