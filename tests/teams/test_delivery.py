@@ -81,3 +81,11 @@ async def test_a_refused_app_secret_is_a_permanent_failure(staff):
     [card] = [n for n in await staff.bot.notifications() if n.purpose == "finance_card"]
     assert card.status == "dead" and "AADSTS7000222" in (card.last_error or "")
     assert "teams-client-secret" not in (card.last_error or "")
+
+
+async def test_check_gets_a_token_and_finds_each_staff_conversation(staff):
+    await staff.install()
+    channel = staff.bot.runtime.channels["teams"]
+    found = await channel.check(staff.bot.runtime.settings)
+    assert [f.mark for f in found] == ["ok", "ok", "PROBLEM"]
+    assert "ESCALATION_TEAMS_CONVERSATION" in found[2].text and "never installed" in found[2].text

@@ -4,6 +4,7 @@ and the same after a restart, from the references stored in the database."""
 from __future__ import annotations
 
 from bot.storage import models
+from tests.harness import stripe_invoice_event
 from tests.teams.conftest import CUSTOMER_CONV, FINANCE_CONV, action, paid_invoice, start
 
 
@@ -38,24 +39,30 @@ async def test_install_card_resend_updates_the_card_and_resends_to_the_customer(
 async def test_after_a_restart_the_stored_references_still_reach_teams(aiohttp_client, teams_settings,
                                                                          teams_configs, clock, teams, staff):
     await staff.install()
-    await staff.bot.runtime.close()
-    teams.calls.clear()
-    again = await start(aiohttp_client, teams_settings, teams_configs, clock, teams)  # a new process, same database
-    _, card = await paid_invoice_without_install(again)
-    card_id, _ = again.card()
-    response = await again.click(card_id, "payment_escalate", action(card, "payment_escalate"))
-    assert (await response.json())["type"] == "application/vnd.microsoft.card.adaptive"
+    await staff.install(CUSTOMER_CONV)
+    await staff.bot.runtime.close()  # the process ends: nothing of the installs is left in memory
+    again = await start(aiohttp_client, teams_settings, teams_configs, clock, teams)  # same database, new process
+    await again.bot.add_customer(channels=("teams",), teams_conversation=CUSTOMER_CONV)
+    await again.bot.add_invoice("INV-1042", "1250.00")
+    assert (await again.bot.post_stripe(stripe_invoice_event())).status == 200
     await again.bot.deliver()
-    assert len(teams.posted("19:oncall9f8e7d@thread.tacv2")) == 0  # never installed there: failed, not dropped
-    rows = await again.bot.rows(models.Notification, models.Notification.purpose == "escalation")
-    assert rows[0].status == "dead" and "never installed" in (rows[0].last_error or "")
+    card_id, card = again.card(FINANCE_CONV)  # proactive, from the stored reference
+    assert len(teams.posted(CUSTOMER_CONV)) == 1
+    answer = await (await again.click(card_id, "payment_resend", action(card, "payment_resend"))).json()
+    assert activity_lines(answer["value"])[0].endswith("resent the receipt via teams · 2026-11-28 12:00 UTC")
+    assert again.card(FINANCE_CONV) == (card_id, answer["value"])
+    clock.advance(1)
+    await again.bot.deliver()
+    assert len(teams.posted(CUSTOMER_CONV)) == 2
+    [row] = await again.bot.rows(models.TeamsConversation, models.TeamsConversation.conversation_id == FINANCE_CONV)
+    assert row.service_url == teams.service_url and row.reference["bot"]["id"].startswith("28:")
 
 
-async def paid_invoice_without_install(staff):  # type: ignore[no-untyped-def]
-    from tests.harness import stripe_invoice_event
-
-    await staff.bot.add_customer()
-    await staff.bot.add_invoice("INV-1042", "1250.00")
-    assert (await staff.bot.post_stripe(stripe_invoice_event())).status == 200
+async def test_a_staff_conversation_the_bot_was_never_installed_in_is_a_warning_and_a_failure(staff, caplog):
+    card_id, card = await paid_invoice(staff)
+    assert any("ESCALATION_TEAMS_CONVERSATION" in r.getMessage() and "never installed" in r.getMessage()
+               for r in caplog.get_records("setup"))
+    await staff.click(card_id, "payment_escalate", action(card, "payment_escalate"))
     await staff.bot.deliver()
-    return staff.card()
+    [row] = await staff.bot.rows(models.Notification, models.Notification.purpose == "escalation")
+    assert row.status == "dead" and "never installed" in (row.last_error or "")
