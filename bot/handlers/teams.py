@@ -255,6 +255,9 @@ async def _installation(staff: Staff, turn: Turn) -> None:
 async def _remember(staff: Staff, turn: Turn) -> None:
     if turn.conversation_id and turn.service_url:
         await staff.channel.conversations.save(turn.reference())
+    sender = turn.activity.from_property
+    if sender is not None and turn.user_id:
+        await staff.channel.conversations.saw_user(turn.user_id, sender.name)
 
 
 # --- commands ------------------------------------------------------------------------------------------------
@@ -444,7 +447,8 @@ async def _acknowledge(staff: Staff, turn: Turn, escalation_id: int) -> dict[str
     if posted is None or "activity" not in (posted.payload or {}):
         return _message(words)
     at = staff.db.clock().strftime(card_state.AT)
-    card = cards.acknowledged(posted.payload["activity"]["attachments"][0]["content"], admitted[0].user_id, at)
+    who = (turn.activity.from_property.name if turn.activity.from_property else None) or admitted[0].user_id
+    card = cards.acknowledged(posted.payload["activity"]["attachments"][0]["content"], who, at)
     _later(staff, _update_for_everyone(staff, turn.conversation_id, turn.activity.reply_to_id, card))
     return _card(card)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage import models
 from bot.storage.database import Database
@@ -66,3 +67,31 @@ class TeamsConversations:
         if row is None:
             return None
         return Conversation(row.conversation_id, row.service_url, row.tenant_id, row.removed_at is not None)
+
+    async def saw_user(self, aad_object_id: str, name: str | None) -> None:
+        """Remember a user's display name (written only when it is new or changed)."""
+        if not aad_object_id or not name:
+            return
+        name = name[:200]
+        async with self.db.transaction() as uow:
+            inserted = (await uow.session.execute(insert_or_ignore(uow.session, models.TeamsUser, {
+                "aad_object_id": aad_object_id[:64], "name": name, "updated_at": uow.clock()}))).scalar_one_or_none()
+            if inserted is None:
+                row = await uow.session.scalar(select(models.TeamsUser).where(
+                    models.TeamsUser.aad_object_id == aad_object_id[:64]))
+                if row is not None and row.name != name:
+                    row.name, row.updated_at = name, uow.clock()
+
+
+async def display_names(session: AsyncSession, actors: list[str]) -> dict[str, str]:
+    """`teams:<aad id>` actors → their display names, where known."""
+    ids = {a.partition(":")[2] for a in actors if a.startswith("teams:")}
+    if not ids:
+        return {}
+    rows = await session.scalars(select(models.TeamsUser).where(models.TeamsUser.aad_object_id.in_(ids)))
+    return {f"teams:{r.aad_object_id}": r.name for r in rows}
+
+
+async def display_name(session: AsyncSession, actor: str) -> str:
+    """Who an actor is, as cards show it: a Teams user's name, else the id."""
+    return (await display_names(session, [actor])).get(actor) or actor.partition(":")[2]

@@ -263,3 +263,14 @@ class TeamsConversation(Base):
     reference: Mapped[dict[str, Any]]                                   # the Bot Framework ConversationReference
     updated_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
+
+
+class TeamsUser(Base):
+    """A Teams user's display name, as their last activity gave it: cards show who acted by name, not by id."""
+
+    __tablename__ = "teams_users"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    aad_object_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime]

@@ -25,8 +25,7 @@ async def test_install_card_resend_updates_the_card_and_resends_to_the_customer(
     answer = await response.json()
     assert answer["statusCode"] == 200 and answer["type"] == "application/vnd.microsoft.card.adaptive"
     refreshed = answer["value"]
-    assert activity_lines(refreshed) == [f"{'5b1d7e52-0c3a-4a8e-9d0f-6a1b2c3d4e5f'} resent the receipt via teams · "
-                                         "2026-11-28 12:00 UTC"]
+    assert activity_lines(refreshed) == ["Fin Ance resent the receipt via teams · 2026-11-28 12:00 UTC"]
     assert action(refreshed, "payment_resend") == {"payment_id": 1, "revision": 1}
     assert staff.card(FINANCE_CONV) == (card_id, refreshed)  # PUT: everyone sees the update
     [resent] = await staff.audit("notification.resent")

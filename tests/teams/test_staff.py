@@ -98,7 +98,7 @@ async def test_edit_opens_a_form_saves_resends_and_audits_before_and_after(staff
     saved = await staff.click(card_id, "payment_edit_modal",
                               action(form, "payment_edit_modal") | {"text": "Dear Jane, thank you for INV-1042."})
     refreshed = (await saved.json())["value"]
-    assert lines(refreshed)[0].startswith(f"{FINANCE} edited the receipt and resent it via sendgrid")
+    assert lines(refreshed)[0].startswith("Fin Ance edited the receipt and resent it via sendgrid")
     [edited] = await staff.audit("notification.edited")
     assert edited.actor == f"teams:{FINANCE}"
     assert edited.detail["before"] == before and edited.detail["after"] == "Dear Jane, thank you for INV-1042."
@@ -122,7 +122,7 @@ async def test_match_form_matches_the_payment_and_tells_the_customer(staff):
     done = await staff.click(card_id, "payment_match_modal", action(form, "payment_match_modal") | {"invoice": "INV-1042"})
     refreshed = (await done.json())["value"]
     assert refreshed["body"][0]["text"].startswith("✅ Payment received")  # the review card became a payment card
-    assert lines(refreshed)[0].startswith(f"{FINANCE} matched it to INV-1042")
+    assert lines(refreshed)[0].startswith("Fin Ance matched it to INV-1042")
     assert [e.actor for e in await staff.audit("payment.matched_by_staff")] == [f"teams:{FINANCE}"]
 
 
@@ -133,7 +133,7 @@ async def test_escalation_mentions_on_call_is_re_escalated_and_acknowledged(staf
     staff.bot.clock.advance(1)
     await staff.bot.deliver()
     _, posted = staff.card(ESCALATION_CONV)
-    assert posted["body"][0]["text"].startswith("🚨 <at>on call 1</at> Payment escalated by")
+    assert posted["body"][0]["text"] == "🚨 <at>on call 1</at> Payment escalated by Fin Ance"
     assert posted["msteams"]["entities"] == [{"type": "mention", "text": "<at>on call 1</at>",
                                               "mentioned": {"id": ONCALL, "name": "on call 1"}}]
     staff.bot.clock.advance(601)
@@ -146,7 +146,7 @@ async def test_escalation_mentions_on_call_is_re_escalated_and_acknowledged(staf
                                  conversation=ESCALATION_CONV)
     acknowledged = (await response.json())["value"]
     assert "actions" not in acknowledged
-    assert acknowledged["body"][-1]["text"] == f"✅ Acknowledged by {FINANCE} · 2026-11-28 12:10 UTC"
+    assert acknowledged["body"][-1]["text"] == "✅ Acknowledged by Fin Ance · 2026-11-28 12:10 UTC"
     [entry] = await staff.audit("escalation.acknowledged")
     assert entry.actor == f"teams:{FINANCE}"
     [row] = await staff.bot.rows(models.Escalation)

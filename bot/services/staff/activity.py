@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.messages import Message, Purpose, Wording, template_data
 from bot.services.staff.targets import payment_target
+from bot.services.teams_conversations import display_names
 from bot.storage import models
 from bot.storage.database import Database
 from bot.text import mrkdwn
@@ -64,10 +65,12 @@ async def teams_card_after(db: Database, conversation_id: str, message_id: str |
             return None
         target = await payment_target(session, payment_id)
         done = await history(session, payment_id)
+        names = await display_names(session, [a.actor for a in done])
     content: dict[str, Any] = card.payload["activity"]["attachments"][0]["content"]
     if card.purpose == Purpose.NEEDS_REVIEW and target.receipt.matched:
         data = template_data(Message(Purpose.FINANCE_CARD, conversation_id, target.receipt, target.customer,
                                      wording=wording))
         content = teams_cards.payment_confirmation(data)
-    lines = [teams_cards.activity_line(a.actor.partition(":")[2], a.summary or "", a.at.strftime(AT)) for a in done]
+    lines = [teams_cards.activity_line(names.get(a.actor) or a.actor.partition(":")[2], a.summary or "",
+                                       a.at.strftime(AT)) for a in done]
     return teams_cards.with_activity(content, lines, len(done), notice)

@@ -13,6 +13,7 @@ from bot.integrations.channels.base import Channel
 from bot.messages import Message, Purpose, Surface, render, template_data
 from bot.services.notify import Notifier, Route
 from bot.services.staff.targets import Request, StaffError, Target, remember, resolve, target_of
+from bot.services.teams_conversations import display_name
 from bot.settings import Settings
 from bot.storage import models
 from bot.storage.database import Database, UnitOfWork
@@ -76,11 +77,13 @@ class Escalations:
         for route in reversed(routes):  # the first route's notification is the one the escalation row names
             await self._post(uow, route, escalation, target)
 
-    def _payload(self, route: Route, message: Message, escalation: models.Escalation) -> dict[str, Any]:
+    async def _payload(self, uow: UnitOfWork, route: Route, message: Message,
+                       escalation: models.Escalation) -> dict[str, Any]:
         actor = escalation.escalated_by
         if route.channel.name == "teams":
             card = teams_cards.escalation(
-                template_data(message), escalation_id=escalation.id, escalated_by=actor.partition(":")[2],
+                template_data(message), escalation_id=escalation.id,
+                escalated_by=await display_name(uow.session, actor),
                 oncall=[u.strip() for u in self.settings.escalation_oncall_teams_users.split(",")],
                 round_=escalation.rounds)
             return card_payload(route.recipient, card, text.teams(render(message).text))
@@ -99,7 +102,7 @@ class Escalations:
         key = f"escalation{escalation.id}:round{escalation.rounds}" + (
             "" if route.channel.name == "slack" else f":{route.channel.name}")
         queued = await self.notifier.queue(uow, route, message, actor=actor, key=key,
-                                           payload=self._payload(route, message, escalation))
+                                           payload=await self._payload(uow, route, message, escalation))
         escalation.notification_id = queued
         receipt = target.receipt
         uow.audit("notification.escalated", actor=actor if escalation.rounds == 1 else "system",

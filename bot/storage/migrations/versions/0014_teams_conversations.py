@@ -1,4 +1,4 @@
-"""Teams conversation references
+"""Teams conversation references and user names
 
 Revision ID: teams_conversations
 Revises: audit_keyed
@@ -6,6 +6,7 @@ Create Date: 2026-12-01
 
 `teams_conversations`: one Bot Framework conversation reference per conversation the Teams bot was installed
 in (or heard from), so paybot posts proactively after a restart; `removed_at` marks an uninstalled bot.
+`teams_users`: display names by AAD object id, so cards say who acted by name.
 """
 
 from alembic import op
@@ -32,7 +33,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('conversation_id')
     )
+    op.create_table('teams_users',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('aad_object_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('updated_at', bot.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('aad_object_id')
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('teams_users')
     op.drop_table('teams_conversations')
