@@ -68,3 +68,26 @@ async def test_unparseable_bodies_are_400_without_echo(staff):
 async def test_an_unauthenticated_bad_body_is_401_not_400(staff):
     response = await staff.post(b"{not json", authorization="")
     assert response.status == 401
+
+
+async def test_local_mode_takes_activities_without_a_token_and_says_so_loudly(aiohttp_client, teams_settings,
+                                                                              configs, clock, teams, caplog):
+    from bot.integrations.channels.teams import TeamsSettings
+    from tests.teams.conftest import start
+
+    local = configs | {"teams": TeamsSettings(_env_file=None, local_mode=True)}
+    staff = await start(aiohttp_client, teams_settings, local, clock, teams)
+    assert any("LOCAL/EMULATOR MODE" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    response = await staff.post(staff.activity("conversationUpdate", membersAdded=[{"id": "28:bot"}]),
+                                authorization="")
+    assert response.status == 200
+    assert [r.conversation_id for r in await staff.bot.rows(models.TeamsConversation)] == [FINANCE_CONV]
+
+
+def test_without_an_app_id_teams_is_off_and_names_the_setting():
+    from bot.integrations.channels.teams import TeamsSettings
+
+    assert TeamsSettings(_env_file=None).missing() == ["TEAMS_APP_ID"]
+    assert TeamsSettings(_env_file=None, local_mode=True).missing() == []
+    assert TeamsSettings(_env_file=None, app_id=APP_ID, app_tenant_id="t1").token_endpoint == \
+        "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
