@@ -76,7 +76,8 @@ class BotFrameworkAuth:
         try:  # expiry is checked below, on paybot's clock
             claims: dict[str, Any] = jwt.decode(
                 token.strip(), key=key, algorithms=list(ALGORITHMS), audience=self.app_id, issuer=keys.issuer,
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["exp", "aud", "iss"]})
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                         "require": ["exp", "aud", "iss"]})
         except jwt.PyJWTError as exc:
             raise Unauthenticated(str(exc)) from None
         now = self.clock().timestamp()

@@ -119,7 +119,8 @@ async def test_match_form_matches_the_payment_and_tells_the_customer(staff):
     form = (await (await staff.click(card_id, "payment_match", action(card, "payment_match"))).json())["value"]
     [choices] = [e for e in form["body"] if e.get("type") == "Input.ChoiceSet"]
     assert choices["choices"][0]["value"] == "INV-1042"
-    done = await staff.click(card_id, "payment_match_modal", action(form, "payment_match_modal") | {"invoice": "INV-1042"})
+    done = await staff.click(card_id, "payment_match_modal",
+                             action(form, "payment_match_modal") | {"invoice": "INV-1042"})
     refreshed = (await done.json())["value"]
     assert refreshed["body"][0]["text"].startswith("✅ Payment received")  # the review card became a payment card
     assert lines(refreshed)[0].startswith("Fin Ance matched it to INV-1042")

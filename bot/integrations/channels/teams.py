@@ -233,7 +233,8 @@ class TeamsChannel:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 found.append(problem(f"TEAMS_TOKEN_URL {self.settings.token_endpoint} unreachable: {exc}"))
         else:
-            found.append(problem("Teams runs in local/emulator mode (no TEAMS_APP_ID): activities are NOT authenticated"))
+            found.append(problem("Teams runs in local/emulator mode (no TEAMS_APP_ID): activities are NOT "
+                                 "authenticated"))
         for setting, conversation_id in (("FINANCE_TEAMS_CONVERSATION", settings.finance_teams_conversation),
                                          ("ESCALATION_TEAMS_CONVERSATION", settings.escalation_teams_conversation)):
             if conversation_id:
