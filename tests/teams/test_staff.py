@@ -162,3 +162,11 @@ async def test_uninstall_retires_the_reference_and_a_later_post_fails_for_good(s
     await staff.install()  # added back: the reference is live again
     [row] = await staff.bot.rows(models.TeamsConversation)
     assert row.removed_at is None
+
+
+async def test_outside_text_in_answers_cannot_link_or_mention(staff):
+    await paid_invoice(staff, name="Jane [Open in Stripe](https://evil.example) <at>everyone</at>")
+    await staff.command("find Jane")
+    [answer] = staff.replies()
+    assert "[Open in Stripe](" not in answer and "<at>" not in answer
+    assert "\\[Open in Stripe\\](https://evil.example) &lt;at&gt;everyone&lt;/at&gt;" in answer

@@ -72,6 +72,11 @@ class TeamsSettings(IntegrationSettings):
         return self.token_url or f"https://login.microsoftonline.com/{quote(tenant)}/oauth2/v2.0/token"
 
 
+@dataclass(frozen=True, slots=True)
+class Gone(Failed):
+    """A final refusal meaning the bot cannot post there any more (removed, or the conversation is gone)."""
+
+
 @dataclass
 class _Token:
     value: str
@@ -136,7 +141,7 @@ class TeamsConnector:
         if status == 401:  # our token: expired early or revoked; the next attempt fetches a new one
             self.forget_token()
             return Retry(reason)
-        return Failed(reason)
+        return Gone(reason) if status in GONE else Failed(reason)
 
 
 class TokenRefused(Exception):
@@ -197,8 +202,8 @@ class TeamsChannel:
             return Failed(f"teams: the bot was removed from conversation {conversation_id}")
         outcome = await self.connector.call("POST", conversation.service_url,
                                             f"{quote(conversation_id, safe='')}/activities", payload["activity"])
-        if isinstance(outcome, Failed) and any(f" {status}:" in outcome.reason for status in GONE):
-            await self.conversations.remove(conversation_id)  # stale service URL or removed bot: stop trying there
+        if isinstance(outcome, Gone):  # a stale service URL or a removed bot: stop trying there
+            await self.conversations.remove(conversation_id)
         return outcome
 
     async def update(self, conversation_id: str, activity_id: str, activity: dict[str, Any]) -> Delivery:
