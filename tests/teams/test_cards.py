@@ -63,3 +63,14 @@ def test_staff_cards_are_version_1_5_with_universal_actions_and_customer_cards_1
     assert staff["version"] == "1.5" and {a["type"] for a in staff["actions"]} == {"Action.Execute"}
     assert [a["verb"] for a in staff["actions"]] == ["payment_resend", "payment_edit", "payment_escalate"]
     assert cards.customer_receipt("x")["version"] == "1.4" and "actions" not in cards.customer_receipt("x")
+
+
+def test_the_manifest_lists_every_payments_subcommand_and_nothing_else() -> None:
+    from bot.handlers.slack_commands import SUBCOMMANDS
+
+    manifest = json.loads((Path(__file__).parents[2] / "deploy" / "teams" / "manifest.json").read_text())
+    [bot] = manifest["bots"]
+    [commands] = bot["commandLists"]
+    assert [c["title"] for c in commands["commands"]] == [f"payments {name}" for name in SUBCOMMANDS]
+    assert all(len(c["title"]) <= 32 and len(c["description"]) <= 128 for c in commands["commands"])
+    assert bot["botId"] == manifest["id"] == "{{TEAMS_APP_ID}}"
