@@ -5,6 +5,7 @@ only the translation differs:
 
     conversationUpdate / installationUpdate   save (or retire) the conversation reference, for proactive posts
     message                                   `payments …` commands (the @mention stripped), answered in the thread
+    invoke `composeExtension/submitAction`    the message extension's status / find, answered with a card
     invoke `adaptiveCard/action`              the cards' Action.Execute buttons, answered inside Teams' deadline
                                               with the card refreshed in place (and PUT for everyone's view)
     anything else                             200, ignored
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: A command message may start with the command's own name, as staff type it in Slack.
 COMMAND_WORDS = ("payments", "/payments")
+#: Message-extension action commands (the manifest's composeExtensions) → the `payments` subcommand they run.
+EXTENSION_COMMANDS = {"paymentsStatus": "status", "paymentsFind": "find"}
 
 
 @dataclass
@@ -125,6 +128,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         case "invoke" if activity.name == "adaptiveCard/action":
             await _remember(ops.staff, turn)
             return web.json_response(await card_action(ops.staff, turn))
+        case "invoke" if activity.name == "composeExtension/submitAction":
+            await _remember(ops.staff, turn)
+            return web.json_response(await _extension(ops.staff, turn))
         case _:
             log.debug("ignored a Teams %s activity", activity.type)
     return web.Response(status=200)
@@ -217,6 +223,31 @@ async def _run(staff: Staff, command: Command, request: Request, claim_id: int,
         case "audit":
             return await staff.queries.audit(command.target)
     raise UsageError(mrkdwn("Unknown subcommand `{}`.\n{}", command.name, HELP))
+
+
+async def _extension(staff: Staff, turn: Turn) -> dict[str, Any]:
+    """The message-extension actions (`deploy/teams/manifest.json`, composeExtensions): `status` and `find` from
+    the compose box; the answer is a card staff can post into the conversation."""
+    value: dict[str, Any] = turn.activity.value if isinstance(turn.activity.value, dict) else {}
+    name = EXTENSION_COMMANDS.get(str(value.get("commandId") or ""))
+    data: dict[str, Any] = value["data"] if isinstance(value.get("data"), dict) else {}
+    if name is None:
+        return _task_message("paybot does not know this action: use `payments help` for what it can do.")
+    admitted = await staff.admit(turn, f"extension:teams:{turn.conversation_id}:{turn.activity.id}", name)
+    if admitted is None:
+        return _task_message(text.teams_from_mrkdwn(REFUSAL) if not await staff.allows(turn) else "Already done.")
+    try:
+        answer = await _run(staff, parse(f"{name} {' '.join(str(data.get('query') or '').split())}"), *admitted,
+                            turn)
+    except (UsageError, StaffError) as exc:
+        return _task_message(text.teams_from_mrkdwn(exc.text))
+    words = text.teams_from_mrkdwn(answer) if isinstance(answer, str) else ""
+    return {"composeExtension": {"type": "result", "attachmentLayout": "list",
+                                 "attachments": [cards.attachment(cards.plain_card(words))]}}
+
+
+def _task_message(words: str) -> dict[str, Any]:
+    return {"task": {"type": "message", "value": words}}
 
 
 async def _reply(staff: Staff, turn: Turn, words: str | None, card: dict[str, Any] | None = None) -> None:

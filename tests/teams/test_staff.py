@@ -170,3 +170,20 @@ async def test_outside_text_in_answers_cannot_link_or_mention(staff):
     [answer] = staff.replies()
     assert "[Open in Stripe](" not in answer and "<at>" not in answer
     assert "\\[Open in Stripe\\](https://evil.example) &lt;at&gt;everyone&lt;/at&gt;" in answer
+
+
+async def test_the_message_extension_answers_status_with_a_card_and_refuses_strangers(staff):
+    await paid_invoice(staff)
+
+    def submit(command: str, query: str, user: str = FINANCE) -> dict:
+        return staff.activity("invoke", user=user, name="composeExtension/submitAction", value={
+            "commandId": command, "commandContext": "compose", "data": {"query": query}})
+
+    answer = await (await staff.post(submit("paymentsStatus", "INV-1042"))).json()
+    [attachment] = answer["composeExtension"]["attachments"]
+    assert attachment["content"]["body"][0]["text"].startswith("**Invoice INV-1042** · customer C1 · paid in full")
+    answer = await (await staff.post(submit("paymentsStatus", "INV-404"))).json()
+    assert answer == {"task": {"type": "message", "value": "There is no invoice `INV-404`."}}
+    answer = await (await staff.post(submit("paymentsFind", "Jane", user=STRANGER))).json()
+    assert answer["task"]["value"].startswith("Sorry, that is only for the finance team")
+    assert [e.detail["action"] for e in await staff.audit("staff.refused")] == ["find"]
