@@ -9,6 +9,7 @@ through `bot.text.teams`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from bot import text
@@ -205,13 +206,15 @@ def with_problem(form: Card, problem: str) -> Card:
     return form | {"body": [*body, _line(f"⚠️ {text.teams(problem)}", id=NOTICE_BLOCK, color="Attention")]}
 
 
-def mentions(user_ids: list[str]) -> tuple[str, list[dict[str, Any]]]:
-    """`<at>` text and the card's msteams entities mentioning AAD object ids (anything else is left out)."""
+def mentions(user_ids: list[str], names: Mapping[str, str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """`<at>` text and the card's msteams entities mentioning AAD object ids (anything else is left out), by their
+    display names where known."""
     entities, words = [], []
     for n, user_id in enumerate(u for u in user_ids if _aad_id(u)):
-        label = f"<at>on call {n + 1}</at>"
+        name = text.teams((names or {}).get(user_id) or f"on call {n + 1}")
+        label = f"<at>{name}</at>"
         words.append(label)
-        entities.append({"type": "mention", "text": label, "mentioned": {"id": user_id, "name": f"on call {n + 1}"}})
+        entities.append({"type": "mention", "text": label, "mentioned": {"id": user_id, "name": name}})
     return " ".join(words), entities
 
 
@@ -220,11 +223,11 @@ def _aad_id(value: str) -> bool:
 
 
 def escalation(data: dict[str, Any], *, escalation_id: int, oncall: list[str], escalated_by: str,
-               round_: int) -> Card:
+               round_: int, names: Mapping[str, str] | None = None) -> Card:
     """The escalation conversation: a payment handed to the on-call people (mentioned), with Acknowledge."""
     data = escape(data)
     again = f" (reminder {round_ - 1}: nobody has acknowledged it yet)" if round_ > 1 else ""
-    mention, entities = mentions(oncall)
+    mention, entities = mentions(oncall, names)
     return _card([
         _heading(f"🚨 {mention} Payment escalated by {text.teams(escalated_by)}{again}".replace("🚨  ", "🚨 "),
                  "Attention"),

@@ -137,12 +137,17 @@ async def test_escalation_mentions_on_call_is_re_escalated_and_acknowledged(staf
     assert posted["body"][0]["text"] == "🚨 <at>on call 1</at> Payment escalated by Fin Ance"
     assert posted["msteams"]["entities"] == [{"type": "mention", "text": "<at>on call 1</at>",
                                               "mentioned": {"id": ONCALL, "name": "on call 1"}}]
+    oncall = staff.activity("message", ESCALATION_CONV, user=ONCALL, text="hello")
+    oncall["from"]["name"] = "Olive <Oncall>"  # heard from once: later mentions use the name, escaped
+    await staff.post(oncall)
     staff.bot.clock.advance(601)
     await staff.bot.runtime.worker.run_once()
     await staff.ops.staff.escalations.reescalate_due()
     await staff.bot.deliver()
     escalation_id, reminder = staff.card(ESCALATION_CONV)
-    assert "(reminder 1: nobody has acknowledged it yet)" in reminder["body"][0]["text"]
+    assert reminder["body"][0]["text"] == ("🚨 <at>Olive &lt;Oncall&gt;</at> Payment escalated by Fin Ance "
+                                           "(reminder 1: nobody has acknowledged it yet)")
+    assert reminder["msteams"]["entities"][0]["mentioned"] == {"id": ONCALL, "name": "Olive &lt;Oncall&gt;"}
     response = await staff.click(escalation_id, "escalation_acknowledge", {"escalation_id": 1},
                                  conversation=ESCALATION_CONV)
     acknowledged = (await response.json())["value"]

@@ -13,7 +13,7 @@ from bot.integrations.channels.base import Channel
 from bot.messages import Message, Purpose, Surface, render, template_data
 from bot.services.notify import Notifier, Route
 from bot.services.staff.targets import Request, StaffError, Target, remember, resolve, target_of
-from bot.services.teams_conversations import display_name
+from bot.services.teams_conversations import display_name, display_names
 from bot.settings import Settings
 from bot.storage import models
 from bot.storage.database import Database, UnitOfWork
@@ -81,11 +81,12 @@ class Escalations:
                        escalation: models.Escalation) -> dict[str, Any]:
         actor = escalation.escalated_by
         if route.channel.name == "teams":
+            oncall = [u.strip() for u in self.settings.escalation_oncall_teams_users.split(",") if u.strip()]
+            known = await display_names(uow.session, [f"teams:{u}" for u in oncall])
             card = teams_cards.escalation(
                 template_data(message), escalation_id=escalation.id,
-                escalated_by=await display_name(uow.session, actor),
-                oncall=[u.strip() for u in self.settings.escalation_oncall_teams_users.split(",")],
-                round_=escalation.rounds)
+                escalated_by=await display_name(uow.session, actor), oncall=oncall, round_=escalation.rounds,
+                names={actor.partition(":")[2]: name for actor, name in known.items()})
             return card_payload(route.recipient, card, text.teams(render(message).text))
         mention = cards.mention([u.strip() for u in self.settings.escalation_oncall_slack_users.split(",")],
                                 self.settings.escalation_oncall_slack_usergroup)
