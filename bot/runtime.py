@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
-from bot.integrations.channels.base import Channel, PollsStatus
+from bot.integrations.channels.base import Channel, PollsStatus, UsesDatabase
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
@@ -153,6 +153,8 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
                 disabled[name] = missing
                 continue
             enabled[name] = factory(config, http)  # type: ignore[assignment]
+            if isinstance(enabled.get(name), UsesDatabase):
+                enabled[name].attach(db)  # type: ignore[union-attr]
     if configs is None and announce:  # from the environment: say once what is on, what is off, and why
         for finding in summary(sources, channels, disabled, settings):
             log.log(logging.WARNING if finding.problem else logging.INFO, "%s", finding.text)

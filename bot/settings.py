@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     escalation_oncall_slack_usergroup: str | None = None  # a user group (S…) mentioned on an escalation
     escalation_reescalate_seconds: float = 1800.0  # unacknowledged this long: post it again
     escalation_max_rounds: int = 4  # posts per escalation, the first included
+    finance_teams_users: str = ""  # comma-separated AAD object ids of the staff allowed Teams commands/buttons
+    escalation_teams_conversation: str | None = None  # Teams conversation id escalations are posted to
+    escalation_oncall_teams_users: str = ""  # comma-separated AAD object ids mentioned on a Teams escalation
     email_provider: Literal["sendgrid", "mailgun"] | None = None
 
     # inline: a webhook's event, payments, matches and outbox rows commit together before the answer (simplest);

@@ -263,3 +263,31 @@ class Consent(Base):
     opted_out: Mapped[bool] = mapped_column(default=False)
     reason: Mapped[str] = mapped_column(Text)            # "replied STOP", "twilio error 21610", …
     changed_at: Mapped[datetime]
+
+
+class TeamsConversation(Base):
+    """Where the Teams bot can post: a conversation reference (service URL, tenant, bot id) saved when the bot is
+    installed in a team, channel or chat and refreshed on every activity, so proactive posts survive restarts.
+    `removed_at` is set when the bot is uninstalled or removed: posting there fails at once, for good."""
+
+    __tablename__ = "teams_conversations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(255), unique=True)
+    service_url: Mapped[str] = mapped_column(String(500))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    conversation_type: Mapped[str | None] = mapped_column(String(20))  # personal | channel | groupChat
+    reference: Mapped[dict[str, Any]]                                   # the Bot Framework ConversationReference
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class TeamsUser(Base):
+    """A Teams user's display name, as their last activity gave it: cards show who acted by name, not by id."""
+
+    __tablename__ = "teams_users"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    aad_object_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime]

@@ -11,6 +11,7 @@ from bot.integrations.channels.activecampaign import ActiveCampaignChannel
 from bot.integrations.channels.klaviyo import KlaviyoChannel
 from bot.integrations.channels.intercom import IntercomChannel
 from bot.integrations.channels.twilio import TwilioChannel
+from bot.integrations.channels.teams import TeamsChannel
 
 _ALL: tuple[ChannelFactory, ...] = (
     SendGridChannel,
@@ -20,5 +21,6 @@ _ALL: tuple[ChannelFactory, ...] = (
     KlaviyoChannel,
     IntercomChannel,
     TwilioChannel,
+    TeamsChannel,
 )
 CHANNELS: dict[str, ChannelFactory] = registry(*_ALL)

@@ -120,3 +120,10 @@ class PollsStatus(Protocol):
     async def poll_status(self, provider_id: str, *, key: str, now: datetime) -> StatusUpdate | None:
         """How the message ended, or None while it is still under way (or the provider cannot say just now)."""
         ...
+
+
+@runtime_checkable
+class UsesDatabase(Protocol):
+    """A channel that keeps state of its own in paybot's database (Teams' conversation references)."""
+
+    def attach(self, db: Any) -> None: ...
