@@ -26,6 +26,7 @@ from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
 from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
+from bot.services.connections import Connections
 from bot.services.oauth import TokenStore
 from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
@@ -65,6 +66,7 @@ class Runtime:
     verifier: Verifier
     tokens: TokenStore
     sweeper: Sweeper
+    connections: Connections
     disabled: dict[str, list[str]] = field(default_factory=dict)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
     recording: WorkQueue[tuple[int, Received]] = field(init=False)
@@ -175,7 +177,8 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     sweeper = Sweeper(db, ingest, settings, access_for=access_for, on_notifications=worker.wake)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
                       ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled,
-                      refusals=refusals, tokens=tokens, sweeper=sweeper)
+                      refusals=refusals, tokens=tokens, sweeper=sweeper,
+                      connections=Connections(db, tokens, sources, http, settings.public_base_url))
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":
