@@ -271,3 +271,14 @@ async def test_a_stripe_payment_the_books_also_record_is_thanked_once(shop, intu
     first, second = await shop.rows(models.Payment)
     assert second.duplicate_of == first.id
     assert {first.source, second.source} == {"stripe", "quickbooks"}
+
+
+async def test_paybot_check_says_when_notifications_could_not_be_read(paybot) -> None:  # type: ignore[no-untyped-def]
+    from bot.integrations.sources.quickbooks import QuickBooksSource
+
+    bare = QuickBooksSource(QuickBooksSettings(_env_file=None, verifier_token=VERIFIER_TOKEN),  # type: ignore[call-arg]
+                            paybot.runtime.http)
+    [finding] = await bare.check(paybot.runtime.settings)
+    assert finding.problem and "QUICKBOOKS_CLIENT_ID" in finding.text
+    [finding] = await paybot.runtime.sources["quickbooks"].check(paybot.runtime.settings)
+    assert not finding.problem
