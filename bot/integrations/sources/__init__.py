@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.integrations.base import registry
 from bot.integrations.sources.base import SourceFactory
 from bot.integrations.sources.paypal import PayPalSource
+from bot.integrations.sources.quickbooks import QuickBooksSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
@@ -14,5 +15,6 @@ _ALL: tuple[SourceFactory, ...] = (
     PayPalSource,
     SquareSource,
     WaveSource,
+    QuickBooksSource,
 )
 SOURCES: dict[str, SourceFactory] = registry(*_ALL)

@@ -14,7 +14,7 @@ import bot.storage.types
 
 
 revision = 'consent'
-down_revision = 'audit_keyed'
+down_revision = 'oauth_sweeps'
 branch_labels = None
 depends_on = None
 
