@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     audit_anchor_seconds: float = Field(default=3600.0, gt=0)  # how often the chain's head is published
     refusals_retention_days: float = Field(default=30.0, gt=0)  # refused-webhook summaries older than this go
 
+    # Thin notifications resolved after the answer (QuickBooks, Xero, …; `bot.services.verifier`) and the catch-up
+    # sweep of platforms that can list what changed (`bot.services.sweeper`).
+    resolve_max_attempts: int = Field(default=12, ge=1)  # then the notification is given up on (finance card)
+    resolve_retry_base_seconds: float = Field(default=30.0, gt=0)  # first wait after a failed read; doubles
+    sweep_interval_seconds: float = Field(default=900.0, gt=0)  # how often each connected platform is swept
+    sweep_lookback_hours: float = Field(default=72.0, gt=0)  # the first sweep of a platform looks back this far
+
     @field_validator("audit_key", "audit_previous_keys")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
