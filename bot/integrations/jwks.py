@@ -2,8 +2,10 @@
 
 The key set is fetched once and kept; a token naming a key we do not hold makes us fetch again, at most once per
 `REFETCH_COOLDOWN` (the platform rotated its keys; a flood of made-up key ids must not become a flood of fetches).
-When the JWKS endpoint cannot be reached and no key is held, the request is answered 503 (the platform retries):
-a token is never accepted unverified. `exp`/`nbf` are checked against the request's arrival time (an injected
+A kid still unknown after that fetch is refused (401). One arriving within the cooldown, before we could look, is
+answered 503: the platform retries that (Sage: after 10, 30, 90 s), so a genuine token signed with a key published
+a moment after our last fetch is not lost, and a forger gains nothing. When the JWKS endpoint cannot be reached and
+no key is held, the request is answered 503 too: a token is never accepted unverified. `exp`/`nbf` are checked against the request's arrival time (an injected
 clock), with a small leeway; the signature, `iss` and `aud` by PyJWT.
 """
 
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: Asymmetric algorithms only: `none` and the HMAC family (a public key used as a shared secret) are refused.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-REFETCH_COOLDOWN = timedelta(minutes=5)
+REFETCH_COOLDOWN = timedelta(seconds=60)
 MAX_AGE = timedelta(hours=24)  # even without a new kid, keys are looked at again daily (a revoked key goes)
 
 
@@ -82,6 +84,9 @@ class KeySet:
                                                                   and now - fetched >= REFETCH_COOLDOWN)
             if due:
                 await self._refresh(now)
+            elif kid not in self._keys:
+                raise ProviderUnavailable(self.provider, "token names a key not held; keys are fetched again shortly",
+                                          retry_after=REFETCH_COOLDOWN.total_seconds())
         if kid not in self._keys:
             raise SignatureInvalid("bearer token is signed with a key the platform does not publish")
         return self._keys[kid]

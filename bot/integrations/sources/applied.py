@@ -8,8 +8,9 @@ recorded for finance's review, with no customer lookup key, so no message goes t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -90,3 +91,17 @@ def on_account(payment: PostedPayment) -> PaymentEvent:
         details={**payment.details, f"{payment.source}_payment": payment.key, "on_account": "true",
                  "platform_customer": payment.customer_id or ""},
     )
+
+
+#: A first sweep (no mark yet) looks back this far; SWEEP_LOOKBACK_HOURS where the sweeper passes it on.
+LOOKBACK = timedelta(hours=72)
+
+
+def first_lookback() -> timedelta:
+    return LOOKBACK
+
+
+def sweep_stamp(payments: tuple[PaymentEvent, ...]) -> str:
+    """What a swept payment looked like (its refs and amounts): a sweep seeing it unchanged stores nothing new."""
+    seen = ";".join(f"{p.payment_ref}={p.amount.minor}" for p in payments)
+    return hashlib.sha256(seen.encode()).hexdigest()[:16]

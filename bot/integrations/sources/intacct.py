@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import aiohttp
@@ -29,9 +30,9 @@ from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.client_credentials import ClientCredentials, TokenCache, read_with_token
 from bot.integrations.jwks import Expected, KeySet, bearer, unverified_header, verified_claims
-from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, money, optional_money,
-                                              payment_events, text)
-from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
+from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, first_lookback, money,
+                                              optional_money, payment_events, text)
+from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, Swept, WebhookSource
 from bot.integrations.sources.common import is_bare_date, json_object, method_details, parse_time, path_segment
 from bot.settings import Settings as CoreSettings
 from bot.storage.database import utcnow
@@ -106,15 +107,16 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
     name: ClassVar[str] = "sage-intacct"
     Settings: ClassVar[type[IntegrationSettings]] = SageIntacctSettings
 
-    def __init__(self, settings: SageIntacctSettings, http: aiohttp.ClientSession, clock: Any = utcnow) -> None:
+    def __init__(self, settings: SageIntacctSettings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
-        self.keys = KeySet(self.name, settings.jwks_url or "", http, clock)
+        self.clock: Callable[[], datetime] = utcnow  # replaced by tests (token and key caches read it)
+        self.keys = KeySet(self.name, settings.jwks_url or "", http, lambda: self.clock())
         username = settings.username or ""
         if settings.company_id and "@" not in username:
             username = f"{username}@{settings.company_id}"  # Intacct's client-credentials user is user@company
         self.tokens = TokenCache(self.name, ClientCredentials(
             token_url=settings.token_url, client_id=settings.client_id or "",
-            client_secret=secret(settings.client_secret), extra={"username": username}), http, clock)
+            client_secret=secret(settings.client_secret), extra={"username": username}), http, lambda: self.clock())
         self.expected = Expected(settings.issuer or "", settings.audience or "",
                                  timedelta(seconds=settings.jwt_leeway_seconds))
 
@@ -130,7 +132,7 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
         event_id = self.event_id(request, trigger)
         if self.settings.company_id and trigger.company_id and trigger.company_id != self.settings.company_id:
             return Received(event_id=event_id, event_type=f"{OBJECT}.{trigger.event} (another company)")
-        return replace(await self.resolve(request, None), event_id=event_id)
+        return Received(event_id=event_id, event_type=f"{OBJECT}.{trigger.event}", resolve_later=True)
 
     @staticmethod
     def event_id(request: InboundRequest, trigger: Trigger) -> str:
@@ -140,7 +142,7 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
         # Without Sage's key, one payment's event is one event: a retry is still a duplicate.
         return "intacct:" + hashlib.sha256(f"{trigger.record_no}:{trigger.event}".encode()).hexdigest()[:40]
 
-    async def resolve(self, stored: InboundRequest, access: Any) -> Received:
+    async def resolve(self, stored: InboundRequest, access: PlatformAccess) -> Received:
         trigger = trigger_of(stored.body)
         event_type = f"{OBJECT}.{trigger.event}"
         payments = await self.payments_of(trigger.record_no, stored.received_at)
@@ -224,28 +226,32 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
                                    f"customer {customer_id}")
         return {k: str(v).strip() for k, v in (rows[0] if rows else {}).items() if v not in (None, "")}
 
-    async def sweep_payments(self, since: datetime, received_at: datetime) -> tuple[list[Received], datetime]:
-        """ARPYMT records modified since `since`, oldest first, as Received; the mark is the last WHENMODIFIED."""
-        received, mark, start = [], since, 1
+    async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
+        """ARPYMT records modified since the mark, oldest first (`WHENMODIFIED`, Intacct's clock), as Received whose
+        payment refs are those of the trigger's; the new mark is the last WHENMODIFIED read."""
+        now = self.clock()
+        mark = since or now - first_lookback()
+        received, start = [], 1
+        after = mark.strftime("%Y-%m-%dT%H:%M:%SZ")
         for _ in range(SWEEP_PAGES):
             rows, meta = await self.query({
                 "object": "accounts-receivable/payment", "fields": ["RECORDNO", "WHENMODIFIED"],
-                "filters": [{"$gt": {"WHENMODIFIED": since.strftime("%Y-%m-%dT%H:%M:%SZ")}}],
-                "orderBy": [{"WHENMODIFIED": "asc"}], "start": start, "size": QUERY_PAGE}, "payments modified")
+                "filters": [{"$gt": {"WHENMODIFIED": after}}], "orderBy": [{"WHENMODIFIED": "asc"}],
+                "start": start, "size": QUERY_PAGE}, "payments modified")
             for row in rows:
-                record_no = text(row.get("RECORDNO"))
+                record_no, modified = text(row.get("RECORDNO")), parse_time(row.get("WHENMODIFIED"), mark)
                 if record_no is None:
                     continue
-                payments = await self.payments_of(record_no, received_at)
+                payments = await self.payments_of(record_no, now)
                 if payments:
-                    received.append(Received(event_id=f"intacct-sweep:{record_no}", event_type=f"{OBJECT}.swept",
-                                             payments=payments))
-                mark = max(mark, parse_time(row.get("WHENMODIFIED"), mark))
+                    received.append(Received(event_id=f"intacct-sweep:{record_no}@{modified.isoformat()}",
+                                             event_type=f"{OBJECT}.swept", payments=payments))
+                mark = max(mark, modified)
             following = meta.get("next")
             if not rows or not following:
                 break
             start = int(following)
-        return received, mark
+        return Swept(tuple(received), mark)
 
     async def check(self, settings: CoreSettings) -> list[Finding]:
         """A client-credentials token, then one query (the cheapest authenticated call)."""

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote
 
@@ -33,8 +34,10 @@ from bot.domain.payments import PaymentEvent
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.checks import Finding, ok, problem
-from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, money, payment_events, text)
-from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
+from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, first_lookback, money, payment_events,
+                                              sweep_stamp, text)
+from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, Swept, WebhookSource
+from bot.storage.database import utcnow
 from bot.integrations.sources.common import digest_matches, fetch_json, is_bare_date, json_object, parse_time
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,8 @@ def b1_error(body: str) -> tuple[int | None, str]:
         error = json.loads(body).get("error") or {}
         message = error.get("message")
         value = message.get("value") if isinstance(message, dict) else message
-        return int(error.get("code")), str(value or "")[:200]
+        code = error.get("code")
+        return (int(code) if code is not None else None), str(value or "")[:200]
     except (ValueError, TypeError, AttributeError):
         return None, ""
 
@@ -174,6 +178,7 @@ class SapB1Source(WebhookSource[SapB1Settings]):
 
     def __init__(self, settings: SapB1Settings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
+        self.clock: Callable[[], datetime] = utcnow
         self.service_layer = ServiceLayer(settings, http, self.name)
 
     def verify(self, request: InboundRequest) -> None:
@@ -193,9 +198,9 @@ class SapB1Source(WebhookSource[SapB1Settings]):
             return Received(event_id=event.event_id, event_type=f"object {event.object_type}.{event.trans_type}")
         if event.source_db and self.settings.company_db and event.source_db.lower() != self.settings.company_db.lower():
             return Received(event_id=event.event_id, event_type="IncomingPayments (another company)")
-        return await self.resolve(request, None)
+        return Received(event_id=event.event_id, event_type=f"IncomingPayments.{event.trans_type}", resolve_later=True)
 
-    async def resolve(self, stored: InboundRequest, access: Any) -> Received:
+    async def resolve(self, stored: InboundRequest, access: PlatformAccess) -> Received:
         event = event_of(stored.body)
         payments = await self.payments_of(event.doc_entry, stored.received_at)
         if payments is None:
@@ -254,30 +259,33 @@ class SapB1Source(WebhookSource[SapB1Settings]):
         parts += [c.get("CreditSum") for c in payment.get("PaymentCreditCards") or [] if isinstance(c, dict)]
         return sum((Decimal(str(p)) for p in parts if p not in (None, "")), Decimal(0))
 
-    async def sweep_payments(self, since: datetime, received_at: datetime) -> tuple[list[Received], datetime]:
-        """Incoming payments updated on or after `since`'s day (B1 keeps a date), as Received; the mark is the last
-        UpdateDate seen (its midnight: the next sweep reads that day again, duplicates are recognised)."""
-        day = since.astimezone(UTC).date().isoformat()
-        received, mark = [], since
+    async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
+        """Incoming payments updated on or after the mark's day (B1 keeps a date only), as Received with the
+        webhook's payment refs; the mark is the last UpdateDate seen (its day is read again next time: what was
+        reported is recognised, what was posted later that day is not missed)."""
+        now = self.clock()
+        mark = since or now - first_lookback()
+        day = mark.astimezone(UTC).date().isoformat()
+        received = []
         path, params = "IncomingPayments", {"$filter": f"UpdateDate ge '{day}'", "$select": "DocEntry,UpdateDate",
                                             "$orderby": "DocEntry"}
         for _ in range(SWEEP_PAGES):
-            page = await self.service_layer.get(path, "incoming payments updated", **params)
-            for row in (page or {}).get("value") or []:
-                entry = str(row.get("DocEntry") or "")
+            page = await self.service_layer.get(path, "incoming payments updated", **params) or {}
+            for row in page.get("value") or []:
+                entry, updated = str(row.get("DocEntry") or ""), parse_time(row.get("UpdateDate"), mark)
                 if not entry.isdigit():
                     continue
-                payments = await self.payments_of(entry, received_at)
+                payments = await self.payments_of(entry, now)
                 if payments:
-                    received.append(Received(event_id=f"b1-sweep:{entry}", event_type="IncomingPayments.swept",
-                                             payments=payments))
-                mark = max(mark, parse_time(row.get("UpdateDate"), mark))
-            following = (page or {}).get("odata.nextLink") or (page or {}).get("@odata.nextLink")
+                    received.append(Received(event_id=f"b1-sweep:{entry}@{sweep_stamp(payments)}",
+                                             event_type="IncomingPayments.swept", payments=payments))
+                mark = max(mark, updated)
+            following = page.get("odata.nextLink") or page.get("@odata.nextLink")
             if not following:
                 break
             path, _, query = str(following).partition("?")
             params = dict(parse_qsl(query))
-        return received, mark
+        return Swept(tuple(received), mark)
 
     async def check(self, settings: Any) -> list[Finding]:
         try:
