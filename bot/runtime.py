@@ -176,7 +176,19 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker.every("prune-refusals", PRUNE_EVERY, runtime.refusals.prune)
     worker.every("publish-audit-anchor", timedelta(seconds=settings.audit_anchor_seconds),
                  Anchors(db, notifier).publish)
+    renew_subscriptions(runtime)
     return runtime
+
+
+def renew_subscriptions(runtime: Runtime) -> None:
+    """Business Central's subscriptions expire in three days: the worker renews them."""
+    from bot.integrations.sources.business_central import BusinessCentralSource
+    from bot.services.bc_subscriptions import CHECK_EVERY, BcSubscriptions
+
+    source = runtime.sources.get("business-central")
+    if isinstance(source, BusinessCentralSource):
+        runtime.worker.every("renew-business-central-subscriptions", CHECK_EVERY,
+                             BcSubscriptions(runtime.db, runtime.notifier, source).renew_due)
 
 
 def platform_access(db: Database, sources: Mapping[str, PaymentSource],

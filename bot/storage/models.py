@@ -246,3 +246,21 @@ class Refusal(Base):
     example: Mapped[str] = mapped_column(String(120))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime] = mapped_column(index=True)
+
+
+class BcSubscription(Base):
+    """A Business Central webhook subscription paybot created (`paybot subscribe business-central`) and renews
+    before its 3-day expiry, or creates again when BC dropped it (`bot.services.bc_subscriptions`)."""
+
+    __tablename__ = "bc_subscriptions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(200), unique=True)
+    resource: Mapped[str] = mapped_column(String(500))
+    notification_url: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str] = mapped_column(String(200))  # BC's @odata.etag: a renewal must send it back (If-Match)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    renewed_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # renewals failed in a row
+    last_error: Mapped[str | None] = mapped_column(String(300))

@@ -21,16 +21,16 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import aiohttp
 from pydantic import SecretStr
 
 from bot.domain.money import CurrencyError, normalise_currency
 from bot.domain.payments import PaymentEvent, PaymentKind
-from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
+from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.client_credentials import ClientCredentials, TokenCache, read_with_token
@@ -48,6 +48,7 @@ RESOURCE = re.compile(rf"^/?{re.escape(API)}/companies\((?P<company>{GUID})\)/(?
                       rf"(?:\((?P<id>{GUID})\))?(?:\?(?P<query>.*))?$")
 ACTED_ON = frozenset({"created", "updated", "collection"})
 PAID_SOMETHING = frozenset({"Open", "Paid"})
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # an expiry BC did not state: renew at once
 MAX_PAGES = 100  # a collection of 100 pages (BC's pages hold up to 20,000) is past any real delay window
 
 
@@ -255,12 +256,62 @@ class BusinessCentralSource(WebhookSource[BusinessCentralSettings]):
                                          payments=(event,)))
         return Swept(tuple(received), mark)
 
+    # --- subscriptions (`paybot subscribe business-central`, `bot.services.bc_subscriptions`) ---------------------
+
+    def resource(self) -> str:
+        return f"/{API}/companies({(self.settings.company_id or '').lower()})/salesInvoices"
+
+    def subscription_body(self, notification_url: str, resource: str | None = None) -> dict[str, str]:
+        return {"notificationUrl": notification_url, "resource": resource or self.resource(),
+                "clientState": secret(self.settings.client_state)}
+
+    async def create_subscription(self, notification_url: str, resource: str | None = None) -> Subscription:
+        """`POST subscriptions`: BC calls the notification URL's handshake before it answers 201."""
+        answer = await read_with_token(self.tokens, "POST", f"{self.settings.api_root()}/subscriptions",
+                                       what="a new subscription", timeout=60,
+                                       json=self.subscription_body(notification_url, resource))
+        return subscription_of(answer)
+
+    async def renew_subscription(self, subscription_id: str, etag: str, notification_url: str,
+                                 resource: str) -> Subscription | None:
+        """`PATCH subscriptions('{id}')` with its `@odata.etag`: a new expiry (BC repeats the handshake). None when
+        BC no longer has it (it deleted it: expired, or a notification answered with a 4xx)."""
+        url = f"{self.settings.api_root()}/subscriptions('{quote(subscription_id, safe='')}')"
+        try:
+            answer = await read_with_token(self.tokens, "PATCH", url, what=f"subscription {subscription_id}",
+                                           timeout=60, headers={"If-Match": etag},
+                                           json=self.subscription_body(notification_url, resource))
+        except ProviderRejected as exc:
+            if exc.status == 404:
+                return None
+            raise ProviderRejected(self.name, f"renewing subscription {subscription_id} refused "
+                                              f"({odata_code(exc.body)})", status=exc.status) from exc
+        return subscription_of(answer)
+
     async def check(self, settings: Any) -> list[Finding]:
         try:
             await self.read(f"{self.settings.api_root()}/companies", "the companies")
         except ProviderRejected as exc:
             return [problem(f"BUSINESS_CENTRAL_TENANT_ID/_CLIENT_ID/_CLIENT_SECRET were refused (HTTP {exc.status})")]
         return [ok("client credentials accepted by Business Central")]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    etag: str
+    expires_at: datetime
+    resource: str
+    notification_url: str
+
+
+def subscription_of(answer: dict[str, Any]) -> Subscription:
+    try:
+        return Subscription(str(answer["subscriptionId"]), str(answer["@odata.etag"]),
+                            parse_time(answer["expirationDateTime"], LONG_AGO), str(answer["resource"]),
+                            str(answer["notificationUrl"]))
+    except KeyError as exc:
+        raise ProviderUnavailable("business-central", f"subscription answer without {exc}") from exc
 
 
 def odata_code(body: str) -> str:
