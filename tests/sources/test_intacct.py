@@ -83,7 +83,7 @@ async def test_a_trigger_is_answered_then_the_payment_read_back_and_jane_thanked
     [payment] = await paybot.rows(models.Payment)
     assert payment.payment_ref == "9001/4021" and payment.amount_minor == 125000
     [event] = await paybot.rows(models.WebhookEvent)
-    assert event.status == "processed" and event.event_id == "intacct:8c1f0a5e-77b1-4c1d-9d35-2d8f7f0b0001"
+    assert event.status == "processed" and event.event_id == "8c1f0a5e-77b1-4c1d-9d35-2d8f7f0b0001"
     token_calls = intacct.to(f"{API}/oauth2/token")
     assert len(token_calls) == 1 and b"client_secret" in token_calls[0].body  # client credentials in the body
 

@@ -146,7 +146,7 @@ async def test_a_service_layer_outage_keeps_it_waiting_and_a_missing_payment_is_
     assert event.status == "waiting"
     assert (await send(paybot, scenario(99, event_id="other"))).status == 200  # no such DocEntry (-2028)
     await paybot.deliver()
-    gone = await paybot.rows(models.WebhookEvent, models.WebhookEvent.event_id == "b1:other")
+    gone = await paybot.rows(models.WebhookEvent, models.WebhookEvent.event_id == "other")
     assert [e.status for e in gone] == ["ignored"]
 
 

@@ -141,14 +141,12 @@ class BusinessCentralSource(WebhookSource[BusinessCentralSettings]):
         ours = [c for c in changes if c.company == (self.settings.company_id or "").lower()
                 and c.change_type in ACTED_ON]
         kinds = ",".join(sorted({f"{c.entity}.{c.change_type}" for c in changes})) or "other resources"
-        return Received(event_id=self.event_id(items), event_type=kinds[:120], resolve_later=bool(ours))
+        return Received(event_id=self.event_id(request.body), event_type=kinds[:120], resolve_later=bool(ours))
 
     @staticmethod
-    def event_id(items: list[dict[str, Any]]) -> str:
-        """BC gives a notification no id: what it says (each resource, change and time) is its identity."""
-        said = "|".join(f"{i.get('subscriptionId')}:{i.get('resource')}:{i.get('changeType')}:"
-                        f"{i.get('lastModifiedDateTime')}" for i in items)
-        return "bc:" + hashlib.sha256(said.encode()).hexdigest()[:48]
+    def event_id(body: bytes) -> str:
+        """BC gives a notification no id; a redelivery is the same bytes, so the body's digest is its identity."""
+        return "bc:" + hashlib.sha256(body).hexdigest()[:48]
 
     async def resolve(self, stored: InboundRequest, access: PlatformAccess) -> Received:
         items = notifications(stored.body)

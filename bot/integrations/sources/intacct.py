@@ -138,7 +138,7 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
     def event_id(request: InboundRequest, trigger: Trigger) -> str:
         key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
         if key and len(key) <= 200 and key.isprintable():
-            return f"intacct:{key}"
+            return key
         # Without Sage's key, one payment's event is one event: a retry is still a duplicate.
         return "intacct:" + hashlib.sha256(f"{trigger.record_no}:{trigger.event}".encode()).hexdigest()[:40]
 

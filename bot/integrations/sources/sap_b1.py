@@ -106,9 +106,10 @@ def event_of(body: bytes) -> Event:
     if not doc_entry.isascii() or not doc_entry.isdigit():
         raise PayloadInvalid("FieldValues holds no numeric DocEntry")
     trans = str(data.get("TransType") or "").strip().upper()
+    # The scenario's EventID (B1's event sender numbers events; a retry repeats it), else what the event says.
     given = text(data.get("EventID"))
-    identity = given or hashlib.sha256(f"{object_type}:{doc_entry}:{trans}".encode()).hexdigest()[:40]
-    return Event(f"b1:{identity}", doc_entry, trans, object_type, text(data.get("SourceDB")))
+    identity = given or "b1:" + hashlib.sha256(f"{object_type}:{doc_entry}:{trans}".encode()).hexdigest()[:40]
+    return Event(identity, doc_entry, trans, object_type, text(data.get("SourceDB")))
 
 
 class ServiceLayer:
