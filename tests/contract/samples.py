@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from bot.integrations.base import IntegrationSettings
-from bot.integrations.sources import business_central, intacct, paypal, sap_b1, square, stripe, wave
+from bot.integrations.sources import business_central, intacct, paypal, quickbooks, sap_b1, square, stripe, wave
 from tests.fakes import business_central as bc_fake
 from tests.fakes import intacct as intacct_fake
 from tests.fakes import sap_b1 as b1_fake
@@ -264,6 +264,29 @@ class SapB1Sample:
         password = "a-guess" if forged else self.PASSWORD
         credentials = base64.b64encode(f"{self.USER}:{password}".encode()).decode()
         return Signed(body, {"Authorization": f"Basic {credentials}", "Content-Type": "application/json"})
+class QuickBooksSample:
+    """A CloudEvents notification (one event: its `id` is the event's); the legacy format and batches are covered by
+    tests/sources/test_quickbooks.py. Verified and stored before anything is read from Intuit."""
+
+    signs_body: ClassVar[bool] = True
+    TOKEN = "qbo-verifier-token-contract"
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return quickbooks.QuickBooksSettings(_env_file=None, verifier_token=self.TOKEN)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.TOKEN,)
+
+    def payment(self) -> bytes:
+        return payload("quickbooks", "payment_created_cloudevent.json")
+
+    def malformed(self) -> bytes:
+        return b'[{"specversion": "1.0", "id": "88cd52aa-33b6-4351-9aa4-47572edbd068", "type": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        signature = quickbooks.sign(body, "not-the-verifier-token" if forged else self.TOKEN)
+        return Signed(body, {"intuit-signature": signature, "Content-Type": "application/json; charset=utf-8",
+                             "User-Agent": "Intuit-Webhooks"})
 
 
 SAMPLES: dict[str, SourceSample] = {
@@ -274,4 +297,5 @@ SAMPLES: dict[str, SourceSample] = {
     "sage-intacct": SageIntacctSample(),
     "business-central": BusinessCentralSample(),
     "sap-b1": SapB1Sample(),
+    "quickbooks": QuickBooksSample(),
 }

@@ -8,6 +8,7 @@ from bot.integrations.sources.business_central import BusinessCentralSource
 from bot.integrations.sources.intacct import SageIntacctSource
 from bot.integrations.sources.paypal import PayPalSource
 from bot.integrations.sources.sap_b1 import SapB1Source
+from bot.integrations.sources.quickbooks import QuickBooksSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
@@ -20,5 +21,6 @@ _ALL: tuple[SourceFactory, ...] = (
     SageIntacctSource,
     BusinessCentralSource,
     SapB1Source,
+    QuickBooksSource,
 )
 SOURCES: dict[str, SourceFactory] = registry(*_ALL)

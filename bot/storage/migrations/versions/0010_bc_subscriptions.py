@@ -1,7 +1,7 @@
 """Business Central webhook subscriptions, renewed by paybot
 
 Revision ID: bc_subscriptions
-Revises: audit_keyed
+Revises: oauth_sweeps
 Create Date: 2026-12-01
 
 One row per subscription `paybot subscribe business-central` created: its id, resource, notification URL, the
@@ -14,7 +14,7 @@ import bot.storage.types
 
 
 revision = 'bc_subscriptions'
-down_revision = 'audit_keyed'
+down_revision = 'oauth_sweeps'  # audit_keyed on main; chained after h/seam9's 0008 once merged
 branch_labels = None
 depends_on = None
 
