@@ -93,12 +93,8 @@ def on_account(payment: PostedPayment) -> PaymentEvent:
     )
 
 
-#: A first sweep (no mark yet) looks back this far; SWEEP_LOOKBACK_HOURS where the sweeper passes it on.
+#: How far a sweep asked without a mark looks back (the sweeper always passes one: SWEEP_LOOKBACK_HOURS).
 LOOKBACK = timedelta(hours=72)
-
-
-def first_lookback() -> timedelta:
-    return LOOKBACK
 
 
 def sweep_stamp(payments: tuple[PaymentEvent, ...]) -> str:

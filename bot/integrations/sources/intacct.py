@@ -30,7 +30,7 @@ from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.client_credentials import ClientCredentials, TokenCache, read_with_token
 from bot.integrations.jwks import Expected, KeySet, bearer, unverified_header, verified_claims
-from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, first_lookback, money,
+from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, LOOKBACK, money,
                                               optional_money, payment_events, text)
 from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, Swept, WebhookSource
 from bot.integrations.sources.common import is_bare_date, json_object, method_details, parse_time, path_segment
@@ -230,7 +230,7 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
         """ARPYMT records modified since the mark, oldest first (`WHENMODIFIED`, Intacct's clock), as Received whose
         payment refs are those of the trigger's; the new mark is the last WHENMODIFIED read."""
         now = self.clock()
-        mark = since or now - first_lookback()
+        mark = since or now - LOOKBACK
         received, start = [], 1
         after = mark.strftime("%Y-%m-%dT%H:%M:%SZ")
         for _ in range(SWEEP_PAGES):

@@ -34,7 +34,7 @@ from bot.domain.payments import PaymentEvent
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.checks import Finding, ok, problem
-from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, first_lookback, money, payment_events,
+from bot.integrations.sources.applied import (AppliedInvoice, PostedPayment, LOOKBACK, money, payment_events,
                                               sweep_stamp, text)
 from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, Swept, WebhookSource
 from bot.storage.database import utcnow
@@ -265,7 +265,7 @@ class SapB1Source(WebhookSource[SapB1Settings]):
         webhook's payment refs; the mark is the last UpdateDate seen (its day is read again next time: what was
         reported is recognised, what was posted later that day is not missed)."""
         now = self.clock()
-        mark = since or now - first_lookback()
+        mark = since or now - LOOKBACK
         day = mark.astimezone(UTC).date().isoformat()
         received = []
         path, params = "IncomingPayments", {"$filter": f"UpdateDate ge '{day}'", "$select": "DocEntry,UpdateDate",
