@@ -270,3 +270,41 @@ async def test_the_worker_renews_on_its_own(paybot, bc, subscriptions):
     await paybot.runtime.worker.run_periodic()  # the worker loop's periodic jobs, once
     [row] = await paybot.rows(models.BcSubscription)
     assert row.subscription_id == created.id and row.renewed_at == paybot.clock()
+
+
+async def test_paybot_subscribe_business_central_from_the_command_line(capsys, monkeypatch, database_url, bc):
+    import asyncio
+
+    from bot.cli import main
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(main, list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    code, _, err = await run("subscribe", "business-central")
+    assert code == 2 and "BUSINESS_CENTRAL_CLIENT_STATE" in err  # not configured: named, exit 2
+    settings = bc_settings(bc)
+    for name in ("client_state", "tenant_id", "client_id", "client_secret", "company_id", "base_url", "token_url"):
+        value = getattr(settings, name)
+        monkeypatch.setenv(f"BUSINESS_CENTRAL_{name.upper()}",
+                           value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://paybot.example.com")
+    code, out, _ = await run("subscribe", "business-central")
+    assert code == 0 and "subscribed" in out and NOTIFY in out
+    [sub] = bc.subscriptions.values()
+    assert sub["notificationUrl"] == NOTIFY and sub["clientState"] == CLIENT_STATE
+    bc.script(f"/v2.0/{TENANT}/{ENVIRONMENT}/api/v2.0/subscriptions",
+              bc_error(400, "BadRequest", "The subscription notification URL validation failed."))
+    code, _, err = await run("subscribe", "business-central")
+    assert code == 1 and "refused" in err
+
+
+async def test_paybot_check_proves_the_client_credentials(paybot, bc, source):
+    [finding] = await source.check(paybot.runtime.settings)
+    assert not finding.problem
+    source.tokens._token = None
+    bc.script(f"/{TENANT}/oauth2/v2.0/token", web.json_response({"error": "invalid_client"}, status=401))
+    [finding] = await source.check(paybot.runtime.settings)
+    assert finding.problem and CLIENT_SECRET not in finding.text

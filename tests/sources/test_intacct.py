@@ -249,3 +249,12 @@ async def test_the_sweep_reports_the_trigger_s_payment_refs(paybot, intacct, sou
     assert [p.payment_ref for r in swept.received for p in r.payments] == ["9001/4021", "9002/4022"]
     assert swept.mark.isoformat() == "2026-11-28T11:59:30+00:00"
     assert (await source.sweep(swept.mark, None)).received == ()
+
+
+async def test_paybot_check_proves_the_credentials_and_the_keys(paybot, intacct, source):
+    [finding] = await source.check(paybot.runtime.settings)
+    assert not finding.problem
+    source.tokens._token = None
+    intacct.script(f"{API}/oauth2/token", web.json_response({"error": "invalid_client"}, status=401))
+    [finding] = await source.check(paybot.runtime.settings)
+    assert finding.problem and CLIENT_SECRET not in finding.text

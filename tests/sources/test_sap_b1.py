@@ -172,3 +172,12 @@ async def test_the_sweep_pages_and_reports_the_webhook_s_payment_refs(paybot, b1
     assert len(b1.to(f"{ROOT}/IncomingPayments")) == 2  # two pages
     b1.script(f"{ROOT}/IncomingPayments", web.json_response({"value": []}))
     assert (await source.sweep(swept.mark, None)).received == ()
+
+
+async def test_paybot_check_logs_in_and_names_a_refused_login(paybot, b1, source):
+    [finding] = await source.check(paybot.runtime.settings)
+    assert not finding.problem and COMPANY_DB in finding.text
+    source.service_layer._session = None
+    b1.script(f"{ROOT}/Login", odata_error(401, -304, "Invalid login credential."))
+    [finding] = await source.check(paybot.runtime.settings)
+    assert finding.problem and "SAP_B1_PASSWORD" in finding.text and PASSWORD not in finding.text

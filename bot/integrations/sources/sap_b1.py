@@ -124,7 +124,7 @@ class ServiceLayer:
         self._lock = asyncio.Lock()
         self.logins = 0
 
-    async def _current(self) -> str:
+    async def session(self) -> str:
         if self._session is not None:
             return self._session
         async with self._lock:
@@ -156,7 +156,7 @@ class ServiceLayer:
 
     async def get(self, path: str, what: str, **params: str) -> dict[str, Any] | None:
         """A Service Layer read; None when B1 says there is no such record."""
-        session = await self._current()
+        session = await self.session()
         for attempt in (1, 2):
             try:
                 return await fetch_json(self.http, self.provider, "GET", f"{self.root}/{path}", what=what,
@@ -290,7 +290,7 @@ class SapB1Source(WebhookSource[SapB1Settings]):
 
     async def check(self, settings: Any) -> list[Finding]:
         try:
-            await self.service_layer._current()
+            await self.service_layer.session()
         except ProviderRejected as exc:
             return [problem(str(exc))]
         return [ok(f"logged in to the Service Layer (company {self.settings.company_db})")]
