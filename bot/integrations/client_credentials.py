@@ -17,7 +17,6 @@ from typing import Any, Literal
 import aiohttp
 
 from bot.errors import ProviderRejected, ProviderUnavailable
-from bot.integrations.sources.common import fetch_json
 
 #: A token is renewed this long before its stated expiry: a read started with it must not outlive it.
 EARLY = timedelta(seconds=60)
@@ -121,3 +120,10 @@ async def read_with_token(tokens: TokenCache, method: str, url: str, *, what: st
                 raise
             token = await tokens.refreshed(token)
     raise AssertionError("unreachable")
+
+
+async def fetch_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`sources.common.fetch_json`, imported when first called: the sources package imports this module."""
+    from bot.integrations.sources.common import fetch_json as fetch
+
+    return await fetch(*args, **kwargs)

@@ -23,7 +23,6 @@ import aiohttp
 import jwt
 
 from bot.errors import ProviderError, ProviderUnavailable, SignatureInvalid
-from bot.integrations.sources.common import fetch_json
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +140,10 @@ def _check_times(claims: dict[str, Any], now: datetime, leeway: timedelta) -> No
         raise SignatureInvalid("bearer token has expired")
     if stamp < not_before - slack:
         raise SignatureInvalid("bearer token is not valid yet")
+
+
+async def fetch_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`sources.common.fetch_json`, imported when first called: the sources package imports this module."""
+    from bot.integrations.sources.common import fetch_json as fetch
+
+    return await fetch(*args, **kwargs)
