@@ -258,3 +258,12 @@ async def test_paybot_check_proves_the_credentials_and_the_keys(paybot, intacct,
     intacct.script(f"{API}/oauth2/token", web.json_response({"error": "invalid_client"}, status=401))
     [finding] = await source.check(paybot.runtime.settings)
     assert finding.problem and CLIENT_SECRET not in finding.text
+
+
+async def test_an_invoice_without_totaldue_owes_its_total_less_totalpaid(paybot, intacct, source):
+    intacct.add_invoice("4023", "INV-1044", total="900.00", paid="300.00")
+    del intacct.invoices["4023"]["TOTALDUE"]
+    intacct.add_payment("9003", ("4023", "300.00"))
+    received = await source.resolve(InboundRequest("POST", "", {}, {}, trigger("9003"), paybot.clock()), None)
+    [payment] = received.payments
+    assert str(payment.reported_balance) == "600.00 USD" or payment.reported_balance.minor == 60000

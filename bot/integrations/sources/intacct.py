@@ -198,11 +198,14 @@ class SageIntacctSource(WebhookSource[SageIntacctSettings]):
             if currency is None:
                 raise PayloadInvalid("payment names no currency")
             applied = line.get("TRX_PAYMENTAMOUNT", line.get("PAYMENTAMOUNT"))
+            total = optional_money(invoice.get("TOTALENTERED"), currency, "ARINVOICE.TOTALENTERED")
+            paid = optional_money(invoice.get("TOTALPAID"), currency, "ARINVOICE.TOTALPAID")
+            due = optional_money(invoice.get("TOTALDUE"), currency, "ARINVOICE.TOTALDUE")
+            if due is None and total is not None and paid is not None:
+                due = total - paid  # TOTALDUE not given: what is left after everything paid so far
             invoices.append(AppliedInvoice(
                 key=invoice_key, number=text(invoice.get("RECORDID")),
-                applied=money(applied, currency, "ARPYMTDETAIL.TRX_PAYMENTAMOUNT"),
-                total=optional_money(invoice.get("TOTALENTERED"), currency, "ARINVOICE.TOTALENTERED"),
-                due=optional_money(invoice.get("TOTALDUE"), currency, "ARINVOICE.TOTALDUE")))
+                applied=money(applied, currency, "ARPYMTDETAIL.TRX_PAYMENTAMOUNT"), total=total, due=due))
         if currency is None:
             raise PayloadInvalid("payment names no currency")
         customer_id = text(payment.get("CUSTOMERID"))
