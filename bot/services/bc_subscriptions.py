@@ -71,6 +71,9 @@ class BcSubscriptions:
             if renewed is None:  # BC dropped it (deleted, or expired before we could renew): make it again
                 renewed = await self.source.create_subscription(row.notification_url, row.resource)
         except ProviderError as exc:
+            if exc.status == 412:  # its etag moved: another worker renewed it just now (the row says so)
+                log.info("business-central subscription %s was renewed elsewhere", row.subscription_id)
+                return
             await self._failed(row, exc)
             return
         async with self.db.transaction() as uow:

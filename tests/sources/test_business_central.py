@@ -308,3 +308,15 @@ async def test_paybot_check_proves_the_client_credentials(paybot, bc, source):
     bc.script(f"/{TENANT}/oauth2/v2.0/token", web.json_response({"error": "invalid_client"}, status=401))
     [finding] = await source.check(paybot.runtime.settings)
     assert finding.problem and CLIENT_SECRET not in finding.text
+
+
+async def test_two_workers_renewing_at_once_do_not_raise_a_false_alarm(paybot, bc, subscriptions, slack):
+    await subscriptions.subscribe(NOTIFY)
+    paybot.clock.advance(timedelta(days=2, hours=1).total_seconds())
+    other = BcSubscriptions(paybot.runtime.db, paybot.runtime.notifier, paybot.runtime.sources["business-central"])
+    [stale] = await paybot.rows(models.BcSubscription)
+    await other.renew_due()  # the other worker renews first; this one still holds the old etag
+    await subscriptions._renew(stale)  # BC answers 412 Request_EntityChanged
+    assert [n for n in await paybot.notifications() if n.purpose == Purpose.SUBSCRIPTION_FAILED.value] == []
+    [row] = await paybot.rows(models.BcSubscription)
+    assert row.failures == 0 and row.expires_at == paybot.clock() + timedelta(days=3)
