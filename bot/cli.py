@@ -373,6 +373,32 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(out=sys.stdout)
 
 
+async def cmd_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the Business Central subscription; `paybot serve` must be reachable at the notification URL (BC
+    calls its handshake before it answers)."""
+    from bot.errors import ProviderError
+    from bot.runtime import start
+    from bot.services.bc_subscriptions import BcSubscriptions, notification_url
+
+    runtime = await start(settings, announce=False)
+    try:
+        source = runtime.sources.get("business-central")
+        if source is None:
+            missing = ", ".join(runtime.disabled.get("business-central", [])) or "its settings"
+            raise ConfigError(f"business-central is not configured: set {missing}")
+        url = notification_url(source, settings)  # type: ignore[arg-type]
+        try:
+            created = await BcSubscriptions(runtime.db, runtime.notifier, source).subscribe(url)  # type: ignore[arg-type]
+        except ProviderError as exc:
+            print(f"Business Central refused the subscription: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        await runtime.close()
+    print(f"subscribed {created.id} to {created.resource} at {created.notification_url}; expires "
+          f"{created.expires_at.isoformat()} (paybot's worker renews it)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="paybot", description="Acknowledges every customer payment, at once.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -407,6 +433,9 @@ def parser() -> argparse.ArgumentParser:
     send_test_cmd.add_argument("--to", required=True, metavar="CUSTOMER", help="the customer's id, as imported")
     send_test_cmd.set_defaults(run=cmd_send_test)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    subscribe = commands.add_parser("subscribe", help="create a platform's webhook subscription (renewed by paybot)")
+    subscribe.add_argument("platform", choices=["business-central"])
+    subscribe.set_defaults(run=cmd_subscribe)
     connect = commands.add_parser("connect", help="connect an accounting platform (OAuth2): prints the address to "
                                   "open, then waits for the platform to send you back")
     connect.add_argument("source", help="e.g. quickbooks")

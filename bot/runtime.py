@@ -197,7 +197,19 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     for name, channel in channels.items():  # providers asked how an accepted message ended (HubSpot's sends)
         if isinstance(channel, PollsStatus):
             worker.every(f"{name}-send-status", status_poll.EVERY, partial(status_poll.poll, db, notifier, name, channel))
+    renew_subscriptions(runtime)
     return runtime
+
+
+def renew_subscriptions(runtime: Runtime) -> None:
+    """Business Central's subscriptions expire in three days: the worker renews them."""
+    from bot.integrations.sources.business_central import BusinessCentralSource
+    from bot.services.bc_subscriptions import CHECK_EVERY, BcSubscriptions
+
+    source = runtime.sources.get("business-central")
+    if isinstance(source, BusinessCentralSource):
+        runtime.worker.every("renew-business-central-subscriptions", CHECK_EVERY,
+                             BcSubscriptions(runtime.db, runtime.notifier, source).renew_due)
 
 
 async def adopt_audit_key(db: Database) -> None:

@@ -293,6 +293,24 @@ class TeamsUser(Base):
     updated_at: Mapped[datetime]
 
 
+
+
+class BcSubscription(Base):
+    """A Business Central webhook subscription paybot created (`paybot subscribe business-central`) and renews
+    before its 3-day expiry, or creates again when BC dropped it (`bot.services.bc_subscriptions`)."""
+
+    __tablename__ = "bc_subscriptions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(200), unique=True)
+    resource: Mapped[str] = mapped_column(String(500))
+    notification_url: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str] = mapped_column(String(200))  # BC's @odata.etag: a renewal must send it back (If-Match)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    renewed_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # renewals failed in a row
+    last_error: Mapped[str | None] = mapped_column(String(300))
 class OAuthToken(Base):
     """A platform's OAuth2 tokens for one tenant (QuickBooks realm, Xero tenant, …), kept across restarts: QuickBooks
     and Xero rotate the refresh token on every refresh, so the latest one must be saved before it is used.

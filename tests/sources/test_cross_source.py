@@ -3,6 +3,10 @@ and the later report adds its reference to the payment already recorded."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
+
 from bot.storage import models
 from tests.harness import stripe_invoice_event
 from tests.sources.helpers import load, mail_text, post
@@ -87,3 +91,97 @@ async def test_two_equal_instalments_reported_by_both_are_two_payments_each_repo
     assert (pi_1.details["wave_ref"], pi_2.details["wave_ref"]) == ("wave-1", "wave-2")
     [invoice] = await paybot.rows(models.Invoice)
     assert invoice.paid_minor == 80000
+
+
+# --- the ERP sources (#12): a trigger, a notification or a scenario, and the catch-up sweep, thank once ----------
+
+
+@pytest.fixture
+async def erps(aiohttp_server, clock):  # type: ignore[no-untyped-def]
+    from tests.fakes.business_central import FakeBusinessCentral
+    from tests.fakes.intacct import FakeIntacct
+    from tests.fakes.sap_b1 import FakeServiceLayer
+
+    fakes = {"sage-intacct": FakeIntacct(), "business-central": FakeBusinessCentral(clock),
+             "sap-b1": FakeServiceLayer()}
+    for fake in fakes.values():
+        fake.server = await aiohttp_server(fake.app)
+    fakes["sage-intacct"].add_invoice("4021", "INV-1042", total="1250.00", paid="1250.00")
+    fakes["sage-intacct"].add_payment("9001", ("4021", "1250.00"))
+    fakes["business-central"].add_invoice(1, "INV-1042", total="1250.00", remaining="0")
+    fakes["sap-b1"].add_invoice(301, "INV-1042", total="1250.00", paid="1250.00")
+    fakes["sap-b1"].add_payment(77, (301, "1250.00"))
+    return fakes
+
+
+@pytest.fixture
+def configs(configs, erps):  # type: ignore[no-untyped-def]
+    from tests.sources.test_business_central import bc_settings
+    from tests.sources.test_intacct import intacct_settings
+    from tests.sources.test_sap_b1 import b1_settings
+
+    return configs | {"sage-intacct": intacct_settings(erps["sage-intacct"]),
+                      "business-central": bc_settings(erps["business-central"]), "sap-b1": b1_settings(erps["sap-b1"])}
+
+
+async def erp_webhook(paybot, name: str, fakes) -> int:  # type: ignore[no-untyped-def]
+    from tests.sources import test_business_central, test_intacct, test_sap_b1
+
+    paybot.runtime.sources[name].clock = paybot.clock
+    if name == "sage-intacct":
+        response = await test_intacct.send(paybot, fakes[name])
+    elif name == "business-central":
+        response = await test_business_central.send(paybot, test_business_central.notification(
+            test_business_central.item(1)))
+    else:
+        response = await test_sap_b1.send(paybot)
+    return int(response.status)
+
+
+@pytest.mark.parametrize("name", ["sage-intacct", "business-central", "sap-b1"])
+async def test_an_erp_webhook_then_the_catch_up_sweep_thank_once(paybot, erps, sendgrid, name):
+    await given_jane_owes_1250(paybot)
+    assert await erp_webhook(paybot, name, erps) == 200
+    await paybot.deliver()
+    only = {name: paybot.runtime.sources[name]}
+    paybot.runtime.sweeper.ingest.sources, everything = only, paybot.runtime.sweeper.ingest.sources
+    try:
+        await paybot.runtime.catch_up()  # the real sweep job: finds the same payment, with the same payment_ref
+    finally:
+        paybot.runtime.sweeper.ingest.sources = everything
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    [payment, *again] = await paybot.rows(models.Payment)
+    assert all(p.payment_ref == payment.payment_ref for p in again)
+    assert len(await paybot.rows(models.WebhookEvent, models.WebhookEvent.source == name)) == 2
+
+
+@pytest.mark.parametrize("name", ["sage-intacct", "business-central", "sap-b1"])
+async def test_the_sweep_first_then_the_late_erp_webhook_thank_once(paybot, erps, sendgrid, name):
+    await given_jane_owes_1250(paybot)
+    paybot.runtime.sources[name].clock = paybot.clock
+    swept = await paybot.runtime.sources[name].sweep(paybot.clock() - timedelta(hours=1), None)
+    for received in swept.received:
+        await paybot.runtime.ingest.record(name, sweep_request(paybot), received)
+    assert await erp_webhook(paybot, name, erps) == 200
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+
+
+@pytest.mark.parametrize("name", ["sage-intacct", "business-central", "sap-b1"])
+async def test_stripe_and_an_erp_reporting_one_payment_thank_once(paybot, erps, sendgrid, name):
+    await given_jane_owes_1250(paybot)
+    await paybot.post_stripe(stripe_invoice_event())
+    assert await erp_webhook(paybot, name, erps) == 200
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    original, report = await payments(paybot)
+    assert report.duplicate_of == original.id
+    [invoice] = await paybot.rows(models.Invoice)
+    assert invoice.paid_minor == 125000
+
+
+def sweep_request(paybot):  # type: ignore[no-untyped-def]
+    from bot.integrations.sources.base import InboundRequest
+
+    return InboundRequest("GET", "sweep", {"Content-Type": "text/plain"}, {}, b"(swept)", paybot.clock())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from bot.integrations.base import registry
 from bot.integrations.sources.base import SourceFactory
+from bot.integrations.sources.business_central import BusinessCentralSource
+from bot.integrations.sources.intacct import SageIntacctSource
 from bot.integrations.sources.paypal import PayPalSource
+from bot.integrations.sources.sap_b1 import SapB1Source
 from bot.integrations.sources.quickbooks import QuickBooksSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
@@ -15,6 +18,9 @@ _ALL: tuple[SourceFactory, ...] = (
     PayPalSource,
     SquareSource,
     WaveSource,
+    SageIntacctSource,
+    BusinessCentralSource,
+    SapB1Source,
     QuickBooksSource,
 )
 SOURCES: dict[str, SourceFactory] = registry(*_ALL)
