@@ -8,11 +8,17 @@ from bot.integrations.sources.paypal import PayPalSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
+from bot.integrations.sources.xero import XeroSource
+from bot.integrations.sources.freshbooks import FreshBooksSource
+from bot.integrations.sources.zoho import ZohoBooksSource
 
 _ALL: tuple[SourceFactory, ...] = (
     StripeSource,
     PayPalSource,
     SquareSource,
     WaveSource,
+    XeroSource,
+    FreshBooksSource,
+    ZohoBooksSource,
 )
 SOURCES: dict[str, SourceFactory] = registry(*_ALL)
