@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,7 +16,7 @@ from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import Channel
 from bot.integrations.sources import SOURCES
-from bot.integrations.sources.base import PaymentSource, PlatformAccess, Received
+from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
 from bot.services.anchors import Anchors
 from bot.services.check import summary
@@ -26,7 +26,8 @@ from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
 from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
-from bot.services.verifier import NotConnected, Verifier
+from bot.services.oauth import TokenStore
+from bot.services.verifier import Verifier
 from bot.services.workqueue import WorkQueue
 from bot.settings import Settings, setting_errors
 from bot.storage import audit
@@ -162,7 +163,7 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     refusals = Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days))
     verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake,
                         on_refused=lambda source, exc: refusals.count(source, exc, AFTER_THE_ANSWER),
-                        access_for=platform_access(db, sources, http))
+                        access_for=TokenStore(db, notifier, http).access_for(sources))
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
                       ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled,
                       refusals=refusals)
@@ -177,12 +178,6 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker.every("publish-audit-anchor", timedelta(seconds=settings.audit_anchor_seconds),
                  Anchors(db, notifier).publish)
     return runtime
-
-
-def platform_access(db: Database, sources: Mapping[str, PaymentSource],
-                    http: aiohttp.ClientSession) -> Callable[[str], PlatformAccess]:
-    """Each source's tokens for resolving and sweeping: none yet (every source is `NotConnected`)."""
-    return NotConnected
 
 
 async def adopt_audit_key(db: Database) -> None:

@@ -246,3 +246,48 @@ class Refusal(Base):
     example: Mapped[str] = mapped_column(String(120))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime] = mapped_column(index=True)
+
+
+class OAuthToken(Base):
+    """A platform's OAuth2 tokens for one tenant (QuickBooks realm, Xero tenant, …), kept across restarts: QuickBooks
+    and Xero rotate the refresh token on every refresh, so the latest one must be saved before it is used.
+    `lost_at` set: the refresh token is dead (revoked, expired); `paybot connect` replaces the row's tokens."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (UniqueConstraint("source", "tenant", name="uq_oauth_token_source_tenant"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    tenant: Mapped[str] = mapped_column(String(255))
+    tenant_name: Mapped[str | None] = mapped_column(String(255))
+    refresh_token: Mapped[str] = mapped_column(Text)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    connected_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime | None]
+    lost_at: Mapped[datetime | None]
+    lost_reason: Mapped[str | None] = mapped_column(String(255))
+    refreshes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OAuthState(Base):
+    """One `paybot connect` in progress: the `state` its consent URL carries, checked by the callback, used once."""
+
+    __tablename__ = "oauth_states"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    outcome: Mapped[dict[str, Any] | None]  # what was connected (tenants and names), or the error
+
+
+class SweepMark(Base):
+    """The catch-up sweep's high-water mark per source and tenant: the platform's time the next sweep asks from."""
+
+    __tablename__ = "sweep_marks"
+
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mark: Mapped[datetime]
+    swept_at: Mapped[datetime]
