@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl
@@ -28,15 +29,15 @@ from pydantic import SecretStr
 
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
-from bot.integrations.base import IntegrationSettings, secrets, settings_config
+from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, Received, Reply, Swept, WebhookSource
 from bot.integrations.sources.books import because, book_money, text
-from bot.integrations.sources.common import digest_matches, is_bare_date, method_details, parse_time, path_segment
+from bot.integrations.sources.common import (digest_matches, fetch_json, is_bare_date, method_details, parse_time,
+                                             path_segment)
 from bot.integrations.sources.tenant_api import TenantAPI
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from bot.integrations.sources.base import PlatformAccess
 
 HEADER = "X-FreshBooks-Hmac-SHA256"
@@ -48,7 +49,9 @@ SWEEP_PAGES = 50
 SWEEP_LOOKBACK = timedelta(hours=72)
 #: The accounting API writes `updated` in FreshBooks' own zone, US Eastern, without saying so.
 PLATFORM_ZONE = ZoneInfo("America/New_York")
-MISSING_ERRNO = {"1012"}  # "The requested … could not be found."
+MISSING_ERRNO = {"1012"}
+SCOPES = ("user:profile:read", "user:payments:read", "user:invoices:read", "user:clients:read",
+          "user:billable_items:read")  # "The requested … could not be found."
 
 
 class FreshBooksSettings(IntegrationSettings):
@@ -115,6 +118,22 @@ class FreshBooksSource(WebhookSource[FreshBooksSettings]):
     def __init__(self, settings: FreshBooksSettings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
         self.api = TenantAPI(self.name, http)
+
+    def oauth_app(self) -> OAuthApp | None:
+        if not self.settings.client_id or not secret(self.settings.client_secret):
+            return None
+        return OAuthApp(authorize_url=self.settings.authorize_url, token_url=self.settings.token_url,
+                        client_id=self.settings.client_id, client_secret=secret(self.settings.client_secret),
+                        scopes=SCOPES, client_auth="body")
+
+    async def connected(self, access_token: str, callback_query: Mapping[str, str]) -> list[Tenant]:
+        """`GET /auth/api/v1/users/me`: the businesses this user belongs to, each with its accounting account id."""
+        answer = await fetch_json(self.http, self.name, "GET", f"{self.settings.base_url.rstrip('/')}/auth/api/v1/users/me",
+                                  what="the user", headers={"Authorization": f"Bearer {access_token}"})
+        memberships = (answer.get("response") or {}).get("business_memberships") or []
+        businesses = [m.get("business") for m in memberships if isinstance(m, dict)]
+        return [Tenant(id=str(b["account_id"]), name=str(b.get("name") or b["account_id"])) for b in businesses
+                if isinstance(b, dict) and b.get("account_id")]
 
     def body_limit(self, headers: Mapping[str, str]) -> int:
         return BODY_LIMIT

@@ -11,10 +11,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import json
+from decimal import Decimal
+
 import aiohttp
 
 from bot.errors import ConnectionLost, PayloadInvalid, ProviderRejected, ProviderUnavailable
-from bot.integrations.http import RETRYABLE, Headers, seconds_after
+from bot.integrations.http import RETRYABLE, Headers, raise_for_status, seconds_after
 from bot.integrations.sources.common import json_object
 
 if TYPE_CHECKING:
@@ -83,3 +86,21 @@ def readable(body: bytes) -> dict[str, Any] | None:
         return json_object(body)
     except PayloadInvalid:
         return None
+
+
+async def fetch_list(http: aiohttp.ClientSession, provider: str, url: str, what: str,
+                     headers: Mapping[str, str]) -> list[Any]:
+    """A JSON array a platform answers with (Xero's `/connections`), for `paybot connect`."""
+    try:
+        async with http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            body = await resp.read()
+            raise_for_status(provider, resp.status, body.decode(errors="replace"), resp.headers)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ProviderUnavailable(provider, f"could not read {what}: {type(exc).__name__}") from exc
+    try:
+        value = json.loads(body, parse_float=Decimal)
+    except ValueError as exc:
+        raise ProviderUnavailable(provider, f"{what}: unreadable answer") from exc
+    if not isinstance(value, list):
+        raise ProviderUnavailable(provider, f"{what}: not a list")
+    return value

@@ -27,12 +27,13 @@ from pydantic import Field, SecretStr
 
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
-from bot.integrations.base import IntegrationSettings, secrets, settings_config
+from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.http import Headers, seconds_after
 from bot.integrations.sources.base import InboundRequest, Received, Reply, Swept, WebhookSource
 from bot.integrations.sources.books import because, book_money, http_date, text
 from bot.integrations.sources.common import digest_matches, json_object, parse_time, path_segment
-from bot.integrations.sources.tenant_api import TenantAPI
+from bot.integrations.oauth import OAuthApp, Tenant
+from bot.integrations.sources.tenant_api import TenantAPI, fetch_list
 
 if TYPE_CHECKING:
     from bot.integrations.sources.base import PlatformAccess
@@ -57,6 +58,9 @@ class XeroSettings(IntegrationSettings):
     base_url: str = "https://api.xero.com"
     token_url: str = "https://identity.xero.com/connect/token"
     authorize_url: str = "https://login.xero.com/identity/connect/authorize"
+    # What paybot asks for at `paybot connect xero` (read-only). Apps that must use Xero's granular scopes:
+    # "offline_access accounting.invoices.read accounting.payments.read accounting.contacts.read".
+    scopes: str = "offline_access accounting.transactions.read accounting.contacts.read"
     # A payment Xero dates longer ago than this when its invoice changes is history (recorded before paybot was
     # connected, or reconciled very late): it is recorded as ignored, nobody is thanked for it.
     max_payment_age_days: float = Field(default=45.0, gt=0)
@@ -143,6 +147,21 @@ class XeroSource(WebhookSource[XeroSettings]):
     def __init__(self, settings: XeroSettings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
         self.api = TenantAPI(self.name, http, retry_hint=retry_hint)
+
+    def oauth_app(self) -> OAuthApp | None:
+        if not self.settings.client_id or not secret(self.settings.client_secret):
+            return None
+        return OAuthApp(authorize_url=self.settings.authorize_url, token_url=self.settings.token_url,
+                        client_id=self.settings.client_id, client_secret=secret(self.settings.client_secret),
+                        scopes=tuple(self.settings.scopes.split()), client_auth="basic")
+
+    async def connected(self, access_token: str, callback_query: Mapping[str, str]) -> list[Tenant]:
+        """`GET /connections`: the organisations the consent reached (a tenant per organisation)."""
+        answer = await fetch_list(self.http, self.name, f"{self.settings.base_url.rstrip('/')}/connections",
+                                  "the connections", {"Authorization": f"Bearer {access_token}",
+                                                      "Accept": "application/json"})
+        return [Tenant(id=str(c["tenantId"]), name=str(c.get("tenantName") or c["tenantId"])) for c in answer
+                if isinstance(c, dict) and c.get("tenantId") and c.get("tenantType", "ORGANISATION") == "ORGANISATION"]
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get("x-xero-signature", "").strip()

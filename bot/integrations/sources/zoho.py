@@ -25,10 +25,11 @@ from pydantic import SecretStr
 
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
-from bot.integrations.base import IntegrationSettings, secrets, settings_config
+from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, Received, Swept, WebhookSource
 from bot.integrations.sources.books import because, book_money, text
-from bot.integrations.sources.common import (digest_matches, field, is_bare_date, json_object, method_details,
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, is_bare_date, json_object, method_details,
                                              parse_time, path_segment)
 from bot.integrations.sources.tenant_api import TenantAPI
 
@@ -43,6 +44,8 @@ PAGE_SIZE = 200
 SWEEP_PAGES = 25
 SWEEP_LOOKBACK = timedelta(hours=72)
 MISSING_CODES = {"1002", "4", "1000"}  # "… does not exist." / invalid id
+SCOPES = ("ZohoBooks.customerpayments.READ", "ZohoBooks.invoices.READ", "ZohoBooks.contacts.READ",
+          "ZohoBooks.settings.READ")
 DataCentre = Literal["com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa"]
 
 
@@ -114,6 +117,22 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
     def __init__(self, settings: ZohoBooksSettings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
         self.api = TenantAPI(self.name, http, authorize=zoho_auth)
+
+    def oauth_app(self) -> OAuthApp | None:
+        if not self.settings.client_id or not secret(self.settings.client_secret):
+            return None
+        # Zoho separates scopes with commas, and gives a refresh token only for offline access, on fresh consent.
+        return OAuthApp(authorize_url=self.settings.authorize_endpoint(), token_url=self.settings.token_endpoint(),
+                        client_id=self.settings.client_id, client_secret=secret(self.settings.client_secret),
+                        scopes=(",".join(SCOPES),), client_auth="body",
+                        authorize_params={"access_type": "offline", "prompt": "consent"})
+
+    async def connected(self, access_token: str, callback_query: Mapping[str, str]) -> list[Tenant]:
+        """`GET /books/v3/organizations`: the organizations this Zoho user can reach."""
+        answer = await fetch_json(self.http, self.name, "GET", f"{self.settings.api_root()}/books/v3/organizations",
+                                  what="the organizations", headers=zoho_auth(access_token))
+        return [Tenant(id=str(o["organization_id"]), name=str(o.get("name") or o["organization_id"]))
+                for o in answer.get("organizations") or [] if isinstance(o, dict) and o.get("organization_id")]
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get(HEADER, "").strip().lower()
