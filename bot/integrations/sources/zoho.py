@@ -46,6 +46,8 @@ SWEEP_LOOKBACK = timedelta(hours=72)
 MISSING_CODES = {"1002", "4", "1000"}  # "… does not exist." / invalid id
 SCOPES = ("ZohoBooks.customerpayments.READ", "ZohoBooks.invoices.READ", "ZohoBooks.contacts.READ",
           "ZohoBooks.settings.READ")
+#: Zoho's `payment_mode` words that differ from paybot's (see `bot.domain.receipt.METHODS`).
+PAYMENT_MODES = {"banktransfer": "bank_transfer", "bankremittance": "bank_transfer", "creditcard": "card"}
 DataCentre = Literal["com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa"]
 
 
@@ -226,7 +228,7 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
             invoice_total=book_money(total, currency, "invoice total") if total is not None else None,
             details={"zoho_payment": str(payment.get("payment_id")),
                      "payment_number": str(payment.get("payment_number") or ""),
-                     **method_details(payment.get("payment_mode"))},
+                     **method_details(PAYMENT_MODES.get(str(payment.get("payment_mode")), payment.get("payment_mode")))},
         )
 
     async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
