@@ -178,3 +178,13 @@ async def test_connect_names_the_businesses_and_their_account_ids(paybot, freshb
     assert [(t.id, t.name) for t in await source.connected(access, {})] == [(ACCOUNT, "Weld Shop")]
     app = source.oauth_app()
     assert app is not None and app.client_auth == "body"
+
+
+async def test_a_verifier_freshbooks_did_not_issue_is_ignored_not_retried(paybot, freshbooks_api):
+    freshbooks_api.verifiers[CALLBACK_ID] = "theOneFreshBooksReallySent"
+    await deliver_callback(paybot, payload("freshbooks", "callback_verify.form"), verifier=None)
+    await paybot.deliver()
+    assert await ignored_reasons(paybot) == [
+        f"callback.verify: ignored (FreshBooks refused to confirm callback {CALLBACK_ID} (422))"]
+    assert freshbooks_api.callbacks[CALLBACK_ID]["verified"] is False
+    assert await paybot.notifications() == []

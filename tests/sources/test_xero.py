@@ -294,3 +294,17 @@ def test_ms_dates() -> None:
     assert ms_date("/Date(1518685950940)/") == datetime(2018, 2, 15, 9, 12, 30, 940000, tzinfo=UTC)
     assert ms_date("2018-02-15") is None and ms_date(None) is None
 
+
+
+async def test_one_notification_naming_an_invoice_twice_and_a_contact_reads_the_invoice_once(paybot, xero_api, sendgrid):
+    await given_jane_owes_1250(paybot)
+    xero_api.add_invoice(xero_invoice(("pay-1", "450.00", PAID_ON)))
+    body = load("xero", "invoice_update.json", lastEventSequence=3)
+    first = body["events"][0]
+    body["events"] += [first | {"eventDateUtc": "2026-11-28T15:21:00.000", "eventType": "Update"},
+                       first | {"eventCategory": "CONTACT", "resourceId": CONTACT_ID}]
+    await post(paybot, "xero", body)
+    await paybot.deliver()
+    assert len(xero_api.to(INVOICE_PATH)) == 1 and len(sendgrid.accepted) == 1
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.event_type == "INVOICE UPDATE, CONTACT UPDATE"

@@ -28,8 +28,9 @@ import aiohttp
 from pydantic import SecretStr
 
 from bot.domain.payments import PaymentEvent, PaymentKind
-from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
+from bot.errors import PayloadInvalid, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.http import RETRYABLE, seconds_after
 from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, Received, Reply, Swept, WebhookSource
 from bot.integrations.sources.books import because, book_money, text
@@ -205,9 +206,11 @@ class FreshBooksSource(WebhookSource[FreshBooksSettings]):
                 if resp.status == 401 and attempt == 1:
                     token = await access.refreshed(account, token)
                     continue
-                if resp.status >= 300:
-                    raise ProviderRejected(self.name, f"refused to verify callback {callback_id}", status=resp.status,
-                                           body=body.decode(errors="replace"))
+                if resp.status in RETRYABLE:
+                    raise ProviderUnavailable(self.name, f"could not verify callback {callback_id}",
+                                              status=resp.status, retry_after=seconds_after(resp.headers))
+                if resp.status >= 300:  # not a verifier FreshBooks issued (or no such callback): nothing to retry
+                    return because(VERIFY, [f"FreshBooks refused to confirm callback {callback_id} ({resp.status})"])
                 return f"{VERIFY}: callback {callback_id} confirmed"
         raise AssertionError("unreachable")  # pragma: no cover
 

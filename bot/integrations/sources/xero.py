@@ -104,14 +104,17 @@ class InvoiceEvent:
 
 
 def invoice_events(document: dict[str, Any], received_at: datetime) -> list[InvoiceEvent]:
-    """The INVOICE CREATE/UPDATE events of a notification (others are not about money)."""
-    found = []
+    """The invoices a notification's INVOICE CREATE/UPDATE events name (other categories are not about money)."""
+    found: dict[tuple[str, str], InvoiceEvent] = {}
     for event in events_of(document):
         key = (str(event.get("eventCategory", "")).upper(), str(event.get("eventType", "")).upper())
         if key in ACTS_ON:
-            found.append(InvoiceEvent(str(event["tenantId"]), str(event["resourceId"]),
-                                      parse_time(event.get("eventDateUtc"), received_at)))
-    return found
+            named = InvoiceEvent(str(event["tenantId"]), str(event["resourceId"]),
+                                 parse_time(event.get("eventDateUtc"), received_at))
+            seen = found.get((named.tenant, named.invoice_id))  # one read per invoice, however many events name it
+            if seen is None or named.changed_at > seen.changed_at:
+                found[(named.tenant, named.invoice_id)] = named
+    return list(found.values())
 
 
 def events_of(document: dict[str, Any]) -> list[dict[str, Any]]:
