@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from bot.integrations.base import IntegrationSettings
-from bot.integrations.sources import freshbooks, paypal, square, stripe, wave, xero, zoho
+from bot.integrations.sources import freshbooks, paypal, quickbooks, square, stripe, wave, xero, zoho
 from tests.fakes.paypal import WEBHOOK_ID, FakePayPal
 from tests.harness import STRIPE_SECRET, stripe_invoice_event
 
@@ -149,6 +149,29 @@ class PayPalSample:
         return Signed(body, self.fake.transmit(body, now, webhook_id="3HV58741XF905712A" if forged else WEBHOOK_ID))
 
 
+class QuickBooksSample:
+    """A CloudEvents notification (one event: its `id` is the event's); the legacy format and batches are covered by
+    tests/sources/test_quickbooks.py. Verified and stored before anything is read from Intuit."""
+
+    signs_body: ClassVar[bool] = True
+    TOKEN = "qbo-verifier-token-contract"
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return quickbooks.QuickBooksSettings(_env_file=None, verifier_token=self.TOKEN)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.TOKEN,)
+
+    def payment(self) -> bytes:
+        return payload("quickbooks", "payment_created_cloudevent.json")
+
+    def malformed(self) -> bytes:
+        return b'[{"specversion": "1.0", "id": "88cd52aa-33b6-4351-9aa4-47572edbd068", "type": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        signature = quickbooks.sign(body, "not-the-verifier-token" if forged else self.TOKEN)
+        return Signed(body, {"intuit-signature": signature, "Content-Type": "application/json; charset=utf-8",
+                             "User-Agent": "Intuit-Webhooks"})
 class XeroSample:
     signs_body: ClassVar[bool] = True
     KEY = "xero-webhook-key-contract/+base64ish=="
@@ -218,6 +241,7 @@ SAMPLES: dict[str, SourceSample] = {
     "paypal": PayPalSample(),
     "square": SquareSample(),
     "wave": WaveSample(),
+    "quickbooks": QuickBooksSample(),
     "xero": XeroSample(),
     "freshbooks": FreshBooksSample(),
     "zoho-books": ZohoBooksSample(),

@@ -66,6 +66,7 @@ class FakeQuickBooks(FakeProvider):
         self.refreshes = 0
         self.delay = 0.0
         self.cdc_time = "2026-11-28T12:00:00Z"
+        self.cdc_queries: list[str] = []  # each CDC call's changedSince
         self.app.router.add_post("/oauth2/v1/tokens/bearer", self.tokens)
         self.app.router.add_get("/v3/company/{realm}/cdc", self.cdc)
         self.app.router.add_get("/v3/company/{realm}/companyinfo/{id}", self.company_info)
@@ -158,6 +159,7 @@ class FakeQuickBooks(FakeProvider):
         if not since or not entities:
             return fault(400, "ValidationFault", "2020", "Required param missing, need to supply the required value "
                          "for the API", "Required parameter changedSince/entities is missing in the request")
+        self.cdc_queries.append(since)
         after = datetime.fromisoformat(since.replace("Z", "+00:00"))
         responses = []
         for entity in entities.split(","):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.integrations.base import registry
 from bot.integrations.sources.base import SourceFactory
 from bot.integrations.sources.paypal import PayPalSource
+from bot.integrations.sources.quickbooks import QuickBooksSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
@@ -17,6 +18,7 @@ _ALL: tuple[SourceFactory, ...] = (
     PayPalSource,
     SquareSource,
     WaveSource,
+    QuickBooksSource,
     XeroSource,
     FreshBooksSource,
     ZohoBooksSource,
