@@ -188,3 +188,16 @@ async def test_a_verifier_freshbooks_did_not_issue_is_ignored_not_retried(paybot
         f"callback.verify: ignored (FreshBooks refused to confirm callback {CALLBACK_ID} (422))"]
     assert freshbooks_api.callbacks[CALLBACK_ID]["verified"] is False
     assert await paybot.notifications() == []
+
+
+async def test_the_catch_up_sweep_thanks_a_payment_whose_callback_never_came_once(paybot, freshbooks_api, sendgrid):
+    await given_jane_owes_1250(paybot)
+    await paybot.runtime.sweeper.run()
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    assert "$450.00" in mail_text(mail)
+    assert len(freshbooks_api.to(f"/accounting/account/{ACCOUNT}/payments/payments")) == 1
+    assert await paybot.runtime.sweeper.mark("freshbooks", ACCOUNT) == datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    await deliver_callback(paybot, payload("freshbooks", "payment_create.form"))  # the callback, late
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1

@@ -308,3 +308,22 @@ async def test_one_notification_naming_an_invoice_twice_and_a_contact_reads_the_
     assert len(xero_api.to(INVOICE_PATH)) == 1 and len(sendgrid.accepted) == 1
     [event] = await paybot.rows(models.WebhookEvent)
     assert event.event_type == "INVOICE UPDATE, CONTACT UPDATE"
+
+
+async def test_the_catch_up_sweep_thanks_a_payment_no_webhook_reported_and_the_late_webhook_does_not(paybot, xero_api,
+                                                                                                    sendgrid):
+    await given_jane_owes_1250(paybot)
+    xero_api.add_invoice(xero_invoice(("pay-1", "450.00", PAID_ON)))
+    await paybot.runtime.sweeper.run()  # the first sweep looks back SWEEP_LOOKBACK_HOURS
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    assert "$450.00" in mail_text(mail)
+    [listed] = xero_api.to("/api.xro/2.0/Invoices")
+    assert listed.headers["If-Modified-Since"] == "Wed, 25 Nov 2026 12:00:00 GMT"
+    assert await paybot.runtime.sweeper.mark("xero", TENANT) == datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+    await post(paybot, "xero", notification())  # Xero's webhook, late
+    await paybot.deliver()
+    await paybot.runtime.sweeper.run()  # and the next sweep finds the same invoice again
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    assert [p.duplicate_of is None for p in await paybot.rows(models.Payment)].count(True) == 1

@@ -184,3 +184,16 @@ async def test_connect_names_the_organizations(paybot, zoho_api):
     assert [(t.id, t.name) for t in await source.connected(access, {})] == [(ORGANIZATION, "Weld Shop")]
     app = source.oauth_app()
     assert app is not None and app.authorize_params["access_type"] == "offline" and app.client_auth == "body"
+
+
+async def test_the_catch_up_sweep_thanks_a_payment_no_webhook_reported_once(paybot, zoho_api, sendgrid):
+    await paybot.add_customer()
+    await paybot.add_invoice("INV-1042", "1250.00")
+    await paybot.runtime.sweeper.run()
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    assert "$800.00 is still owed on invoice INV-1042" in mail_text(mail)
+    assert await paybot.runtime.sweeper.mark("zoho-books", ORGANIZATION) == datetime(2026, 11, 28, 14, 0, tzinfo=UTC)
+    await webhook(paybot)  # the workflow webhook, late
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
