@@ -327,3 +327,16 @@ async def test_the_catch_up_sweep_thanks_a_payment_no_webhook_reported_and_the_l
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
     assert [p.duplicate_of is None for p in await paybot.rows(models.Payment)].count(True) == 1
+
+
+async def test_an_organisation_disconnected_in_xero_is_a_lost_connection_told_once(paybot, xero_api, sendgrid):
+    await given_jane_owes_1250(paybot)
+    xero_api.add_invoice(xero_invoice(("pay-1", "450.00", PAID_ON)))
+    del xero_api.connections[TENANT]  # Xero → Settings → Connected apps → Disconnect (the token still refreshes)
+    await post(paybot, "xero", notification())
+    await paybot.deliver()
+    paybot.clock.advance(3600)
+    await paybot.runtime.verifier.drain()
+    row = await the_event(paybot)
+    assert row.status == "waiting" and row.attempts == 0
+    assert [n.purpose for n in await paybot.notifications()] == ["connection_lost"]

@@ -129,8 +129,9 @@ class FreshBooksSource(WebhookSource[FreshBooksSettings]):
 
     async def connected(self, access_token: str, callback_query: Mapping[str, str]) -> list[Tenant]:
         """`GET /auth/api/v1/users/me`: the businesses this user belongs to, each with its accounting account id."""
-        answer = await fetch_json(self.http, self.name, "GET", f"{self.settings.base_url.rstrip('/')}/auth/api/v1/users/me",
-                                  what="the user", headers={"Authorization": f"Bearer {access_token}"})
+        url = f"{self.settings.base_url.rstrip('/')}/auth/api/v1/users/me"
+        answer = await fetch_json(self.http, self.name, "GET", url, what="the user",
+                                  headers={"Authorization": f"Bearer {access_token}"})
         memberships = (answer.get("response") or {}).get("business_memberships") or []
         businesses = [m.get("business") for m in memberships if isinstance(m, dict)]
         return [Tenant(id=str(b["account_id"]), name=str(b.get("name") or b["account_id"])) for b in businesses

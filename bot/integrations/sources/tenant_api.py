@@ -42,6 +42,9 @@ class TenantAPI:
     authorize: Authorize = bearer
     retry_hint: RetryHint = seconds_after
     timeout: float = 15
+    #: Xero answers 403 for a tenant whose organisation was disconnected from the app (the token itself is fine):
+    #: that is a lost connection, told to finance once, not a failure to retry.
+    forbidden_is_lost: bool = False
 
     async def get(self, access: PlatformAccess, tenant: str, url: str, *, what: str,
                   headers: Mapping[str, str] | None = None, params: Any = None,
@@ -61,12 +64,13 @@ class TenantAPI:
                 return data
             if status == 404 or (missing is not None and missing(status, data)):
                 return None
-            if status == 401:
-                raise ConnectionLost(self.provider, f"a fresh token was refused reading {what}", tenant=tenant,
-                                     status=status, body=body.decode(errors="replace"))
+            if status == 401 or (status == 403 and self.forbidden_is_lost):
+                raise ConnectionLost(self.provider, f"refused reading {what} with a fresh token (HTTP {status})",
+                                     tenant=tenant, status=status, body=body.decode(errors="replace"))
             if status in RETRYABLE or 200 <= status < 300:  # 2xx here: an unreadable answer, try again later
                 raise ProviderUnavailable(self.provider, f"could not read {what}", status=status,
-                                          body=body.decode(errors="replace"), retry_after=self.retry_hint(answer_headers))
+                                          body=body.decode(errors="replace"),
+                                          retry_after=self.retry_hint(answer_headers))
             raise ProviderRejected(self.provider, f"refused reading {what}", status=status,
                                    body=body.decode(errors="replace"))
         raise AssertionError("unreachable")  # pragma: no cover

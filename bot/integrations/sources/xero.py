@@ -149,7 +149,7 @@ class XeroSource(WebhookSource[XeroSettings]):
 
     def __init__(self, settings: XeroSettings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
-        self.api = TenantAPI(self.name, http, retry_hint=retry_hint)
+        self.api = TenantAPI(self.name, http, retry_hint=retry_hint, forbidden_is_lost=True)
 
     def oauth_app(self) -> OAuthApp | None:
         if not self.settings.client_id or not secret(self.settings.client_secret):
@@ -203,8 +203,8 @@ class XeroSource(WebhookSource[XeroSettings]):
             payments += found
             reasons.append(reason or "")
         kind = kinds(events)
-        return Received(event_id=notification_id(document, stored.body), event_type=kind if payments else because(kind, reasons),
-                        payments=tuple(payments))
+        return Received(event_id=notification_id(document, stored.body),
+                        event_type=kind if payments else because(kind, reasons), payments=tuple(payments))
 
     async def invoice(self, access: PlatformAccess, tenant: str, invoice_id: str) -> dict[str, Any] | None:
         answer = await self._get(access, tenant, f"/api.xro/2.0/Invoices/{path_segment(invoice_id)}",

@@ -29,8 +29,8 @@ from bot.integrations.base import IntegrationSettings, secret, secrets, settings
 from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, Received, Swept, WebhookSource
 from bot.integrations.sources.books import because, book_money, text
-from bot.integrations.sources.common import (digest_matches, fetch_json, field, is_bare_date, json_object, method_details,
-                                             parse_time, path_segment)
+from bot.integrations.sources.common import (digest_matches, fetch_json, field, is_bare_date, json_object,
+                                             method_details, parse_time, path_segment)
 from bot.integrations.sources.tenant_api import TenantAPI
 
 if TYPE_CHECKING:
@@ -141,7 +141,8 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
         if not given:
             raise SignatureInvalid(f"{HEADER} header missing")
         content_type = request.headers.get("Content-Type", "")
-        expected = [sign(request.query, request.body, content_type, key) for key in secrets(self.settings.webhook_secret)]
+        expected = [sign(request.query, request.body, content_type, key)
+                    for key in secrets(self.settings.webhook_secret)]
         if not digest_matches(given, expected):
             raise SignatureInvalid(f"{HEADER} does not match")
 
@@ -210,6 +211,7 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
         invoice = invoice or {}
         number = text(invoice.get("invoice_number"))
         total = invoice.get("total", invoice.get("invoice_amount"))
+        mode = payment.get("payment_mode")
         return PaymentEvent(
             source=self.name,
             kind=PaymentKind.PAYMENT,
@@ -228,7 +230,7 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
             invoice_total=book_money(total, currency, "invoice total") if total is not None else None,
             details={"zoho_payment": str(payment.get("payment_id")),
                      "payment_number": str(payment.get("payment_number") or ""),
-                     **method_details(PAYMENT_MODES.get(str(payment.get("payment_mode")), payment.get("payment_mode")))},
+                     **method_details(PAYMENT_MODES.get(str(mode), mode))},
         )
 
     async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
