@@ -71,6 +71,7 @@ class ThinSource(WebhookSource[IntegrationSettings]):
                 found = await response.json()
             if found.get("broken"):
                 raise PayloadInvalid("amount missing")
+            found["invoice"].upper()  # an answer of an unforeseen shape trips here
             payments.append(PaymentEvent(source="thin", kind=PaymentKind.PAYMENT, payment_ref=payment_id,
                                          amount=Money.of(found["amount"], "USD"), occurred_at=stored.received_at,
                                          invoice_numbers=(found["invoice"],), payer_email="jane@example.com"))
@@ -217,3 +218,16 @@ async def test_a_forged_or_missing_signature_stores_nothing(paybot, thin) -> Non
     assert (await post(paybot, "P1", signature="")).status == 401
     assert await paybot.rows(models.WebhookEvent) == []
     assert [(s, status) for s, status, _ in await paybot.refused()] == [("thin", 401)]
+
+
+async def test_an_answer_of_an_unforeseen_shape_is_retried_not_ignored(paybot, thin) -> None:  # type: ignore[no-untyped-def]
+    api, _ = thin
+    api.payments["P1"] = {"amount": "1250.00", "invoice": None}  # the platform changed its API
+    assert (await post(paybot, "P1")).status == 200
+    await paybot.runtime.settle()
+    row = await event(paybot)
+    assert (row.status, row.attempts) == ("waiting", 1)  # retried, then given up with a finance card
+    api.payments["P1"]["invoice"] = "INV-1042"
+    paybot.clock.advance(3600)
+    await paybot.runtime.verifier.drain()
+    assert (await event(paybot)).status == "processed"

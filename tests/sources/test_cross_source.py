@@ -76,8 +76,10 @@ async def test_two_equal_instalments_reported_by_both_are_two_payments_each_repo
     second_pi["data"]["object"]["payment"]["payment_intent"] = "pi_3QabcPART0002"
 
     await paybot.post_stripe(first_pi)
+    await paybot.runtime.settle()  # read back after the answer
     await post(paybot, "wave", wave_instalment("wave-1", "400.00", "850.00") | {"payment_amount": "400.00"})
     await paybot.post_stripe(second_pi)
+    await paybot.runtime.settle()
     await post(paybot, "wave", wave_instalment("wave-2", "800.00", "450.00") | {"payment_amount": "400.00"})
     await paybot.deliver()
 

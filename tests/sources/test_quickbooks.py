@@ -249,3 +249,36 @@ async def test_the_sweep_mark_survives_a_restart(shop, intuit, database_url, set
     finally:
         await later.close()
     assert intuit.cdc_queries == [first.isoformat(), "2026-11-28T12:00:00+00:00"]
+
+
+@pytest.mark.parametrize("stripe_first", [True, False])
+async def test_a_stripe_payment_the_books_also_record_is_thanked_once(shop, intuit, stripe_first) -> None:  # type: ignore[no-untyped-def]
+    """The card payment arrives from Stripe; the bank feed puts the same money in QuickBooks (its own Payment id)."""
+    from tests.harness import stripe_invoice_event
+
+    intuit.put(REALM, "payment", payment())
+
+    async def books() -> None:
+        assert (await post(shop, legacy(PAYMENT_CREATED))).status == 200
+        await shop.runtime.settle()
+
+    async def card() -> None:
+        assert (await shop.post_stripe(stripe_invoice_event())).status == 200
+
+    for step in ((card, books) if stripe_first else (books, card)):
+        await step()
+    assert len(await receipts(shop)) == 1
+    first, second = await shop.rows(models.Payment)
+    assert second.duplicate_of == first.id
+    assert {first.source, second.source} == {"stripe", "quickbooks"}
+
+
+async def test_paybot_check_says_when_notifications_could_not_be_read(paybot) -> None:  # type: ignore[no-untyped-def]
+    from bot.integrations.sources.quickbooks import QuickBooksSource
+
+    bare = QuickBooksSource(QuickBooksSettings(_env_file=None, verifier_token=VERIFIER_TOKEN),  # type: ignore[call-arg]
+                            paybot.runtime.http)
+    [finding] = await bare.check(paybot.runtime.settings)
+    assert finding.problem and "QUICKBOOKS_CLIENT_ID" in finding.text
+    [finding] = await paybot.runtime.sources["quickbooks"].check(paybot.runtime.settings)
+    assert not finding.problem

@@ -36,9 +36,11 @@ from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderError, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, settings_config
+from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, Swept, WebhookSource
 from bot.integrations.sources.common import digest_matches, fetch_json, json_object, parse_time, path_segment
+from bot.settings import Settings as CoreSettings
 
 log = logging.getLogger(__name__)
 SCOPES = ("com.intuit.quickbooks.accounting",)
@@ -306,6 +308,14 @@ class QuickBooksSource(WebhookSource[QuickBooksSettings]):
         info = await fetch_json(self.http, self.name, "GET", self._url(realm, f"companyinfo/{path_segment(realm)}"),
                                 what="the company", headers=_headers(access_token))
         return [Tenant(realm, str((info.get("CompanyInfo") or {}).get("CompanyName") or realm))]
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """Nothing to call without a token (those live in the database): whether paybot can read what it hears."""
+        if self.oauth_app() is None:
+            return [problem("QUICKBOOKS_CLIENT_ID and QUICKBOOKS_CLIENT_SECRET are not set: notifications are verified "
+                            "but cannot be read; set them, then run `paybot connect quickbooks`")]
+        return [ok("OAuth app configured; `paybot connect quickbooks` connects a company (notifications for a "
+                   "company not connected are recorded and ignored)")]
 
     def _url(self, realm: str, path: str) -> str:
         joiner = "&" if "?" in path else "?"
