@@ -93,3 +93,15 @@ async def test_connect_stores_the_tokens_and_names_what_was_connected(paybot, na
     assert row.access_token in platform_api.tokens.access_tokens
     assert platform_api.tokens.grants == ["authorization_code"]
     assert await paybot.runtime.verifier.access_for(name).tenants() == [tenant]
+
+
+async def test_paybot_check_says_whether_notifications_can_be_read(paybot, name) -> None:  # type: ignore[no-untyped-def]
+    source = paybot.runtime.sources[name]
+    findings = await source.check(paybot.runtime.settings)
+    assert not findings[0].problem and f"paybot connect {name}" in findings[0].text
+    if name == "freshbooks":  # no verifier yet: its payment callbacks are refused until it is set
+        assert findings[1].problem and "FRESHBOOKS_VERIFIER" in findings[1].text
+    unconfigured = type(source)(type(source.settings)(_env_file=None, webhook_key="k", webhook_secret="s"),
+                                paybot.runtime.http)
+    [missing] = (await unconfigured.check(paybot.runtime.settings))[:1]
+    assert missing.problem and "CLIENT_ID and" in missing.text

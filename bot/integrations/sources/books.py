@@ -9,6 +9,9 @@ from typing import Any
 
 from bot.domain.money import CurrencyError, Money
 from bot.errors import PayloadInvalid
+from bot.integrations.base import env_name
+from bot.integrations.checks import Finding, ok, problem
+from bot.integrations.oauth import OAuthApp
 
 
 def book_money(value: Any, currency: Any, what: str) -> Money:
@@ -38,3 +41,13 @@ def text(value: Any) -> str | None:
     if value is None or isinstance(value, (dict, list)):
         return None
     return str(value).strip() or None
+
+
+def oauth_findings(name: str, app: OAuthApp | None) -> list[Finding]:
+    """`paybot check` for a source whose tokens live in the database: nothing to call, but can it read what it hears?"""
+    prefix = env_name(name)
+    if app is None:
+        return [problem(f"{prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET are not set: notifications are verified but "
+                        f"cannot be read; set them, then run `paybot connect {name}`")]
+    return [ok(f"OAuth app configured; `paybot connect {name}` connects an account (notifications for one not "
+               "connected are recorded and ignored)")]

@@ -30,13 +30,15 @@ from pydantic import SecretStr
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.checks import Finding, problem
 from bot.integrations.http import RETRYABLE, seconds_after
 from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, Received, Reply, Swept, WebhookSource
-from bot.integrations.sources.books import because, book_money, text
+from bot.integrations.sources.books import because, book_money, oauth_findings, text
 from bot.integrations.sources.common import (digest_matches, fetch_json, is_bare_date, method_details, parse_time,
                                              path_segment)
 from bot.integrations.sources.tenant_api import TenantAPI
+from bot.settings import Settings as CoreSettings
 
 if TYPE_CHECKING:
     from bot.integrations.sources.base import PlatformAccess
@@ -136,6 +138,14 @@ class FreshBooksSource(WebhookSource[FreshBooksSettings]):
         businesses = [m.get("business") for m in memberships if isinstance(m, dict)]
         return [Tenant(id=str(b["account_id"]), name=str(b.get("name") or b["account_id"])) for b in businesses
                 if isinstance(b, dict) and b.get("account_id")]
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """Nothing to call without a token (those live in the database): whether paybot can read what it hears."""
+        findings = oauth_findings(self.name, self.oauth_app())
+        if not secrets(self.settings.verifier):
+            findings.append(problem("FRESHBOOKS_VERIFIER is not set: payment callbacks are refused (401) until the "
+                                    "callback's verifier is set (README, FreshBooks set-up step 4)"))
+        return findings
 
     def body_limit(self, headers: Mapping[str, str]) -> int:
         return BODY_LIMIT

@@ -28,12 +28,14 @@ from pydantic import Field, SecretStr
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.checks import Finding
 from bot.integrations.http import Headers, seconds_after
-from bot.integrations.sources.base import InboundRequest, Received, Reply, Swept, WebhookSource
-from bot.integrations.sources.books import because, book_money, http_date, text
-from bot.integrations.sources.common import digest_matches, json_object, parse_time, path_segment
 from bot.integrations.oauth import OAuthApp, Tenant
+from bot.integrations.sources.base import InboundRequest, Received, Reply, Swept, WebhookSource
+from bot.integrations.sources.books import because, book_money, http_date, oauth_findings, text
+from bot.integrations.sources.common import digest_matches, json_object, parse_time, path_segment
 from bot.integrations.sources.tenant_api import TenantAPI, fetch_list
+from bot.settings import Settings as CoreSettings
 
 if TYPE_CHECKING:
     from bot.integrations.sources.base import PlatformAccess
@@ -165,6 +167,10 @@ class XeroSource(WebhookSource[XeroSettings]):
                                                       "Accept": "application/json"})
         return [Tenant(id=str(c["tenantId"]), name=str(c.get("tenantName") or c["tenantId"])) for c in answer
                 if isinstance(c, dict) and c.get("tenantId") and c.get("tenantType", "ORGANISATION") == "ORGANISATION"]
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """Nothing to call without a token (those live in the database): whether paybot can read what it hears."""
+        return oauth_findings(self.name, self.oauth_app())
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get("x-xero-signature", "").strip()

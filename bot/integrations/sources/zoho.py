@@ -26,12 +26,14 @@ from pydantic import SecretStr
 from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
+from bot.integrations.checks import Finding
 from bot.integrations.oauth import OAuthApp, Tenant
 from bot.integrations.sources.base import InboundRequest, Received, Swept, WebhookSource
-from bot.integrations.sources.books import because, book_money, text
+from bot.integrations.sources.books import because, book_money, oauth_findings, text
 from bot.integrations.sources.common import (digest_matches, fetch_json, field, is_bare_date, json_object,
                                              method_details, parse_time, path_segment)
 from bot.integrations.sources.tenant_api import TenantAPI
+from bot.settings import Settings as CoreSettings
 
 if TYPE_CHECKING:
     from bot.integrations.sources.base import PlatformAccess
@@ -135,6 +137,10 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
                                   what="the organizations", headers=zoho_auth(access_token))
         return [Tenant(id=str(o["organization_id"]), name=str(o.get("name") or o["organization_id"]))
                 for o in answer.get("organizations") or [] if isinstance(o, dict) and o.get("organization_id")]
+
+    async def check(self, settings: CoreSettings) -> list[Finding]:
+        """Nothing to call without a token (those live in the database): whether paybot can read what it hears."""
+        return oauth_findings(self.name, self.oauth_app())
 
     def verify(self, request: InboundRequest) -> None:
         given = request.headers.get(HEADER, "").strip().lower()
