@@ -293,7 +293,7 @@ class FreshBooksSource(WebhookSource[FreshBooksSettings]):
     async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
         """Payments updated since `since` (`search[updated_min]`, in FreshBooks' zone), every connected account,
         100 a page; the mark is the latest `updated` FreshBooks reported."""
-        start = since or datetime.now(UTC) - SWEEP_LOOKBACK
+        start = since or datetime.now(UTC) - SWEEP_LOOKBACK  # the sweeper always passes a time (its own clock)
         mark = start
         found: list[Received] = []
         for account in await access.tenants():

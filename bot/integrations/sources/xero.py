@@ -287,7 +287,7 @@ class XeroSource(WebhookSource[XeroSettings]):
     async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
         """Sales invoices changed since `since` (`If-Modified-Since`, oldest change first, 100 a page), for every
         connected tenant; the mark is the latest `UpdatedDateUTC` Xero reported."""
-        start = since or datetime.now(UTC) - SWEEP_LOOKBACK
+        start = since or datetime.now(UTC) - SWEEP_LOOKBACK  # the sweeper always passes a time (its own clock)
         mark = start
         found: list[Received] = []
         for tenant in await access.tenants():

@@ -242,7 +242,7 @@ class ZohoBooksSource(WebhookSource[ZohoBooksSettings]):
     async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
         """Payments modified since `since`, newest first (`sort_column=last_modified_time`), each read whole for its
         invoices; paging stops at the first one older than `since`. The mark is the latest modification seen."""
-        start = since or datetime.now(UTC) - SWEEP_LOOKBACK
+        start = since or datetime.now(UTC) - SWEEP_LOOKBACK  # the sweeper always passes a time (its own clock)
         mark = start
         found: list[Received] = []
         for organization in await access.tenants():
