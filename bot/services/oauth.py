@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import ConnectionLost
 from bot.integrations import oauth
@@ -160,11 +161,12 @@ class TokenStore:
         await alerts.connection_lost(uow, self.notifier, row.source, row.tenant, reason, row.lost_at.isoformat())
 
     @staticmethod
-    async def _row(session: object, source: str, tenant: str, populate: bool = False) -> models.OAuthToken | None:
+    async def _row(session: AsyncSession, source: str, tenant: str,
+                   populate: bool = False) -> models.OAuthToken | None:
         query = select(models.OAuthToken).where(models.OAuthToken.source == source, models.OAuthToken.tenant == tenant)
         if populate:
             query = query.execution_options(populate_existing=True)
-        return await session.scalar(query)  # type: ignore[attr-defined]
+        return await session.scalar(query)
 
 
 class Access:
