@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from bot.integrations.base import IntegrationSettings
-from bot.integrations.sources import business_central, intacct, paypal, quickbooks, sap_b1, square, stripe, wave
+from bot.integrations.sources import (
+    business_central, freshbooks, intacct, paypal, quickbooks, sap_b1, square, stripe, wave, xero, zoho,
+)
 from tests.fakes import business_central as bc_fake
 from tests.fakes import intacct as intacct_fake
 from tests.fakes import sap_b1 as b1_fake
@@ -287,6 +289,68 @@ class QuickBooksSample:
         signature = quickbooks.sign(body, "not-the-verifier-token" if forged else self.TOKEN)
         return Signed(body, {"intuit-signature": signature, "Content-Type": "application/json; charset=utf-8",
                              "User-Agent": "Intuit-Webhooks"})
+class XeroSample:
+    signs_body: ClassVar[bool] = True
+    KEY = "xero-webhook-key-contract/+base64ish=="
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return xero.XeroSettings(_env_file=None, webhook_key=self.KEY)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.KEY,)
+
+    def payment(self) -> bytes:
+        return payload("xero", "invoice_update.json")
+
+    def malformed(self) -> bytes:
+        return b'{"events": [{"resourceId": "717f2bfc-c6d4-41fd-b238-3f2f0c0cf777", "eventCategory": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        signature = xero.sign(body, "not-the-webhook-key" if forged else self.KEY)
+        return Signed(body, {"x-xero-signature": signature, "Content-Type": "application/json; charset=utf-8"})
+
+
+class FreshBooksSample:
+    signs_body: ClassVar[bool] = True
+    VERIFIER = "scADVVi5QuKuj5qTjVkbJNYQe7V7USpGd"
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return freshbooks.FreshBooksSettings(  # type: ignore[call-arg]
+            _env_file=None, verifier=self.VERIFIER, client_id="fb-client-id-0001", account_id="6BApk")
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.VERIFIER,)
+
+    def payment(self) -> bytes:
+        return payload("freshbooks", "payment_create.form")
+
+    def malformed(self) -> bytes:
+        return b"name=payment.create&object_id"
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        signature = freshbooks.sign(body, "some-other-verifier" if forged else self.VERIFIER)
+        return Signed(body, {freshbooks.HEADER: signature, "Content-Type": "application/x-www-form-urlencoded"})
+
+
+class ZohoBooksSample:
+    signs_body: ClassVar[bool] = True
+    SECRET = "zohoBooksWebhookSecret2026"
+
+    async def configure(self, aiohttp_server: ServerFactory) -> IntegrationSettings:
+        return zoho.ZohoBooksSettings(_env_file=None, webhook_secret=self.SECRET)  # type: ignore[call-arg]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.SECRET,)
+
+    def payment(self) -> bytes:
+        return payload("zoho-books", "payment_received.json")
+
+    def malformed(self) -> bytes:
+        return b'{"payment": {"payment_id": "9030000079467", "amount": '
+
+    def sign(self, body: bytes, now: datetime, *, forged: bool = False) -> Signed:
+        signature = zoho.sign({}, body, "application/json", "notTheSecretAtAll" if forged else self.SECRET)
+        return Signed(body, {zoho.HEADER: signature, "Content-Type": "application/json"})
 
 
 SAMPLES: dict[str, SourceSample] = {
@@ -298,4 +362,7 @@ SAMPLES: dict[str, SourceSample] = {
     "business-central": BusinessCentralSample(),
     "sap-b1": SapB1Sample(),
     "quickbooks": QuickBooksSample(),
+    "xero": XeroSample(),
+    "freshbooks": FreshBooksSample(),
+    "zoho-books": ZohoBooksSample(),
 }

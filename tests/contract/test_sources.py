@@ -191,7 +191,8 @@ async def test_signed_but_misshapen_payloads_are_refused_and_stored_nowhere_or_s
             assert await rejected(paybot) == rejections + 1
         else:
             assert 200 <= response.status < 300, (response.status, body, await response.text())
-            assert (await response.json()).get("duplicate") is not True, body
+            answer = await response.read()  # empty where the platform wants no body (Xero)
+            assert not answer or json.loads(answer).get("duplicate") is not True, body
             assert (await stored(paybot))[0] == before[0] + 1
             assert body in {event.body for event in await paybot.rows(models.WebhookEvent)}
     assert refused, "no variant was refused: the fuzz no longer reaches the parser"

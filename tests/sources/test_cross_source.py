@@ -93,6 +93,27 @@ async def test_two_equal_instalments_reported_by_both_are_two_payments_each_repo
     assert invoice.paid_minor == 80000
 
 
+@pytest.fixture
+async def xero_api(aiohttp_server):  # type: ignore[no-untyped-def]
+    from tests.fakes.xero import FakeXero
+
+    fake = FakeXero()
+    fake.server = await aiohttp_server(fake.app)
+    return fake
+
+
+def xero_settings(xero_api):  # type: ignore[no-untyped-def]
+    from bot.integrations.sources.xero import XeroSettings
+    from tests.contract.samples import SAMPLES
+    from tests.fakes.xero import CLIENT_ID, CLIENT_SECRET, TENANT
+
+    _, refresh = xero_api.tokens.issue("seed-")
+    return XeroSettings(
+        _env_file=None, webhook_key=SAMPLES["xero"].KEY, client_id=CLIENT_ID,  # type: ignore[attr-defined]
+        client_secret=CLIENT_SECRET, refresh_token=refresh, tenant_id=TENANT,
+        base_url=str(xero_api.server.make_url("/")), token_url=str(xero_api.server.make_url("/connect/token")))
+
+
 # --- the ERP sources (#12): a trigger, a notification or a scenario, and the catch-up sweep, thank once ----------
 
 
@@ -115,13 +136,14 @@ async def erps(aiohttp_server, clock):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def configs(configs, erps):  # type: ignore[no-untyped-def]
+def configs(configs, erps, xero_api):  # type: ignore[no-untyped-def]
     from tests.sources.test_business_central import bc_settings
     from tests.sources.test_intacct import intacct_settings
     from tests.sources.test_sap_b1 import b1_settings
 
     return configs | {"sage-intacct": intacct_settings(erps["sage-intacct"]),
-                      "business-central": bc_settings(erps["business-central"]), "sap-b1": b1_settings(erps["sap-b1"])}
+                      "business-central": bc_settings(erps["business-central"]), "sap-b1": b1_settings(erps["sap-b1"]),
+                      "xero": xero_settings(xero_api)}
 
 
 async def erp_webhook(paybot, name: str, fakes) -> int:  # type: ignore[no-untyped-def]
@@ -177,6 +199,27 @@ async def test_stripe_and_an_erp_reporting_one_payment_thank_once(paybot, erps, 
     assert len(sendgrid.accepted) == 1
     original, report = await payments(paybot)
     assert report.duplicate_of == original.id
+# --- Accounting platforms: the firm's Xero records the same money Stripe took (a bank-feed reconciliation). ---
+
+async def xero_records_the_payment(paybot, xero_api) -> None:  # type: ignore[no-untyped-def]
+    from tests.sources.test_xero import PAID_ON, notification, xero_invoice
+
+    xero_api.add_invoice(xero_invoice(("xero-payment-1", "1250.00", PAID_ON), Contact={
+        "ContactID": "3f2a5b10-7c1e-4c55-9a55-2b7c1d9e0a01", "Name": "Jane Doe", "EmailAddress": "jane@example.com"}))
+    assert (await post(paybot, "xero", notification())).status == 200
+    await paybot.deliver()
+
+
+async def test_stripe_then_xeros_bank_feed_record_thank_once(paybot, xero_api, sendgrid):
+    await given_jane_owes_1250(paybot)
+    await paybot.post_stripe(stripe_invoice_event())
+    await xero_records_the_payment(paybot, xero_api)
+    await paybot.deliver()
+    [mail] = sendgrid.accepted
+    assert "$1,250.00" in mail_text(mail)
+    original, report = await payments(paybot)
+    assert (original.source, report.source, report.duplicate_of) == ("stripe", "xero", original.id)
+    assert original.details["xero_ref"] == "xero-payment-1"
     [invoice] = await paybot.rows(models.Invoice)
     assert invoice.paid_minor == 125000
 
@@ -185,3 +228,11 @@ def sweep_request(paybot):  # type: ignore[no-untyped-def]
     from bot.integrations.sources.base import InboundRequest
 
     return InboundRequest("GET", "sweep", {"Content-Type": "text/plain"}, {}, b"(swept)", paybot.clock())
+async def test_xero_first_then_stripes_invoice_state_thank_once(paybot, xero_api, sendgrid):
+    await given_jane_owes_1250(paybot)
+    await xero_records_the_payment(paybot, xero_api)
+    assert (await paybot.post_stripe(stripe_invoice_event())).status == 200
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+    original, report = await payments(paybot)
+    assert (original.source, report.duplicate_of) == ("xero", original.id)

@@ -12,6 +12,9 @@ from bot.integrations.sources.quickbooks import QuickBooksSource
 from bot.integrations.sources.square import SquareSource
 from bot.integrations.sources.stripe import StripeSource
 from bot.integrations.sources.wave import WaveSource
+from bot.integrations.sources.xero import XeroSource
+from bot.integrations.sources.freshbooks import FreshBooksSource
+from bot.integrations.sources.zoho import ZohoBooksSource
 
 _ALL: tuple[SourceFactory, ...] = (
     StripeSource,
@@ -22,5 +25,8 @@ _ALL: tuple[SourceFactory, ...] = (
     BusinessCentralSource,
     SapB1Source,
     QuickBooksSource,
+    XeroSource,
+    FreshBooksSource,
+    ZohoBooksSource,
 )
 SOURCES: dict[str, SourceFactory] = registry(*_ALL)
