@@ -11,6 +11,7 @@ from bot.integrations.channels.activecampaign import ActiveCampaignChannel
 from bot.integrations.channels.klaviyo import KlaviyoChannel
 from bot.integrations.channels.intercom import IntercomChannel
 from bot.integrations.channels.twilio import TwilioChannel
+from bot.integrations.channels.teams import TeamsChannel
 from bot.integrations.channels.whatsapp import WhatsAppChannel
 from bot.integrations.channels.mailgun import MailgunChannel
 from bot.integrations.channels.pusher_beams import PusherBeamsChannel
@@ -23,6 +24,7 @@ _ALL: tuple[ChannelFactory, ...] = (
     KlaviyoChannel,
     IntercomChannel,
     TwilioChannel,
+    TeamsChannel,
     WhatsAppChannel,
     MailgunChannel,
     PusherBeamsChannel,

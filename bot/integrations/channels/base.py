@@ -123,6 +123,13 @@ class PollsStatus(Protocol):
 
 
 @runtime_checkable
+class UsesDatabase(Protocol):
+    """A channel that keeps state of its own in paybot's database (Teams' conversation references)."""
+
+    def attach(self, db: Any) -> None: ...
+
+
+@runtime_checkable
 class AnswersHandshake(Protocol):
     def handshake(self, request: InboundRequest) -> Reply | None:
         """The provider's subscription check on `GET /callbacks/{name}` (WhatsApp's `hub.challenge`): the answer,
