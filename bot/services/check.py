@@ -37,6 +37,10 @@ def summary(sources: Mapping[str, PaymentSource], channels: Mapping[str, Channel
     found += _staff_channels(channels, settings)
     if settings.email_provider and settings.email_provider not in channels:
         found.append(problem(f"EMAIL_PROVIDER={settings.email_provider}, but {settings.email_provider} is off"))
+    email = [name for name, channel in channels.items() if channel.serves == "email"]
+    if len(email) > 1 and not settings.email_provider:
+        found.append(problem(f"{' and '.join(email)} are both configured for email: set EMAIL_PROVIDER to the one "
+                             f"that sends (now {email[0]})"))
     return found
 
 
