@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from bot.handlers import callbacks, health, slack_events, webhooks
+from bot.handlers import callbacks, health, oauth, slack_events, teams, webhooks
 from bot.integrations.base import IntegrationSettings
 from bot.keys import RUNTIME
 from bot.runtime import Runtime, start
@@ -25,7 +25,8 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
     # The body limit is enforced by the webhook handler (413, counted as a refusal); this is the outer bound.
     app = web.Application(client_max_size=settings.max_body_bytes + 1,
                           middlewares=[body_deadline(settings.read_timeout_seconds)])
-    app.add_routes(health.routes() + webhooks.routes() + callbacks.routes() + slack_events.routes())
+    app.add_routes(health.routes() + webhooks.routes() + callbacks.routes() + slack_events.routes()
+                   + teams.routes() + oauth.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[RUNTIME] = runtime or await start(settings, configs=configs, clock=clock)
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
 
     app.cleanup_ctx.append(lifecycle)
     app.cleanup_ctx.append(slack_events.lifecycle)  # after the runtime it is built on
+    app.cleanup_ctx.append(teams.lifecycle)
     app.cleanup_ctx.append(worker if run_worker else refusal_flusher)
     return app
 

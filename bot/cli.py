@@ -313,10 +313,90 @@ async def cmd_send_test(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(o.delivered for o in outcomes) else 1
 
 
+async def cmd_connect(settings: Settings, args: argparse.Namespace) -> int:
+    """The authorization-code flow, step by step: the consent URL to open, then the callback, received by this
+    command's own listener on HOST:PORT or, when `paybot serve` already answers there, by it."""
+    from bot.handlers import oauth as oauth_routes
+    from bot.keys import RUNTIME
+    from bot.runtime import start
+
+    runtime = await start(settings, announce=False)
+    runner: web.AppRunner | None = None
+    try:
+        started = await runtime.connections.begin(args.source)
+        print(f"Connecting paybot to {args.source}.\n\n"
+              f"1. Make sure this address is a redirect URI of your {args.source} app (developer portal, "
+              f"Keys & credentials / Redirect URIs):\n   {started.redirect_uri}\n"
+              f"2. Open this address in a browser, sign in, and choose the company to connect:\n   {started.url}\n"
+              f"3. Come back here: paybot says what was connected.\n", flush=True)
+        app = web.Application()
+        app[RUNTIME] = runtime
+        app.add_routes(oauth_routes.routes())
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            print(f"Waiting for the callback on {settings.host}:{settings.port} …", flush=True)
+        except OSError:  # `paybot serve` answers there: it receives the callback, we watch the database
+            print(f"{settings.host}:{settings.port} is in use (paybot serve?): waiting for it to receive the "
+                  "callback …", flush=True)
+        outcome = await _wait_for(runtime, started.state, args.timeout)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await runtime.close()
+    if outcome is None:
+        print(f"No callback within {args.timeout:g} s: run `paybot connect {args.source}` again.")
+        return 1
+    if "error" in outcome:
+        print(f"Not connected: {outcome['error']}")
+        return 1
+    for tenant in outcome["tenants"]:
+        print(f"Connected {args.source}: {text.line(tenant['name'])} (company id {tenant['id']}).")
+    return 0
+
+
+async def _wait_for(runtime: Any, state: str, timeout: float) -> dict[str, Any] | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        outcome = await runtime.connections.outcome(state)
+        if outcome is not None:
+            return outcome
+        await asyncio.sleep(0.2)
+    return None
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
     return await run_demo(out=sys.stdout)
+
+
+async def cmd_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    """Create the Business Central subscription; `paybot serve` must be reachable at the notification URL (BC
+    calls its handshake before it answers)."""
+    from bot.errors import ProviderError
+    from bot.runtime import start
+    from bot.services.bc_subscriptions import BcSubscriptions, notification_url
+
+    runtime = await start(settings, announce=False)
+    try:
+        source = runtime.sources.get("business-central")
+        if source is None:
+            missing = ", ".join(runtime.disabled.get("business-central", [])) or "its settings"
+            raise ConfigError(f"business-central is not configured: set {missing}")
+        url = notification_url(source, settings)  # type: ignore[arg-type]
+        try:
+            created = await BcSubscriptions(runtime.db, runtime.notifier, source).subscribe(url)  # type: ignore[arg-type]
+        except ProviderError as exc:
+            print(f"Business Central refused the subscription: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        await runtime.close()
+    print(f"subscribed {created.id} to {created.resource} at {created.notification_url}; expires "
+          f"{created.expires_at.isoformat()} (paybot's worker renews it)")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -353,6 +433,14 @@ def parser() -> argparse.ArgumentParser:
     send_test_cmd.add_argument("--to", required=True, metavar="CUSTOMER", help="the customer's id, as imported")
     send_test_cmd.set_defaults(run=cmd_send_test)
     commands.add_parser("demo", help="a self-contained run on a temporary database").set_defaults(run=cmd_demo)
+    subscribe = commands.add_parser("subscribe", help="create a platform's webhook subscription (renewed by paybot)")
+    subscribe.add_argument("platform", choices=["business-central"])
+    subscribe.set_defaults(run=cmd_subscribe)
+    connect = commands.add_parser("connect", help="connect an accounting platform (OAuth2): prints the address to "
+                                  "open, then waits for the platform to send you back")
+    connect.add_argument("source", help="e.g. quickbooks")
+    connect.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the callback")
+    connect.set_defaults(run=cmd_connect)
     staff_cli.add_commands(commands)
     preview.add_commands(commands)
     return root

@@ -7,7 +7,9 @@
     │   └── PayloadTooLarge          → 413
     ├── ProviderError                an outbound call failed; carries provider, status and a short body
     │   ├── ProviderUnavailable      retry later (also a ConnectionError)
-    │   └── ProviderRejected         permanent: do not retry
+    │   ├── ProviderRejected         permanent: do not retry
+    │   └── ConnectionLost           the platform's authorisation is gone (never connected, refresh token dead):
+    │                                wait for `paybot connect`, finance told once; no retry storm
     └── ConfigError                  a setting or input file is wrong → exit code 2
 """
 
@@ -81,6 +83,16 @@ class ProviderUnavailable(ProviderError, ConnectionError):
 
 class ProviderRejected(ProviderError):
     """the provider refused the request; retrying will not help"""
+
+
+class ConnectionLost(ProviderError):
+    """paybot is not (or no longer) connected to this account of the platform: someone must run `paybot connect`"""
+
+    def __init__(self, provider: str, message: str, *, tenant: str = "", since: str = "", status: int | None = None,
+                 body: str = "") -> None:
+        super().__init__(provider, message, status=status, body=body)
+        self.tenant = tenant  # the realm / tenant / account / organization, when the platform has several
+        self.since = since  # when it was found lost (ISO time), so each loss is told to finance once
 
 
 class ConfigError(BotError):

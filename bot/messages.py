@@ -35,6 +35,9 @@ class Purpose(StrEnum):
     DEAD_LETTER = "dead_letter"      # to staff: a message that could not be delivered
     ESCALATION = "escalation"        # to the on-call person: staff escalated a payment
     AUDIT_ANCHOR = "audit_anchor"    # to staff: the audit chain's head, published outside the database
+    UNRESOLVED = "unresolved"        # to staff: a platform's notification paybot gave up reading (issue #9)
+    CONNECTION_LOST = "connection_lost"  # to staff: a platform's authorisation is gone; run `paybot connect`
+    SUBSCRIPTION_FAILED = "subscription_failed"  # to staff: a Business Central subscription could not be renewed
 
 
 class Surface(StrEnum):

@@ -23,3 +23,5 @@ class Metrics:
                                           registry=self.registry)
         self.outbox_depth = Gauge("paybot_outbox_depth", "Notifications by status", ["status"],
                                   registry=self.registry)
+        self.waiting = Gauge("paybot_webhooks_waiting", "Verified thin notifications waiting to be read from their "
+                             "platform, by source", ["source"], registry=self.registry)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.errors import ConfigError
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.channels import CHANNELS
-from bot.integrations.channels.base import Channel, PollsStatus
+from bot.integrations.channels.base import Channel, PollsStatus, UsesDatabase
 from bot.integrations.sources import SOURCES
 from bot.integrations.sources.base import PaymentSource, Received
 from bot.metrics import Metrics
@@ -28,6 +28,9 @@ from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
 from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
+from bot.services.connections import Connections
+from bot.services.oauth import TokenStore
+from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
 from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
@@ -67,6 +70,9 @@ class Runtime:
     metrics: Metrics
     refusals: Refusals
     verifier: Verifier
+    tokens: TokenStore
+    sweeper: Sweeper
+    connections: Connections
     disabled: dict[str, list[str]] = field(default_factory=dict)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
     recording: BatchQueue[tuple[int, Received]] = field(init=False)
@@ -104,6 +110,9 @@ class Runtime:
 
     async def confirm_pending(self) -> None:
         await self.verifier.drain()
+
+    async def catch_up(self) -> None:
+        await self.sweeper.run()
 
     async def purge_unverified(self) -> None:
         await self.verifier.purge()
@@ -158,6 +167,8 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
                 disabled[name] = missing
                 continue
             enabled[name] = factory(config, http)  # type: ignore[assignment]
+            if isinstance(enabled.get(name), UsesDatabase):
+                enabled[name].attach(db)  # type: ignore[union-attr]
     if configs is None and announce:  # from the environment: say once what is on, what is off, and why
         for finding in summary(sources, channels, disabled, settings):
             log.log(logging.WARNING if finding.problem else logging.INFO, "%s", finding.text)
@@ -167,11 +178,16 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     ingest = Ingest(db, notifier, sources, inbox=Inbox(db) if settings.ingest_mode == "deferred" else None,
                     max_unverified=settings.unverified_max_pending, unverified_rate=settings.unverified_max_rate)
     refusals = Refusals(db, metrics, retention=timedelta(days=settings.refusals_retention_days))
+    tokens = TokenStore(db, notifier, http)
+    access_for = tokens.access_for(sources)
     verifier = Verifier(db, ingest, settings, worker_id=worker.worker_id, on_notifications=worker.wake,
-                        on_refused=lambda source, exc: refusals.count(source, exc, AFTER_THE_ANSWER))
+                        on_refused=lambda source, exc: refusals.count(source, exc, AFTER_THE_ANSWER),
+                        access_for=access_for)
+    sweeper = Sweeper(db, ingest, settings, access_for=access_for, on_notifications=worker.wake)
     runtime = Runtime(settings=settings, db=db, http=http, sources=sources, channels=channels, notifier=notifier,
                       ingest=ingest, worker=worker, metrics=metrics, verifier=verifier, disabled=disabled,
-                      refusals=refusals)
+                      refusals=refusals, tokens=tokens, sweeper=sweeper,
+                      connections=Connections(db, tokens, sources, http, settings.public_base_url))
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":
@@ -180,12 +196,25 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
     worker.every("flush-refusals", WINDOW, runtime.refusals.flush)
     worker.every("prune-refusals", PRUNE_EVERY, runtime.refusals.prune)
+    worker.every("catch-up-sweep", timedelta(seconds=settings.sweep_interval_seconds), runtime.catch_up)
     worker.every("publish-audit-anchor", timedelta(seconds=settings.audit_anchor_seconds),
                  Anchors(db, notifier).publish)
     for name, channel in channels.items():  # providers asked how an accepted message ended (HubSpot's sends)
         if isinstance(channel, PollsStatus):
             worker.every(f"{name}-send-status", status_poll.EVERY, partial(status_poll.poll, db, notifier, name, channel))
+    renew_subscriptions(runtime)
     return runtime
+
+
+def renew_subscriptions(runtime: Runtime) -> None:
+    """Business Central's subscriptions expire in three days: the worker renews them."""
+    from bot.integrations.sources.business_central import BusinessCentralSource
+    from bot.services.bc_subscriptions import CHECK_EVERY, BcSubscriptions
+
+    source = runtime.sources.get("business-central")
+    if isinstance(source, BusinessCentralSource):
+        runtime.worker.every("renew-business-central-subscriptions", CHECK_EVERY,
+                             BcSubscriptions(runtime.db, runtime.notifier, source).renew_due)
 
 
 async def adopt_audit_key(db: Database) -> None:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     escalation_oncall_slack_usergroup: str | None = None  # a user group (S…) mentioned on an escalation
     escalation_reescalate_seconds: float = 1800.0  # unacknowledged this long: post it again
     escalation_max_rounds: int = 4  # posts per escalation, the first included
+    finance_teams_users: str = ""  # comma-separated AAD object ids of the staff allowed Teams commands/buttons
+    escalation_teams_conversation: str | None = None  # Teams conversation id escalations are posted to
+    escalation_oncall_teams_users: str = ""  # comma-separated AAD object ids mentioned on a Teams escalation
     email_provider: Literal["sendgrid", "mailgun"] | None = None
 
     # inline: a webhook's event, payments, matches and outbox rows commit together before the answer (simplest);
@@ -73,6 +76,13 @@ class Settings(BaseSettings):
     audit_previous_keys: SecretStr | None = None  # comma-separated earlier keys, to verify what they chained
     audit_anchor_seconds: float = Field(default=3600.0, gt=0)  # how often the chain's head is published
     refusals_retention_days: float = Field(default=30.0, gt=0)  # refused-webhook summaries older than this go
+
+    # Thin notifications resolved after the answer (QuickBooks, Xero, …; `bot.services.verifier`) and the catch-up
+    # sweep of platforms that can list what changed (`bot.services.sweeper`).
+    resolve_max_attempts: int = Field(default=12, ge=1)  # then the notification is given up on (finance card)
+    resolve_retry_base_seconds: float = Field(default=30.0, gt=0)  # first wait after a failed read; doubles
+    sweep_interval_seconds: float = Field(default=900.0, gt=0)  # how often each connected platform is swept
+    sweep_lookback_hours: float = Field(default=72.0, gt=0)  # the first sweep of a platform looks back this far
 
     @field_validator("audit_key", "audit_previous_keys")
     @classmethod

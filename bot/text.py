@@ -6,6 +6,8 @@ Every surface has one function here, and nothing else escapes:
                       `<@U…>`, `<#C…>` and `<https://…|disguise>` stay visible text instead of a ping or a link
     plain(value)      plain text (email text, Slack plain_text): control and bidi-override characters removed
     line(value)       one line of plain text (an email subject): line breaks become spaces too
+    teams(value)      Teams markdown (Adaptive Card TextBlock/FactSet, message text): markdown and HTML characters
+                      escaped, so `[x](https://evil)`, `**`, `<at>…</at>` stay visible text, never a link or a ping
     csv_cell(value)   a spreadsheet cell: a leading `=`, `+`, `-`, `@`, tab or CR is defused with `'` (OWASP)
 
 HTML is escaped by Jinja's autoescape (`bot/messages.py`), after `plain`.
@@ -92,3 +94,21 @@ def mention(user_id: str) -> Mrkdwn:
 def usergroup_mention(group_id: str) -> Mrkdwn:
     """`<!subteam^S…>`, a live mention of a Slack user group id (alphanumeric; anything else is shown as text)."""
     return Mrkdwn(f"<!subteam^{group_id}>") if group_id.isalnum() else mrkdwn("{}", group_id)
+
+
+#: What Teams markdown reads as markup anywhere (emphasis, links, code), and at a line's start (headings, lists).
+_TEAMS_MARKUP = re.compile(r"([\\`*_\[\]~])")
+_TEAMS_LINE_START = re.compile(r"^(\s*\d*)([#+\-]|(?<=\d)\.)", re.MULTILINE)
+
+
+def teams(value: object) -> str:
+    """Outside text for Teams: backslash before markdown characters, `&`, `<`, `>` as entities."""
+    escaped = plain(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _TEAMS_LINE_START.sub(r"\1\\\2", _TEAMS_MARKUP.sub(r"\\\1", escaped))
+
+
+def teams_from_mrkdwn(value: Mrkdwn) -> str:
+    """A staff answer written for Slack (`*bold*`, `` `code` ``, escaped values), as Teams markdown: bold doubled,
+    and `[`/`]` escaped (Slack has no `[text](url)` links, Teams does: a name holding one must stay text)."""
+    text = str.__str__(value).replace("[", "\\[").replace("]", "\\]")
+    return re.sub(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])", r"**\1**", text)

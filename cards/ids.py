@@ -16,3 +16,5 @@ MATCH_PICK = ("match_pick", "invoice")
 MATCH_NUMBER = ("match_number", "number")
 
 ACTIVITY_BLOCK = "paybot_activity"  # the context block listing what staff did on a card
+
+CANCEL = "payment_cancel"  # Teams: leave an Edit/Match form card, back to the card as it stands

@@ -11,14 +11,20 @@ import logging
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import InboundError
-from bot.handlers.webhooks import error, inbound
-from bot.integrations.channels.base import RepliesToCallbacks, ReportsStatus
+from bot.errors import InboundError, SignatureInvalid
+from bot.handlers.webhooks import error, inbound, reply
+from bot.integrations.channels.base import AnswersHandshake, RepliesToCallbacks, ReportsStatus
 from bot.keys import RUNTIME
 from bot.runtime import Runtime
 from bot.services import delivery_status
 
 log = logging.getLogger(__name__)
+
+
+class HandshakeRefused(SignatureInvalid):
+    """the handshake's token is not ours"""
+
+    status = 403
 
 
 async def receive(request: web.Request) -> web.StreamResponse:
@@ -45,6 +51,25 @@ async def receive(request: web.Request) -> web.StreamResponse:
     return web.json_response({"received": len(updates), "changed": changed})
 
 
+async def handshake(request: web.Request) -> web.StreamResponse:
+    """`GET /callbacks/{channel}`: a provider checking, before it posts, that the URL is ours (WhatsApp)."""
+    runtime = request.app[RUNTIME]
+    name = request.match_info["channel"]
+    channel = runtime.channels.get(name)
+    if not isinstance(channel, AnswersHandshake):
+        return error(405 if isinstance(channel, ReportsStatus) else 404, f"channel {name!r} has no handshake here")
+    try:
+        answer = channel.handshake(await inbound(request, runtime))
+    except InboundError as exc:
+        await reject(runtime, name, exc)
+        return error(exc.status, str(exc))
+    if answer is None:
+        return error(405, "only POST delivers status reports here")
+    if answer.status >= 400:
+        await reject(runtime, name, HandshakeRefused(answer.body))
+    return reply(answer)
+
+
 async def reject(runtime: Runtime, channel: str, exc: InboundError) -> None:
     log.warning("status callback %s rejected (%s): %s", channel, exc.status, exc)
     try:
@@ -55,4 +80,4 @@ async def reject(runtime: Runtime, channel: str, exc: InboundError) -> None:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.post("/callbacks/{channel}", receive)]
+    return [web.post("/callbacks/{channel}", receive), web.get("/callbacks/{channel}", handshake)]

@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.keys import RUNTIME
-from bot.storage import outbox
+from bot.storage import outbox, unverified
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -25,6 +25,9 @@ async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     async with runtime.db.read() as session:
         depth = await outbox.depth(session)
+        waiting = await unverified.resolving(session)
+    for source in runtime.sources:
+        runtime.metrics.waiting.labels(source).set(waiting.get(source, 0))
     for status in (outbox.PENDING, outbox.SENDING, outbox.SENT, outbox.DEAD):
         runtime.metrics.outbox_depth.labels(status).set(depth.get(status, 0))
     body = generate_latest(runtime.metrics.registry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol, TypeVar
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.settings import ENV_FILE
@@ -21,8 +21,7 @@ class IntegrationSettings(BaseSettings):
 
     def missing(self) -> list[str]:
         """The unset required settings, as environment variable names (blank counts as unset, see `given`)."""
-        prefix = self.model_config.get("env_prefix", "")
-        return [f"{prefix}{name}".upper() for name in self.required if not given(getattr(self, name))]
+        return [env_var(type(self), name) for name in self.required if not given(getattr(self, name))]
 
 
 def given(value: object) -> bool:
@@ -33,6 +32,17 @@ def given(value: object) -> bool:
     if isinstance(value, str):
         return bool(value.strip())
     return bool(value)
+
+
+def env_var(settings: type[BaseSettings], field: str) -> str:
+    """The variable a field is read from: `<prefix><FIELD>`, unless the field names its own (`MAILGUN_FROM`,
+    whose field is `from_`) as the first of its validation aliases."""
+    alias = settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        alias = alias.choices[0]
+    if isinstance(alias, str):
+        return alias.upper()
+    return f"{settings.model_config.get('env_prefix', '')}{field}".upper()
 
 
 def settings_config(name: str) -> SettingsConfigDict:

@@ -37,6 +37,10 @@ def summary(sources: Mapping[str, PaymentSource], channels: Mapping[str, Channel
     found += _staff_channels(channels, settings)
     if settings.email_provider and settings.email_provider not in channels:
         found.append(problem(f"EMAIL_PROVIDER={settings.email_provider}, but {settings.email_provider} is off"))
+    email = [name for name, channel in channels.items() if channel.serves == "email"]
+    if len(email) > 1 and not settings.email_provider:
+        found.append(problem(f"{' and '.join(email)} are both configured for email: set EMAIL_PROVIDER to the one "
+                             f"that sends (now {email[0]})"))
     return found
 
 
@@ -48,8 +52,15 @@ def _staff_channels(channels: Mapping[str, Channel], settings: Settings) -> list
             found.append(problem(f"{setting} is set, but Slack is off (SLACK_BOT_TOKEN): no {what} will be posted"))
         elif value:
             found.append(ok(f"{what}: Slack channel {value}"))
-        elif setting == "FINANCE_SLACK_CHANNEL":
+        elif setting == "FINANCE_SLACK_CHANNEL" and not settings.finance_teams_conversation:
             found.append(off(f"{what} disabled: {setting} not set (finance hears of no payment)"))
+    for setting, value, what in (("FINANCE_TEAMS_CONVERSATION", settings.finance_teams_conversation, "finance cards"),
+                                 ("ESCALATION_TEAMS_CONVERSATION", settings.escalation_teams_conversation,
+                                  "escalations")):
+        if value and "teams" not in channels:
+            found.append(problem(f"{setting} is set, but Teams is off (TEAMS_APP_ID): no {what} will be posted"))
+        elif value:
+            found.append(ok(f"{what}: Teams conversation {value}"))
     return found
 
 

@@ -3,7 +3,9 @@
 The caller answers 2xx only after `record` returns, i.e. after the commit. An event its source confirms later
 (`Received.confirm_later`, PayPal IPN) is stored `pending_verification` with no payments, at most
 `max_unverified` of them per source; the verifier (`bot.services.verifier`) then confirms it and `confirmed`
-records its payments the same way, or `reject_pending` marks it `rejected`.
+records its payments the same way, or `reject_pending` marks it `rejected`. A verified thin notification
+(`Received.resolve_later`) is stored `waiting`, under its own id (it is genuine, so a redelivery is a duplicate);
+the same consumer resolves it through the platform's API and `resolved` records what it named.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from bot.storage.sql import insert_or_ignore
 log = logging.getLogger(__name__)
 PROCESSED, IGNORED, DUPLICATE = "processed", "ignored", "duplicate"
 PENDING, REJECTED = unverified.PENDING, unverified.REJECTED  # stored unverified; found not genuine
+WAITING = unverified.WAITING  # verified, thin: its payments are read from the platform after the answer
 # INGEST_MODE=deferred: stored, its payments recorded by the web process right after answering (ACCEPTED), or by
 # a worker (RECEIVED, when the web process runs without one).
 ACCEPTED, RECEIVED = "accepted", "received"
@@ -67,7 +70,8 @@ def event_values(source: str, request: InboundRequest, received: Received, statu
 
 
 def received_audit(source: str, received: Received) -> dict[str, Any]:
-    pending = {"verification": "pending"} if received.confirm_later else {}
+    pending = ({"verification": "pending"} if received.confirm_later else
+               {"resolution": "waiting"} if received.resolve_later else {})
     return {"source": source, "detail": {"event_id": received.event_id, "event_type": received.event_type,
                                          "payments": len(received.payments), **pending}}
 
@@ -117,7 +121,8 @@ class Ingest:
                 # Unverified, it must not hold the event's id: a forgery would shadow the genuine message. The id
                 # is claimed when the platform confirms it (`confirm_pending`).
                 stored_id = f"{received.event_id[:200]}{UNVERIFIED}{uuid4().hex}"
-            status = PENDING if received.confirm_later else PROCESSED if received.payments else IGNORED
+            status = (PENDING if received.confirm_later else WAITING if received.resolve_later
+                      else PROCESSED if received.payments else IGNORED)
             event_id = (await uow.session.execute(insert_or_ignore(
                 uow.session, models.WebhookEvent, event_values(source, request, received, status, stored_id),
             ))).scalar_one_or_none()
@@ -128,6 +133,8 @@ class Ingest:
                 # body purged after a while, is its only record, never a permanent entry of the chain.
                 return Recorded(pending=True)
             uow.audit("webhook.received", **received_audit(source, received))
+            if received.resolve_later:
+                return Recorded(pending=True)  # for the consumer, after the answer
             return await self._record_payments(uow, event_id, received.payments)
 
     async def accept(self, source: str, request: InboundRequest, received: Received, *,
@@ -135,7 +142,7 @@ class Ingest:
         """INGEST_MODE=deferred: store the event alone, group-committed with its neighbours. Its payments are
         recorded by `process`: here right after the answer (`process_here`), else by a worker's `process_waiting`
         (which also takes over the events of a web process that died before it got to them)."""
-        if received.confirm_later or self.inbox is None:
+        if received.confirm_later or received.resolve_later or self.inbox is None:
             return await self.record(source, request, received)
         status = (ACCEPTED if process_here else RECEIVED) if received.payments else IGNORED
         stored = await self.inbox.store(event_values(source, request, received, status),
@@ -227,6 +234,25 @@ class Ingest:
             await uow.session.flush()  # claim the id now: a racing copy fails here, before any payment is written
             uow.audit("webhook.verified", source=event.source, detail={
                 "event_id": event.event_id, "event_type": received.event_type, "payments": len(received.payments)})
+            return await self._record_payments(uow, event.id, received.payments)
+
+    async def resolved(self, row_id: int, received: Received, *, ignored: str | None = None) -> Recorded:
+        """A waiting thin notification was resolved: its payments are recorded (each a duplicate alone if a webhook
+        or a sweep already reported it). No payments, or `ignored` (why it could not be read: an entity that no
+        longer exists, a realm we are not connected to): recorded as ignored, with the reason."""
+        async with self.db.transaction() as uow:
+            event = await uow.session.scalar(select(models.WebhookEvent).where(
+                models.WebhookEvent.id == row_id, models.WebhookEvent.status == WAITING).with_for_update())
+            if event is None:
+                return Recorded()  # another consumer got there first
+            event.status, event.claimed_by, event.next_attempt_at = (
+                PROCESSED if received.payments and ignored is None else IGNORED, None, None)
+            reason = ignored or (None if received.payments else received.event_type)
+            uow.audit("webhook.resolved", source=event.source, detail={
+                "event_id": event.event_id, "event_type": event.event_type, "attempts": event.attempts,
+                "payments": 0 if ignored else len(received.payments), **({"ignored": reason} if reason else {})})
+            if ignored is not None:
+                return Recorded()
             return await self._record_payments(uow, event.id, received.payments)
 
     async def _known(self, uow: UnitOfWork, source: str, event_id: str) -> bool:

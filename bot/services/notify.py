@@ -109,6 +109,14 @@ class Notifier:
             return Route(slack, self.settings.finance_slack_channel)
         return None
 
+    def finance_routes(self) -> list[Route]:
+        """Every finance channel configured: Slack's and Teams' (each gets the same cards)."""
+        routes = [route] if (route := self.finance_route()) else []
+        teams = self.channels.get("teams")
+        if teams and self.settings.finance_teams_conversation:
+            routes.append(Route(teams, self.settings.finance_teams_conversation))
+        return routes
+
     async def queue(self, uow: UnitOfWork, route: Route, message: Message, *, key: str,
                     fallbacks: Sequence[str] = (), actor: str = "system", payload: Payload | None = None) -> int | None:
         """Render the message for the route (or take `payload` as already rendered, e.g. a resend of exactly what
@@ -152,8 +160,7 @@ class Notifier:
         if receipt.kind == "payment" and receipt.matched and customer is not None:
             notification_id, unreachable = await self._thank(uow, receipt, customer)
             queued.append(notification_id)
-        finance = self.finance_route()
-        if finance:
+        for finance in self.finance_routes():
             purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
                        else Purpose.FINANCE_CARD if receipt.matched else Purpose.NEEDS_REVIEW)
             if receipt.kind != "pending":
@@ -274,8 +281,7 @@ class Notifier:
         if once is not None:
             await self.tell_finance_once(uow, row, once, row.last_error or "")
             return
-        finance = self.finance_route()
-        if finance is not None:
+        for finance in self.finance_routes():
             # The customer is being tried on their next channel, or every channel of theirs has failed.
             then = f"; trying {next_channel} next" if next_channel else "; no other channel of the customer's left"
             note = f"{row.purpose} via {row.channel} ({row.last_error}){then}"
@@ -283,17 +289,18 @@ class Notifier:
                              key=key_for(receipt.payment_id, Purpose.DEAD_LETTER, finance.channel.name, str(row.id)))
 
     async def tell_finance_once(self, uow: UnitOfWork, row: Notification, once: str, reason: str) -> None:
-        """A fault of a whole integration (a refused token, a spent daily quota) seen on `row`: one card to finance
-        per `once` key (the outbox never queues a key twice), however many payments run into it."""
-        finance = self.finance_route()
+        """A fault of a whole integration (a refused token, a spent daily quota) seen on `row`: one card to each
+        finance channel per `once` key (the outbox never queues a key twice), however many payments run into it."""
         loaded = await receipts.load(uow.session, row.payment_id) if row.payment_id is not None else None
-        if finance is None or loaded is None:
+        if loaded is None:
             return
         receipt, customer = loaded
         note = (f"{row.purpose} via {row.channel} ({reason}); this affects every {row.channel} message "
                 "and is reported once")
-        await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer, note=note),
-                         key=f"once:{once}")
+        for finance in self.finance_routes():
+            where = "" if finance.channel.name == "slack" else f"@{finance.channel.name}"  # Slack's key as it was
+            await self.queue(uow, finance, Message(Purpose.DEAD_LETTER, finance.recipient, receipt, customer,
+                                                   note=note), key=f"once:{once}{where}")
 
 
 def _audit_skipped(uow: UnitOfWork, receipt: Receipt, channel: str, reason: str, actor: str) -> None:

@@ -263,3 +263,94 @@ class Consent(Base):
     opted_out: Mapped[bool] = mapped_column(default=False)
     reason: Mapped[str] = mapped_column(Text)            # "replied STOP", "twilio error 21610", …
     changed_at: Mapped[datetime]
+
+
+class TeamsConversation(Base):
+    """Where the Teams bot can post: a conversation reference (service URL, tenant, bot id) saved when the bot is
+    installed in a team, channel or chat and refreshed on every activity, so proactive posts survive restarts.
+    `removed_at` is set when the bot is uninstalled or removed: posting there fails at once, for good."""
+
+    __tablename__ = "teams_conversations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(255), unique=True)
+    service_url: Mapped[str] = mapped_column(String(500))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    conversation_type: Mapped[str | None] = mapped_column(String(20))  # personal | channel | groupChat
+    reference: Mapped[dict[str, Any]]                                   # the Bot Framework ConversationReference
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class TeamsUser(Base):
+    """A Teams user's display name, as their last activity gave it: cards show who acted by name, not by id."""
+
+    __tablename__ = "teams_users"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    aad_object_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime]
+
+
+
+
+class BcSubscription(Base):
+    """A Business Central webhook subscription paybot created (`paybot subscribe business-central`) and renews
+    before its 3-day expiry, or creates again when BC dropped it (`bot.services.bc_subscriptions`)."""
+
+    __tablename__ = "bc_subscriptions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(200), unique=True)
+    resource: Mapped[str] = mapped_column(String(500))
+    notification_url: Mapped[str] = mapped_column(String(1000))
+    etag: Mapped[str] = mapped_column(String(200))  # BC's @odata.etag: a renewal must send it back (If-Match)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+    renewed_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # renewals failed in a row
+    last_error: Mapped[str | None] = mapped_column(String(300))
+class OAuthToken(Base):
+    """A platform's OAuth2 tokens for one tenant (QuickBooks realm, Xero tenant, …), kept across restarts: QuickBooks
+    and Xero rotate the refresh token on every refresh, so the latest one must be saved before it is used.
+    `lost_at` set: the refresh token is dead (revoked, expired); `paybot connect` replaces the row's tokens."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (UniqueConstraint("source", "tenant", name="uq_oauth_token_source_tenant"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    tenant: Mapped[str] = mapped_column(String(255))
+    tenant_name: Mapped[str | None] = mapped_column(String(255))
+    refresh_token: Mapped[str] = mapped_column(Text)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    connected_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime | None]
+    lost_at: Mapped[datetime | None]
+    lost_reason: Mapped[str | None] = mapped_column(String(255))
+    refreshes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OAuthState(Base):
+    """One `paybot connect` in progress: the `state` its consent URL carries, checked by the callback, used once."""
+
+    __tablename__ = "oauth_states"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    outcome: Mapped[dict[str, Any] | None]  # what was connected (tenants and names), or the error
+
+
+class SweepMark(Base):
+    """The catch-up sweep's high-water mark per source and tenant: the platform's time the next sweep asks from."""
+
+    __tablename__ = "sweep_marks"
+
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(255), primary_key=True)
+    mark: Mapped[datetime]
+    swept_at: Mapped[datetime]

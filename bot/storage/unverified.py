@@ -1,7 +1,8 @@
-"""Events stored before they could be verified (PayPal IPN): how many wait, claiming one, and purging the bodies
-of those that never proved genuine.
+"""Events stored to be settled after their answer: those stored before they could be verified (PayPal IPN) and
+verified thin ones waiting to be resolved (QuickBooks, Xero, …): how many wait, claiming one, and purging the
+bodies of those that never proved genuine.
 
-A claimed event stays `pending_verification`; its claim is `claimed_by` plus a lease, kept in `next_attempt_at`,
+A claimed event stays `pending_verification` (or `waiting`); its claim is `claimed_by` plus a lease, kept in `next_attempt_at`,
 so one column says when anybody may try it next: after the lease (its verifier died) or after its backoff. On
 PostgreSQL verifiers claim with `FOR UPDATE SKIP LOCKED`, so any number run side by side; SQLite has one writer.
 """
@@ -16,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.storage.models import WebhookEvent
 
 PENDING, REJECTED, UNVERIFIABLE = "pending_verification", "rejected", "unverifiable"
+#: Verified but thin: waits to be resolved through the platform's API; `unresolved` once given up on.
+WAITING, UNRESOLVED = "waiting", "unresolved"
+#: What the consumer (`bot.services.verifier`) claims, oldest first.
+AFTER_THE_ANSWER = (PENDING, WAITING)
 #: Never proven genuine: what an unauthenticated request left behind, its body kept only for a while.
 PURGEABLE = (REJECTED, UNVERIFIABLE)
 
@@ -27,10 +32,18 @@ async def waiting(session: AsyncSession, source: str) -> int:
     return int(count or 0)
 
 
+async def resolving(session: AsyncSession) -> dict[str, int]:
+    """How many verified notifications wait to be resolved, per source (claimed or not): what `paybot check` and
+    /metrics show, so a long wait (the platform down, a connection lost) is seen."""
+    rows = await session.execute(select(WebhookEvent.source, func.count()).where(
+        WebhookEvent.status == WAITING).group_by(WebhookEvent.source))
+    return {source: int(count) for source, count in rows.all()}
+
+
 async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str) -> WebhookEvent | None:
     """The oldest event due for verification, now held by `worker` for `lease` (one more attempt counted)."""
     due = (select(WebhookEvent.id)
-           .where(WebhookEvent.status == PENDING,
+           .where(WebhookEvent.status.in_(AFTER_THE_ANSWER),
                   or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now))
            .order_by(WebhookEvent.id).limit(1).with_for_update(skip_locked=True))
     claimed = (update(WebhookEvent)
@@ -42,9 +55,9 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worke
 
 
 async def held(session: AsyncSession, row_id: int, worker: str) -> WebhookEvent | None:
-    """The event, locked, if it is still pending and still `worker`'s."""
+    """The event, locked, if it still waits and is still `worker`'s."""
     return await session.scalar(select(WebhookEvent).where(
-        WebhookEvent.id == row_id, WebhookEvent.status == PENDING, WebhookEvent.claimed_by == worker,
+        WebhookEvent.id == row_id, WebhookEvent.status.in_(AFTER_THE_ANSWER), WebhookEvent.claimed_by == worker,
     ).with_for_update())
 
 

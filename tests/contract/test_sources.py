@@ -103,6 +103,7 @@ async def test_an_oversized_body_is_413(paybot, source_name, sample, caplog):
 async def test_a_duplicate_delivery_is_2xx_and_stores_nothing_new(paybot, source_name, sample, caplog):
     first = await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock()))
     assert 200 <= first.status < 300
+    await paybot.runtime.settle()  # a notification resolved after its answer (`resolve_later`) is resolved by now
     before = await stored(paybot)
     paybot.clock.advance(60)  # a platform's retry comes later, freshly signed
     again = await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock()))
@@ -119,13 +120,17 @@ async def test_settings_never_show_their_secrets(source_name, sample, configs): 
     assert not any(secret in shown for secret in sample.secrets())
 
 
-def mutations(document: object, seed: int, count: int = 40) -> list[object]:
-    """The genuine payload with one value at a time replaced by something of the wrong shape."""
+def mutations(document: object, seed: int, count: int = 40, keep: tuple[str, ...] = ()) -> list[object]:
+    """The genuine payload with one value at a time replaced by something of the wrong shape. Fields named in
+    `keep` are the sender's proof carried in the body (Business Central's clientState): changed, they are a
+    wrong secret (401, tested above), so the fuzz leaves them alone."""
     paths: list[tuple[object, ...]] = []
 
     def walk(node: object, path: tuple[object, ...]) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
+                if key in keep:
+                    continue
                 paths.append((*path, key))
                 walk(value, (*path, key))
         elif isinstance(node, list):
@@ -169,8 +174,14 @@ async def test_signed_but_misshapen_payloads_are_refused_and_stored_nowhere_or_s
     assert (await post(paybot, source_name, sample.sign(sample.payment(), paybot.clock()))).status == 200
     [first] = await paybot.rows(models.WebhookEvent)
     refused = 0
-    for n, variant in enumerate(mutations(genuine, seed=len(source_name))):
+    keep = getattr(sample, "proof_fields", ())
+    sent: set[bytes] = set()
+    for n, variant in enumerate(mutations(genuine, seed=len(source_name), keep=keep)):
         body = json.dumps(renamed(variant, first.event_id, f"{first.event_id}-v{n}")).encode()
+        if body in sent:  # the same wrong value drawn twice, and no id in the body to rename: a true retry
+            continue
+        sent.add(body)
+        await paybot.runtime.settle()  # the previous variant's after-the-answer work (`resolve_later`) is done
         before, rejections = await stored(paybot), await rejected(paybot)
         response = await post(paybot, source_name, sample.sign(body, paybot.clock()))
         if response.status == 400:
@@ -180,7 +191,8 @@ async def test_signed_but_misshapen_payloads_are_refused_and_stored_nowhere_or_s
             assert await rejected(paybot) == rejections + 1
         else:
             assert 200 <= response.status < 300, (response.status, body, await response.text())
-            assert (await response.json()).get("duplicate") is not True, body
+            answer = await response.read()  # empty where the platform wants no body (Xero)
+            assert not answer or json.loads(answer).get("duplicate") is not True, body
             assert (await stored(paybot))[0] == before[0] + 1
             assert body in {event.body for event in await paybot.rows(models.WebhookEvent)}
     assert refused, "no variant was refused: the fuzz no longer reaches the parser"

@@ -105,7 +105,7 @@ async def test_deferred_ingest_records_the_payment_of_a_customer_whose_message_c
 @pytest.mark.parametrize(("fields", "reason"), [
     ({"channels": ("sms",)}, "sms: not configured"),
     ({"channels": ("email",), "email": None}, "email: no email address on file"),
-    ({"channels": ("teams", "slack")}, "teams: paybot cannot send teams yet; slack: no slack_channel on file"),
+    ({"channels": ("teams", "slack")}, "teams: not configured; slack: no slack_channel on file"),
 ])
 async def test_a_customer_no_channel_can_reach_is_named_to_finance(paybot, sendgrid, slack, fields, reason):
     await paybot.add_customer(**fields)

@@ -1,4 +1,5 @@
-"""Stripe: partial payments read back from the (fake) Stripe API, refunds and disputes, replays, bad input."""
+"""Stripe: partial payments read back from the (fake) Stripe API after the answer, refunds and disputes, replays,
+bad input."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ async def given_a_partial_payment(paybot, stripe_api):  # type: ignore[no-untype
     await paybot.add_customer(external_ids={"stripe": "cus_Q1"})
     await paybot.add_invoice("INV-1042", "1250.00")
     stripe_api.invoices["in_1QabcINV1042"] = load("stripe", "invoice_open_partial.json")
-    return await paybot.post_stripe(load("stripe", "invoice_payment_paid.json"))
+    response = await paybot.post_stripe(load("stripe", "invoice_payment_paid.json"))
+    await paybot.runtime.settle()  # the invoice is read back after the answer
+    return response
 
 
 async def test_a_partial_payment_is_read_back_and_names_the_balance(paybot, stripe_api, sendgrid):
@@ -35,27 +38,30 @@ async def test_a_partial_payment_is_read_back_and_names_the_balance(paybot, stri
     assert payment.payment_ref == "pi_3QabcPART0001"
 
 
-async def test_a_rate_limited_read_back_answers_503_so_stripe_retries(paybot, stripe_api, sendgrid):
+async def test_a_rate_limited_read_back_waits_and_is_tried_again_never_lost(paybot, stripe_api, sendgrid):
     stripe_api.script(INVOICE_PATH, rate_limited(retry_after=2))
-    refused = await given_a_partial_payment(paybot, stripe_api)
-    assert refused.status == 503
-    assert await paybot.rows(models.WebhookEvent) == []
-    paybot.clock.advance(60)  # Stripe's retry, freshly signed
-    retried = await paybot.post_stripe(load("stripe", "invoice_payment_paid.json"))
-    assert retried.status == 200
+    answered = await given_a_partial_payment(paybot, stripe_api)
+    assert answered.status == 200  # Stripe is answered at once, whatever its API says
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "waiting" and await paybot.rows(models.Payment) == []
+    paybot.clock.advance(60)  # past RESOLVE_RETRY_BASE_SECONDS (and the Retry-After)
+    await paybot.runtime.verifier.drain()
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
+    assert len(stripe_api.to(INVOICE_PATH)) == 2
 
 
-async def test_a_wrong_api_key_answers_503_and_stores_nothing(paybot, stripe_api):
+async def test_a_wrong_api_key_keeps_the_event_waiting_and_records_nothing(paybot, stripe_api):
     await paybot.add_customer()
     await paybot.add_invoice("INV-1042", "1250.00")
     stripe_api.invoices["in_1QabcINV1042"] = load("stripe", "invoice_open_partial.json")
     paybot.runtime.sources["stripe"].settings = paybot.runtime.sources["stripe"].settings.model_copy(
         update={"api_key": SecretStr("sk_test_revoked")})
     response = await paybot.post_stripe(load("stripe", "invoice_payment_paid.json"))
-    assert response.status == 503
-    assert "401" in (await response.json())["error"]
+    assert response.status == 200
+    await paybot.runtime.settle()
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert (event.status, event.attempts) == ("waiting", 1)  # retried, then given up with a finance card
     assert await paybot.rows(models.Payment) == []
 
 

@@ -21,7 +21,7 @@ import aiohttp
 from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings
 from bot.integrations.http import Delivery, Retry, Sent
-from bot.integrations.sources.base import InboundRequest
+from bot.integrations.sources.base import InboundRequest, Reply, storable
 from bot.messages import Message
 
 Payload = dict[str, Any]
@@ -120,3 +120,28 @@ class PollsStatus(Protocol):
     async def poll_status(self, provider_id: str, *, key: str, now: datetime) -> StatusUpdate | None:
         """How the message ended, or None while it is still under way (or the provider cannot say just now)."""
         ...
+
+
+@runtime_checkable
+class UsesDatabase(Protocol):
+    """A channel that keeps state of its own in paybot's database (Teams' conversation references)."""
+
+    def attach(self, db: Any) -> None: ...
+
+
+@runtime_checkable
+class AnswersHandshake(Protocol):
+    def handshake(self, request: InboundRequest) -> Reply | None:
+        """The provider's subscription check on `GET /callbacks/{name}` (WhatsApp's `hub.challenge`): the answer,
+        or None when the request is not one; PayloadInvalid when it is malformed."""
+        ...
+
+
+#: Notification.idempotency_key's length: a longer "key" in a callback was never ours.
+KEY_LIMIT = 120
+
+
+def echoed_key(value: object) -> str | None:
+    """A notification key a provider's callback echoes back, if it could be one we gave it; None (not ours, ignored)
+    for anything else, e.g. text no column can hold (NUL, a lone surrogate) even inside a signed callback."""
+    return value if isinstance(value, str) and 0 < len(value) <= KEY_LIMIT and storable(value) else None

@@ -12,7 +12,14 @@ returns `Received(confirm_later=True)`: the event is stored unconfirmed and answ
 such a request, so before it is stored the source does every check it can without the platform (required
 fields, that it is addressed to us, that it is a kind paybot acts on: others are answered with
 `Received(store=False)` and kept nowhere), and declares a body limit of the platform's size (`LimitsBody`).
+
+A platform whose signed notifications are thin (ids only) and which wants its answer within seconds (QuickBooks,
+Xero, FreshBooks, Zoho Books) returns `Received(resolve_later=True)` from `parse`: verified, the notification is
+stored as waiting and answered 2xx at once; the source's `resolve` (see `ResolvesLater`) then fetches what it
+names, after the answer, retried with backoff while the platform is down (`bot.services.verifier`). A source that
+can list what changed (`Sweeps`) is also asked periodically, so a notification the platform never sent is caught up.
 """
+
 
 from __future__ import annotations
 
@@ -66,6 +73,8 @@ class Received:
     headers_kept: dict[str, str] = field(default_factory=dict)  # non-secret headers worth keeping on the record
     confirm_later: bool = False  # store now, unverified; `ConfirmsLater.confirm` verifies it after the answer
     store: bool = True  # False: unverified and nothing paybot acts on; answered (`reply`), kept nowhere
+    resolve_later: bool = False  # verified (signature checked) but thin — ids only: stored as waiting, answered
+                                 # 2xx at once, then resolved after the answer by `ResolvesLater.resolve`
 
 
 class PaymentSource(Protocol):
@@ -86,6 +95,58 @@ class ConfirmsLater(Protocol):
     async def confirm(self, stored: InboundRequest) -> Received:
         """Verify a stored notification and say what it holds: raises InboundError if it is not genuine (it is
         then rejected), ProviderError if the platform cannot answer now (it stays pending for the next sweep)."""
+        ...
+
+
+class PlatformAccess(Protocol):
+    """What a source's `resolve` and `sweep` may use besides its own HTTP session: the platform's tokens, per tenant
+    (realm / Xero tenant / FreshBooks account / Zoho organization). `bot.services.oauth` keeps them in the database."""
+
+    async def token(self, tenant: str) -> str:
+        """A valid access token for this source and tenant; ConnectionLost when the tenant was never connected or
+        its refresh token is dead."""
+        ...
+
+    async def refreshed(self, tenant: str, rejected: str) -> str:
+        """After the API answered 401 to `rejected`: a new access token, refreshed once (across coroutines and, on
+        PostgreSQL, across processes), its rotated refresh token saved before it is returned."""
+        ...
+
+    async def tenants(self) -> list[str]:
+        """The connected tenants of this source (for sweeps; a notification naming another is ignored)."""
+        ...
+
+
+@runtime_checkable
+class ResolvesLater(Protocol):
+    """A source whose verified notifications are thin: resolved after the answer (see `Received.resolve_later`)."""
+
+    async def resolve(self, stored: InboundRequest, access: PlatformAccess) -> Received:
+        """Fetch what a stored, verified thin notification names (payments, their invoices, the customer).
+        ProviderUnavailable (429/5xx/timeouts; its retry_after honoured) → retried with backoff;
+        ConnectionLost → waits, finance told once; other ProviderError → retried up to the limit, then given up
+        (finance card); PayloadInvalid / InboundError → recorded as ignored with that reason. A Received with no
+        payments (entity deleted, amount paid unchanged, not ours) → recorded as ignored with `event_type` saying
+        why. One notification may name many entities: one Received holds all their payments, each with its own
+        payment_ref, so a redelivery of one entity is a duplicate alone."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    received: tuple[Received, ...]
+    mark: datetime  # the next sweep asks from here (the platform's clock, not ours)
+
+
+@runtime_checkable
+class Sweeps(Protocol):
+    """A source that can say what changed since a time: the catch-up sweep (`bot.services.sweeper`)."""
+
+    async def sweep(self, since: datetime | None, access: PlatformAccess) -> Swept:
+        """What changed at the platform since the high-water mark `since` (None: first sweep — look back
+        SWEEP_LOOKBACK_HOURS, a setting), as Received objects whose payments carry the SAME payment_ref a webhook
+        for that payment would carry (so the existing duplicate rules make webhook + sweep thank once). For a
+        source connected per tenant, `access.tenants()` names the one tenant this sweep (and its mark) is for."""
         ...
 
 

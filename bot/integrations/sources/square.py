@@ -5,7 +5,8 @@ the payment id is the `payment_ref`, so the second is recognised as the same mon
 (the Square invoice's state: everything completed so far, `PARTIALLY_PAID` while something is owed).
 
 A payment of a Square invoice carries no `reference_id`, only the invoice's `order_id`: with `SQUARE_ACCESS_TOKEN`
-paybot finds that invoice (`POST /v2/invoices/search` at the payment's location, for its customer) and names it.
+paybot finds that invoice (`POST /v2/invoices/search` at the payment's location, for its customer) and names it,
+after the answer (`Received.resolve_later`, `resolve`): Square is never kept waiting on its own API.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.checks import Finding, ok, problem
-from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
+from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, WebhookSource
 from bot.integrations.sources.common import (digest_matches, fetch_json, field, json_object, method_details,
                                              parse_time)
 from bot.settings import Settings as CoreSettings
@@ -90,14 +91,37 @@ class SquareSource(WebhookSource[SquareSettings]):
             if not isinstance(payment, dict):
                 raise PayloadInvalid("data.object.payment is not an object")
             if payment.get("status") == "COMPLETED":
-                payments = (await self._with_invoice(self._from_payment(payment, occurred), payment),)
+                found = self._from_payment(payment, occurred)
+                if self._needs_lookup(found, payment):
+                    return Received(event_id=event_id, event_type=event_type, resolve_later=True,
+                                    headers_kept=self._kept(request))
+                payments = (found,)
         elif event_type == "invoice.payment_made":
             invoice = field(event, "data", "object", "invoice")
             if not isinstance(invoice, dict):
                 raise PayloadInvalid("data.object.invoice is not an object")
             payments = (self._from_invoice(invoice, occurred),)
-        return Received(event_id=event_id, event_type=event_type, payments=payments, headers_kept={
-            k: request.headers[k] for k in ("square-environment", "square-retry-number") if k in request.headers})
+        return Received(event_id=event_id, event_type=event_type, payments=payments, headers_kept=self._kept(request))
+
+    @staticmethod
+    def _kept(request: InboundRequest) -> dict[str, str]:
+        return {k: request.headers[k] for k in ("square-environment", "square-retry-number") if k in request.headers}
+
+    async def resolve(self, stored: InboundRequest, access: PlatformAccess) -> Received:
+        """A stored completed payment of a Square invoice, named by the invoice search (SQUARE_ACCESS_TOKEN; no
+        `access` needed). Square unavailable or rate-limiting: it waits and is retried."""
+        event = json_object(stored.body)
+        payment = field(event, "data", "object", "payment")
+        if not isinstance(payment, dict):
+            raise PayloadInvalid("data.object.payment is not an object")
+        found = self._from_payment(payment, parse_time(event.get("created_at"), stored.received_at))
+        return Received(event_id=str(field(event, "event_id")), event_type=str(field(event, "type")),
+                        payments=(await self._with_invoice(found, payment),))
+
+    def _needs_lookup(self, event: PaymentEvent, payment: dict[str, Any]) -> bool:
+        """Only a payment naming no invoice but an order (a Square invoice's payment) is looked up, with a token."""
+        return bool(self.settings.access_token and not event.invoice_numbers and payment.get("order_id")
+                    and payment.get("location_id"))
 
     def _from_payment(self, payment: dict[str, Any], occurred: Any) -> PaymentEvent:
         reference = payment.get("reference_id")
@@ -152,9 +176,9 @@ class SquareSource(WebhookSource[SquareSettings]):
     async def _with_invoice(self, event: PaymentEvent, payment: dict[str, Any]) -> PaymentEvent:
         """The payment naming the Square invoice it pays, when it names none itself (its `reference_id` is what a
         merchant fills in; an invoice payment leaves it empty). A refused read is not fatal: the payment is matched
-        as before; an unavailable Square answers 503 and the notification comes again."""
+        as before; an unavailable Square leaves the notification waiting, tried again after a backoff."""
         order_id, location_id = payment.get("order_id"), payment.get("location_id")
-        if not self.settings.access_token or event.invoice_numbers or not order_id or not location_id:
+        if not self._needs_lookup(event, payment):
             return event
         try:
             invoice = await self.invoice_of_order(str(order_id), str(location_id), payment.get("customer_id"))

@@ -1,7 +1,8 @@
 """Stripe: signed Event objects (`Stripe-Signature`), amounts in Stripe's minor units.
 
 Acts on `invoice.paid` / `invoice.payment_succeeded` (the invoice's state), `invoice_payment.paid` (one payment,
-partial ones included; the invoice is read back with `GET /v1/invoices/{id}`), and `payment_intent.succeeded` /
+partial ones included; the event is answered at once and its invoice read back after the answer with
+`GET /v1/invoices/{id}`: `resolve`, see `Received.resolve_later`), and `payment_intent.succeeded` /
 `charge.succeeded` when their metadata names an invoice. `charge.refunded` and `charge.dispute.created` are
 reversals of a payment already recorded: finance hears, the customer is never thanked. Since 2025-03-31.basil
 neither the charge nor `invoice.paid` names the other, so with an API key a reversal's PaymentIntent is traced to its
@@ -24,7 +25,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from bot.integrations.base import IntegrationSettings, secret, secrets, settings_config
 from bot.integrations.checks import Finding, ok, problem
-from bot.integrations.sources.base import InboundRequest, Received, WebhookSource
+from bot.integrations.sources.base import InboundRequest, PlatformAccess, Received, WebhookSource
 from bot.integrations.sources.common import (digest_matches, fetch_json, field, from_unix, json_object,
                                              method_details, path_segment, unix_seconds)
 from bot.settings import Settings as CoreSettings
@@ -107,7 +108,10 @@ class StripeSource(WebhookSource[StripeSettings]):
         if event_type in INVOICE_STATE_EVENTS and int(obj.get("amount_paid") or 0) > 0:
             payments = (self._from_invoice(obj, occurred),)
         elif event_type == "invoice_payment.paid":
-            payments = (await self._from_invoice_payment(obj, occurred),)
+            if not isinstance(obj.get("invoice"), str):
+                raise PayloadInvalid("invoice_payment.invoice is missing")
+            # Its invoice is read after the answer: Stripe never waits on, nor retries for, Stripe's own API.
+            return Received(event_id=event_id, event_type=event_type, resolve_later=True)
         elif event_type in MONEY_MOVEMENT_EVENTS and (obj.get("invoice") or invoice_refs(obj.get("metadata"))):
             payments = (self._from_movement(event_type, obj, occurred),)
         elif event_type == "charge.refunded":
@@ -116,6 +120,17 @@ class StripeSource(WebhookSource[StripeSettings]):
         elif event_type == "charge.dispute.created":
             payments = (await self._with_invoice(self._from_dispute(obj, occurred)),)
         return Received(event_id=event_id, event_type=event_type, payments=payments)
+
+    async def resolve(self, stored: InboundRequest, access: PlatformAccess) -> Received:
+        """A stored `invoice_payment.paid`, with its invoice read back (STRIPE_API_KEY; Stripe's tokens need no
+        `access`). A 429/5xx, or no key yet, waits and is retried; a refused key is retried, then given up on."""
+        event = json_object(stored.body)
+        obj = field(event, "data", "object")
+        if not isinstance(obj, dict):
+            raise PayloadInvalid("data.object is not an object")
+        occurred = from_unix(event.get("created"), stored.received_at)
+        return Received(event_id=str(field(event, "id")), event_type=str(field(event, "type")),
+                        payments=(await self._from_invoice_payment(obj, occurred),))
 
     def _from_invoice(self, invoice: dict[str, Any], occurred: Any, **overrides: Any) -> PaymentEvent:
         currency = field(invoice, "currency")

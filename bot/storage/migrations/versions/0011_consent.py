@@ -14,7 +14,7 @@ import bot.storage.types
 
 
 revision = 'consent'
-down_revision = 'audit_keyed'
+down_revision = 'bc_subscriptions'
 branch_labels = None
 depends_on = None
 
