@@ -36,7 +36,7 @@ from bot.storage import audit, models, outbox, repo, sql
 from bot.storage.database import audit_record
 
 Item = tuple[int, Received]  # a stored event's row id, and the event as its source read it
-WAITING = ("accepted", "received")  # bot.services.ingest.ACCEPTED, RECEIVED
+UNRECORDED = ("accepted", "received")  # bot.services.ingest.ACCEPTED, RECEIVED: stored, payments not yet recorded
 
 
 @dataclass
@@ -79,7 +79,7 @@ def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifi
     # rows another transaction holds; that one records them). SQLite has one writer: the lock clause is dropped.
     events = table(models.WebhookEvent)
     ours = set(connection.execute(select(events.c.id).where(
-        events.c.id.in_([row_id for row_id, _ in simple]), events.c.status.in_(WAITING))
+        events.c.id.in_([row_id for row_id, _ in simple]), events.c.status.in_(UNRECORDED))
         .with_for_update(skip_locked=True)).scalars())
     simple = [(row_id, received) for row_id, received in simple if row_id in ours]
     if not simple:
@@ -221,7 +221,7 @@ def planned(row_id: int, event: PaymentEvent, found: Found) -> Plan | None:
 
 def claim(connection: Connection, row_ids: Sequence[int]) -> set[int]:
     events = table(models.WebhookEvent)
-    claimed = connection.execute(update(events).where(events.c.id.in_(row_ids), events.c.status.in_(WAITING))
+    claimed = connection.execute(update(events).where(events.c.id.in_(row_ids), events.c.status.in_(UNRECORDED))
                                  .values(status="processed").returning(events.c.id))
     return {row_id for (row_id,) in claimed}
 
