@@ -108,11 +108,11 @@ async def _until_signalled() -> None:
 async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from bot.runtime import start
 
-    runtime = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before start-up: a stop asked for meanwhile is a clean one
         loop.add_signal_handler(sig, stop.set)
+    runtime = await start(settings)
     try:
         await runtime.worker.run(stop)
     finally:

@@ -174,7 +174,8 @@ async def run_demo(out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="paybot-demo-") as tmp:
         stripe_secret, wave_secret = "whsec_demo_" + secrets.token_hex(16), secrets.token_hex(16)
         settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}",
-                            finance_slack_channel=FINANCE_CHANNEL, audit_key=secrets.token_hex(16), **BUSINESS)
+                            finance_slack_channel=FINANCE_CHANNEL, audit_key=secrets.token_hex(16),
+                            ingest_mode="inline", **BUSINESS)  # the story reads each payment as it is answered
         configs = {"stripe": StripeSettings(_env_file=None, webhook_secret=stripe_secret),
                    "wave": WaveSettings(_env_file=None, webhook_secret=wave_secret), **channel_configs()}
         app = create_app(settings, configs=configs, run_worker=False)

@@ -110,6 +110,7 @@ def _environment(templates_dir: str | None, surface: Surface = Surface.EMAIL) ->
         trim_blocks=True,
         lstrip_blocks=True,
         finalize=_ESCAPE[surface],
+        auto_reload=False,  # templates are read once per process: restart after editing them (README)
     )
 
 
@@ -164,7 +165,22 @@ def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
 
 def _template(env: Environment, message: Message, part: str) -> Template:
     """The most specific template there is for the message's purpose and reader (see `template_names`)."""
-    return env.select_template(template_names(message.purpose.value, message.locale, part))
+    names = tuple(template_names(message.purpose.value, message.locale, part))
+    found = _selected(env, names)
+    if found is None:
+        raise TemplatesNotFound(list(names))
+    return found
+
+
+@lru_cache(maxsize=1024)
+def _selected(env: Environment, names: tuple[str, ...]) -> Template | None:
+    """Which template answers to `names`, decided once per process: Jinja caches the templates it found, not the
+    more specific names it looked for in vain, and looking for those again (a file each) on every message, with
+    every found template's file checked for changes, was a third of what writing a message cost."""
+    try:
+        return env.select_template(list(names))
+    except TemplatesNotFound:
+        return None
 
 
 def render_slack_text(purpose: Purpose, **data: Any) -> surfaces.Mrkdwn:

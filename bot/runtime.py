@@ -32,7 +32,7 @@ from bot.services.connections import Connections
 from bot.services.oauth import TokenStore
 from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
-from bot.services.workqueue import WorkQueue
+from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
 from bot.storage import audit
 from bot.storage.connect import open_database
@@ -51,6 +51,10 @@ PURGE_SWEEP = timedelta(minutes=10)
 WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
 #: Deferred payments recorded at once, at most; beyond a backlog this long, a worker's sweep takes over.
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
+#: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
+PROCESSING_BATCH = 100
+#: Pages of waiting events a worker's sweep records per round, at most, before it delivers again.
+SWEEP_PAGES = 5
 
 
 @dataclass
@@ -71,11 +75,13 @@ class Runtime:
     connections: Connections
     disabled: dict[str, list[str]] = field(default_factory=dict)
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
-    recording: WorkQueue[tuple[int, Received]] = field(init=False)
+    recording: BatchQueue[tuple[int, Received]] = field(init=False)
+    _swept_to: int = field(default=0, init=False)  # the waiting-events sweep's place in the backlog
 
     def __post_init__(self) -> None:
-        self.recording = WorkQueue("recording deferred payments", self._process,
-                                   consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG)
+        self.recording = BatchQueue("recording deferred payments", self._process,
+                                    consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG,
+                                    max_batch=PROCESSING_BATCH)
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
@@ -85,23 +91,22 @@ class Runtime:
         """Record a stored event's payments now that its request is answered (INGEST_MODE=deferred)."""
         self.recording.offer((row_id, received))  # full: the event waits in the database for a worker's sweep
 
-    async def _process(self, item: tuple[int, Received]) -> None:
-        row_id, received = item
-        try:
-            recorded = await self.ingest.process(row_id, received)
-        except Exception:  # nobody to raise to: a worker's sweep records it later
-            log.exception("recording the payments of webhook event %s failed", row_id)
-            return
+    async def _process(self, items: list[tuple[int, Received]]) -> None:
+        recorded = await self.ingest.process_many(items)  # what fails is logged, and a worker's sweep records it
         if recorded.notification_ids:
             self.worker.wake()
 
     async def process_waiting(self) -> None:
-        after: int | None = 0
-        while after is not None:  # page after page, until the backlog is gone
-            recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, after)
+        """At most SWEEP_PAGES pages a round, from where the last round stopped: the worker delivers between rounds
+        instead of behind a whole backlog (and two workers sweeping take different pages, see `recording`)."""
+        for _ in range(SWEEP_PAGES):
+            recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, self._swept_to,
+                                                         limit=PROCESSING_BATCH)
             if recorded.notification_ids:
                 self.worker.wake()
-            after = recorded.last_seen
+            self._swept_to = recorded.last_seen or 0
+            if recorded.last_seen is None:  # the end of the backlog: the next round starts from the beginning
+                return
 
     async def confirm_pending(self) -> None:
         await self.verifier.drain()

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # inline: a webhook's event, payments, matches and outbox rows commit together before the answer (simplest);
     # deferred: the event alone is group-committed before the answer and its payments recorded just after (for
     # high volume, and platforms that want an answer within seconds).
-    ingest_mode: Literal["inline", "deferred"] = "inline"
+    ingest_mode: Literal["inline", "deferred"] = "deferred"  # benchmarks/README.md: why
     max_body_bytes: int = Field(default=1_048_576, description="larger webhook bodies are refused with 413")
     # Events stored before they can be verified (PayPal IPN; `bot.services.verifier`): anyone can send them.
     unverified_max_pending: int = Field(default=1000, ge=1)  # per source; past it, 503 and nothing stored
@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     verify_retry_base_seconds: float = Field(default=30.0, gt=0)  # first wait after a failed attempt; doubles
     read_timeout_seconds: float = Field(default=30.0, gt=0, description="a request's headers, and then its body, "
                                         "must arrive within this; an idle connection is closed after it")
-    worker_batch: int = 20
+    worker_batch: int = Field(default=200, ge=1)  # outbox rows claimed at once, sent side by side
+    worker_concurrency: int = Field(default=100, ge=1)  # provider calls in flight at once, per worker
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 60.0
     delivery_max_attempts: int = 8

@@ -196,8 +196,10 @@ def settings_for(database_url: str):  # type: ignore[no-untyped-def]
     from bot.settings import Settings
 
     def make(**overrides: object) -> Settings:
+        # Inline ingest unless a test asks otherwise: these scenarios drive the worker by hand and read the
+        # payment as soon as the webhook is answered. Deferred ingest (the default) has suites of its own.
         values: dict[str, object] = {"database_url": database_url, "finance_slack_channel": "C0FINANCE",
-                                     "public_base_url": "https://paybot.example.com"}
+                                     "public_base_url": "https://paybot.example.com", "ingest_mode": "inline"}
         return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
     return make

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 
+from babel import Locale
 from babel.numbers import format_currency, get_currency_precision, get_currency_symbol, list_currencies
 
 
@@ -30,6 +31,13 @@ def normalise_currency(code: str) -> str:
     if currency not in _known_currencies():
         raise CurrencyError(f"unknown currency {code!r}")
     return currency
+
+
+@lru_cache(maxsize=256)
+def babel_locale(tag: str) -> Locale:
+    """`tag` parsed, once: babel parses a locale string (and looks up its data) on every call otherwise, which was
+    most of what writing a message cost. An unknown locale raises, every time (failures are not cached)."""
+    return Locale.parse(tag)
 
 
 @lru_cache(maxsize=None)
@@ -102,7 +110,7 @@ class Money:
         """Locale-aware, e.g. `$1,250.00` (en-US), `1.250,00 €` (de-DE) or `$980.50 USD` (es-MX).
 
         Raises babel's `UnknownLocaleError` (a ValueError-like Exception) for a locale that does not exist."""
-        tag = locale.replace("-", "_")
+        tag = babel_locale(locale.replace("-", "_"))
         text = format_currency(self.amount, self.currency, locale=tag)
         symbol = _symbol(self.currency)
         if get_currency_symbol(self.currency, tag) == self.currency and symbol != self.currency:

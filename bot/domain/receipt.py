@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_time, get_timezone_name
 
 from bot.domain.matching import Settlement
-from bot.domain.money import Money
+from bot.domain.money import Money, babel_locale
 from bot.domain.payments import PaymentKind
 
 #: How a payment method reads, per language; the rest of the wording is in the templates.
@@ -63,7 +63,7 @@ class Receipt:
 
     def when(self, locale: str, timezone: str) -> str:
         """The payment's day (and time, when the platform gave one) where the reader is."""
-        tag = locale.replace("-", "_")
+        tag = babel_locale(locale.replace("-", "_"))
         if self.date_only:
             return format_date(self.paid_at.date(), "long", locale=tag)
         local = self.paid_at.astimezone(ZoneInfo(timezone))

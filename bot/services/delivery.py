@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +33,7 @@ from bot.services.notify import Notifier, redact
 from bot.settings import Settings
 from bot.storage import consent, outbox
 from bot.storage.connect import problem, unavailable
-from bot.storage.database import Database
+from bot.storage.database import Database, UnitOfWork
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,64 @@ class DeliveryWorker:
                     log.exception("periodic job %s failed", job.name)
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were handled."""
+        """Claim one batch and deliver it; returns how many rows were handled.
+
+        Plain sends go side by side, WORKER_CONCURRENCY at a time: each group renewed in one statement (which marks
+        their attempts started), sent at once, and recorded in one transaction. Rows that need more than a send (a
+        rate slot, a question to the provider after a crash, a missing channel) go one by one after them."""
         async with self.db.transaction() as uow:
             rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id, lease=self._lease,
                                       limit=self.settings.worker_batch)
+        plain = [row for row in rows if self._plain(row)]
+        step = self.settings.worker_concurrency
+        for start in range(0, len(plain), step):
+            await self._deliver_together(plain[start:start + step])
         for row in rows:
-            await self.deliver(row)
+            if row not in plain:
+                await self.deliver(row)
         return len(rows)
+
+    def _plain(self, row: Notification) -> bool:
+        channel = self.channels.get(row.channel)
+        return channel is not None and row.attempt_started_at is None and channel.rate_limit(row.payload) is None
+
+    async def _deliver_together(self, rows: list[Notification]) -> None:
+        async with self.db.transaction() as uow:
+            renewed = await outbox.renew_many(uow.session, [row.id for row in rows], self.worker_id, uow.clock(),
+                                              self._lease)
+        for row in rows:
+            if row.id not in renewed:
+                log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
+        mine = [row for row in rows if row.id in renewed]
+        out = await self._opted_out_of([row for row in mine if row.audience == "customer"])
+        skipped = [(row, Failed(f"{redact(row.recipient)} opted out of {CHANNELS[row.channel].serves}"),
+                    {"skipped": "opted out"}, True) for row in mine if row.id in out]
+        mine = [row for row in mine if row.id not in out]
+        results = await asyncio.gather(*(self._send(self.channels[row.channel], row) for row in mine),
+                                       return_exceptions=True)
+        # A send that raised leaves its row "attempt started", as a crash would: whoever takes it over asks first;
+        # so does an answer that may hide an accepted message (a 5xx).
+        async with self.db.transaction() as uow:
+            await self._record_all(uow, skipped + [
+                (row, result, {}, not (isinstance(result, Retry) and result.unknown))
+                for row, result in zip(mine, results, strict=True) if not isinstance(result, BaseException)])
+        raise_first(results)
+
+    async def _opted_out_of(self, rows: list[Notification]) -> set[int]:
+        """`_opted_out` for a group of rows, in one query: the ids of those whose recipient said STOP."""
+        kinds = {row.id: CHANNELS[row.channel].serves for row in rows if row.channel in CHANNELS}
+        if not kinds:
+            return set()
+        async with self.db.read() as session:
+            out = await consent.opted_out_of(session, {(kinds[row.id], row.recipient) for row in rows
+                                                       if row.id in kinds})
+        return {row.id for row in rows if (kinds.get(row.id), row.recipient) in out}
+
+    async def _send(self, channel: Channel, row: Notification) -> Delivery:
+        started = self.db.clock()
+        result = await channel.send(row.payload, key=row.idempotency_key)
+        self.metrics.delivery_seconds.labels(row.channel).observe((self.db.clock() - started).total_seconds())
+        return result
 
     async def deliver(self, row: Notification) -> None:
         channel = self.channels.get(row.channel)
@@ -162,9 +213,7 @@ class DeliveryWorker:
                     log.warning("notification %s may have been sent before its worker died; sending it again (%s)",
                                 row.id, reason)
                     note = {"possible_duplicate": True}
-        started = self.db.clock()
-        result = await channel.send(row.payload, key=row.idempotency_key)
-        self.metrics.delivery_seconds.labels(row.channel).observe((self.db.clock() - started).total_seconds())
+        result = await self._send(channel, row)
         if note and isinstance(result, Sent):
             self.metrics.possible_duplicates.labels(row.channel).inc()
         # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first.
@@ -193,45 +242,58 @@ class DeliveryWorker:
         """Record the outcome. `attempt_over=False` keeps the "attempt started" mark: the provider could not yet
         say whether an earlier attempt reached it, so the next attempt must ask again."""
         async with self.db.transaction() as uow:
-            mine = await outbox.still_mine(uow.session, row.id, self.worker_id)
+            await self._record_all(uow, [(row, result, note or {}, attempt_over)])
+
+    async def _record_all(self, uow: UnitOfWork,
+                          outcomes: Sequence[tuple[Notification, Delivery, Mapping[str, Any], bool]]) -> None:
+        """Record the outcome of each send in one transaction (the rows locked in one statement)."""
+        mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in outcomes], self.worker_id)
+        subjects = await receipts.subjects_of(
+            uow.session, [mine.payment_id for mine in mine_by_id.values() if mine.payment_id is not None])
+        for row, result, note, attempt_over in outcomes:
+            mine = mine_by_id.get(row.id)
             if mine is None:
                 log.warning("notification %s was taken over by another worker before we recorded it", row.id)
-                return
-            now = uow.clock()
-            if attempt_over:
-                mine.attempt_started_at = None
-            detail: dict[str, Any] = {"notification_id": mine.id, "purpose": mine.purpose,
-                                      "attempts": mine.attempts} | dict(note or {})
-            audit: dict[str, Any] = {"channel": mine.channel, "detail": detail}
-            match result:
-                case Sent(provider_id, status):
-                    mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
-                    if status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
-                        mine.delivery_status, detail["delivered"] = status, status
-                    detail["provider_id"] = provider_id
-                    uow.audit("notification.sent", **audit, **await receipts.subject_of(uow.session, mine))
-                    self.metrics.deliveries.labels(mine.channel, "sent").inc()
-                    log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
-                case Retry(reason, after, until) if not self._exhausted(mine, now):
-                    wait = max(after or 0.0, (until - now).total_seconds() if until else 0.0)
-                    mine.status, mine.last_error = outbox.PENDING, reason
-                    mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, wait))
-                    self.metrics.deliveries.labels(mine.channel, "retry").inc()
-                    log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
-                    if result.once is not None:  # e.g. a daily API quota spent: finance hears once, not per row
-                        await self.notifier.tell_finance_once(uow, mine, result.once, reason)
-                case Retry(reason) | Failed(reason):
-                    mine.status, mine.last_error = outbox.DEAD, reason
-                    detail["reason"] = reason
-                    if isinstance(result, Failed) and result.opted_out and mine.channel in CHANNELS:
-                        await record_consent(uow, mine.channel, ConsentChange(
-                            CHANNELS[mine.channel].serves, mine.recipient, True, reason, now))
-                    uow.audit("notification.failed", **audit, **await receipts.subject_of(uow.session, mine))
-                    self.metrics.deliveries.labels(mine.channel, "dead").inc()
-                    log.warning("notification %s is dead: %s", mine.id, reason)
-                    # A refused token is told once per integration; a row that ran out of retries, for itself.
-                    await self.notifier.after_failure(uow, mine,
-                                                      once=result.once if isinstance(result, Failed) else None)
+                continue
+            await self._record(uow, mine, result, note, attempt_over, subjects.get(mine.payment_id or 0, {}))
+
+    async def _record(self, uow: UnitOfWork, mine: Notification, result: Delivery, note: Mapping[str, Any],
+                      attempt_over: bool, subject: dict[str, Any]) -> None:
+        now = uow.clock()
+        if attempt_over:
+            mine.attempt_started_at = None
+        detail: dict[str, Any] = {"notification_id": mine.id, "purpose": mine.purpose,
+                                  "attempts": mine.attempts} | dict(note)
+        audit: dict[str, Any] = {"channel": mine.channel, "detail": detail}
+        match result:
+            case Sent(provider_id, status):
+                mine.status, mine.sent_at, mine.provider_id, mine.last_error = outbox.SENT, now, provider_id, None
+                if status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
+                    mine.delivery_status, detail["delivered"] = status, status
+                detail["provider_id"] = provider_id
+                uow.audit("notification.sent", **audit, **subject)
+                self.metrics.deliveries.labels(mine.channel, "sent").inc()
+                log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
+            case Retry(reason, after, until) if not self._exhausted(mine, now):
+                wait = max(after or 0.0, (until - now).total_seconds() if until else 0.0)
+                mine.status, mine.last_error = outbox.PENDING, reason
+                mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, wait))
+                self.metrics.deliveries.labels(mine.channel, "retry").inc()
+                log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
+                if result.once is not None:  # e.g. a daily API quota spent: finance hears once, not per row
+                    await self.notifier.tell_finance_once(uow, mine, result.once, reason)
+            case Retry(reason) | Failed(reason):
+                mine.status, mine.last_error = outbox.DEAD, reason
+                detail["reason"] = reason
+                if isinstance(result, Failed) and result.opted_out and mine.channel in CHANNELS:
+                    await record_consent(uow, mine.channel, ConsentChange(
+                        CHANNELS[mine.channel].serves, mine.recipient, True, reason, now))
+                uow.audit("notification.failed", **audit, **subject)
+                self.metrics.deliveries.labels(mine.channel, "dead").inc()
+                log.warning("notification %s is dead: %s", mine.id, reason)
+                # A refused token is told once per integration; a row that ran out of retries, for itself.
+                await self.notifier.after_failure(uow, mine,
+                                                  once=result.once if isinstance(result, Failed) else None)
 
     def _exhausted(self, row: Notification, now: datetime) -> bool:
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds
@@ -242,3 +304,11 @@ class DeliveryWorker:
         ceiling = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempts - 1))
         delay = ceiling * (0.5 + self.rng.random() / 2)
         return max(delay, retry_after or 0.0)
+
+
+
+def raise_first(results: Sequence[object]) -> None:
+    """After side-by-side work has all finished (and recorded what it could): raise what the first failure raised."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -13,7 +13,8 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
@@ -26,6 +27,7 @@ from bot.storage.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
 WRITER_SWITCH_INTERVAL = 0.001  # seconds; measured: 26 % → 29 % of the bare handler (benchmarks/README.md)
+T = TypeVar("T")
 Item = tuple[dict[str, Any], dict[str, Any], "asyncio.Future[Stored]"]
 
 
@@ -98,16 +100,23 @@ class Inbox:
     async def _write(self, batch: list[Item]) -> list[Stored]:
         rows = [values for values, _, _ in batch]
         records = [AuditRecord(kind="webhook.received", at=self.db.clock(), **fields) for _, fields, _ in batch]
+        return await self.in_transaction(lambda connection: write_batch(connection, rows, records,
+                                                                        self.db.audit_keys))
+
+    async def in_transaction(self, work: Callable[[Connection], T]) -> T:
+        """`work` in one transaction on a synchronous connection: on SQLite on the writer thread (the whole
+        transaction one hop, serialised with the group commits), elsewhere through the async engine."""
         if self._sync is not None and self._thread is not None:
             engine = self._sync
 
-            def in_thread() -> list[Stored]:
+            def in_thread() -> T:
                 with engine.begin() as connection:
-                    return write_batch(connection, rows, records, self.db.audit_keys)
+                    return work(connection)
 
-            return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
+            async with self.db.write_turn():
+                return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         async with self.db.engine.begin() as connection:
-            return await connection.run_sync(write_batch, rows, records, self.db.audit_keys)
+            return await connection.run_sync(work)
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -11,7 +11,7 @@ the same consumer resolves it through the platform's API and `resolved` records 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from bot.domain.ratelimit import TokenBucket
 from bot.errors import InboundError, ProviderError
 from bot.integrations.sources.base import InboundRequest, PaymentSource, Received, read
 from bot.services.inbox import Inbox
+from bot.services import recording
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
 from bot.storage import models, repo, unverified
@@ -161,6 +162,31 @@ class Ingest:
             event.status = PROCESSED
             return await self._record_payments(uow, row_id, received.payments)
 
+    async def process_many(self, items: Sequence[tuple[int, Received]]) -> Recorded:
+        """`process` for many stored events: those of the common case together, in one transaction of Core
+        statements (`bot.services.recording`), the rest one by one. An event that fails is logged and left waiting
+        (a worker's sweep takes it up again)."""
+        done, left = Recorded(), list(items)
+        if self.inbox is not None and items:
+            try:
+                batch = await self.inbox.in_transaction(lambda connection: recording.record_batch(
+                    connection, items, self.notifier, self.db.audit_keys, self.db.clock))
+            except Exception:  # the same events, the general way: slower, same result
+                log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
+            else:
+                left = batch.left
+                done.payment_ids += batch.payment_ids
+                done.notification_ids += batch.notification_ids
+        for row_id, received in left:
+            try:
+                result = await self.process(row_id, received)
+            except Exception:
+                log.exception("recording the payments of webhook event %s failed", row_id)
+                continue
+            done.payment_ids += result.payment_ids
+            done.notification_ids += result.notification_ids
+        return done
+
     async def process_waiting(self, abandoned_before: datetime, after_id: int = 0, limit: int = 50) -> Recorded:
         """Events left for a worker, and those their web process accepted but never got to (it died, or its
         backlog overflowed): read them again and record them. One page of `limit`, from `after_id` on."""
@@ -170,7 +196,7 @@ class Ingest:
                     and_(models.WebhookEvent.status == ACCEPTED, models.WebhookEvent.received_at < abandoned_before)),
                 models.WebhookEvent.id > after_id,
             ).order_by(models.WebhookEvent.id).limit(limit)))
-        done = Recorded(last_seen=waiting[-1].id if len(waiting) == limit else None)
+        items: list[tuple[int, Received]] = []
         for row in waiting:
             source = self.sources.get(row.source)
             if source is None:
@@ -183,9 +209,9 @@ class Ingest:
             except InboundError as exc:  # it parsed when it arrived; now it does not: keep it, tell the logs
                 log.error("webhook %s %s no longer parses: %s", row.source, row.event_id, exc)
                 continue
-            result = await self.process(row.id, received)
-            done.payment_ids += result.payment_ids
-            done.notification_ids += result.notification_ids
+            items.append((row.id, received))
+        done = await self.process_many(items)
+        done.last_seen = waiting[-1].id if len(waiting) == limit else None
         return done
 
     async def confirmed(self, row_id: int, received: Received) -> Recorded:

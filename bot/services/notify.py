@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from bot.domain import reach
+from bot.domain.audit import AuditRecord
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 from bot.integrations.channels import CHANNELS
@@ -23,7 +25,7 @@ from bot.messages import Audience, Message, Purpose, Wording
 from bot.settings import Settings
 from bot.services import receipts
 from bot.storage import consent, outbox
-from bot.storage.database import UnitOfWork
+from bot.storage.database import UnitOfWork, audit_record
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,23 @@ class Notifier:
     async def reachable_routes(self, uow: UnitOfWork, customer: Customer) -> tuple[list[Route], dict[str, str]]:
         """`customer_routes` less those the customer opted out of; and, by provider, why a channel of theirs was
         skipped (an address on file the channel cannot use, e.g. a phone that does not parse; an opt-out)."""
+        out = {(preference, recipient) for preference, recipient in self.addresses(customer)
+               if await consent.opted_out(uow.session, preference, recipient)}
+        return self.routes_given(customer, out)
+
+    def addresses(self, customer: Customer) -> list[tuple[str, str]]:
+        """(channel kind, address) of each of the customer's channels a configured provider can use."""
+        found = []
+        for preference in customer.channels:
+            channel = self._provider_for(preference)
+            recipient = channel.address(customer) if channel is not None else None
+            if recipient is not None:
+                found.append((preference, recipient))
+        return found
+
+    def routes_given(self, customer: Customer,
+                     opted_out: Collection[tuple[str, str]]) -> tuple[list[Route], dict[str, str]]:
+        """`reachable_routes` with the customer's opt-outs (channel kind, address) already looked up."""
         routes, skipped = [], {}
         for preference in customer.channels:
             channel = self._provider_for(preference)
@@ -78,7 +97,7 @@ class Notifier:
                 skipped[channel.name] = (f"{preference}: the {field} on file cannot be used by {channel.name}"
                                          if reach.address_of(customer, preference) else
                                          f"{preference}: no {field} on file")
-            elif await consent.opted_out(uow.session, preference, recipient):
+            elif (preference, recipient) in opted_out:
                 skipped[channel.name] = f"{preference}: {redact(recipient)} opted out"
             else:
                 routes.append(Route(channel, recipient))
@@ -173,6 +192,59 @@ class Notifier:
         return await self.queue(uow, first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
                                 key=key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
                                 fallbacks=rest, actor=actor), None
+
+    def acknowledgements(self, receipt: Receipt, customer: Customer | None, now: datetime,
+                         opted_out: Collection[tuple[str, str]]) -> list[tuple[dict[str, Any] | None, AuditRecord]]:
+        """What `acknowledge` queues, as outbox rows and their audit entries for a batch writer (the entries get
+        their `notification_id` once the rows are inserted); an entry without a row is a skipped channel or an
+        undeliverable customer. `opted_out`: the (channel kind, address) pairs of this customer that said STOP.
+        A message that cannot be rendered raises: the caller records that payment the general way instead."""
+        out: list[tuple[dict[str, Any] | None, AuditRecord]] = []
+        unreachable = None
+        if receipt.kind == "payment" and receipt.matched and customer is not None:
+            routes, skipped = self.routes_given(customer, opted_out)
+            for name, why in skipped.items():  # as `_audit_skipped`
+                out.append((None, audit_record(now, "notification.skipped", channel=name,
+                                               invoice=receipt.invoice_number, customer_id=receipt.customer_id,
+                                               amount=receipt.amount, detail={
+                                                   "payment_id": receipt.payment_id,
+                                                   "purpose": Purpose.RECEIPT.value, "reason": why})))
+            if not routes:
+                reason = self.why_unreachable(customer) or "; ".join(skipped.values()) or "no usable channel"
+                unreachable = reason
+                log.warning("payment %s: customer %s cannot be told: %s", receipt.payment_id, customer.id, reason)
+                out.append((None, audit_record(now, "notification.undeliverable", invoice=receipt.invoice_number,
+                                               customer_id=customer.id, amount=receipt.amount, detail={
+                                                   "payment_id": receipt.payment_id, "purpose": Purpose.RECEIPT.value,
+                                                   "channels": list(customer.channels), "reason": reason})))
+            else:
+                first = routes[0]
+                out.append(self._prepared(first, Message(Purpose.RECEIPT, first.recipient, receipt, customer),
+                                          key_for(receipt.payment_id, Purpose.RECEIPT, first.channel.name),
+                                          [r.channel.name for r in routes[1:]], now))
+        finance = self.finance_route()
+        if finance and receipt.kind != "pending":
+            purpose = (Purpose.REVERSAL if receipt.kind in ("refund", "dispute")
+                       else Purpose.FINANCE_CARD if receipt.matched else Purpose.NEEDS_REVIEW)
+            message = Message(purpose, finance.recipient, receipt, customer, unreachable=unreachable)
+            out.append(self._prepared(finance, message, key_for(receipt.payment_id, purpose, finance.channel.name),
+                                      [], now))
+        return out
+
+    def _prepared(self, route: Route, message: Message, key: str, fallbacks: list[str],
+                  now: datetime) -> tuple[dict[str, Any], AuditRecord]:
+        message = self.stamp(message)
+        payload = route.channel.render(message)
+        receipt = message.receipt
+        row = {"status": outbox.PENDING, "attempts": 0, "available_at": now, "created_at": now,
+               "fallbacks": fallbacks, "idempotency_key": key, "payment_id": receipt.payment_id,
+               "channel": route.channel.name, "audience": message.audience.value, "purpose": message.purpose.value,
+               "recipient": route.recipient, "payload": payload or {}}
+        return row, audit_record(now, "notification.queued", channel=route.channel.name,
+                                 invoice=receipt.invoice_number, customer_id=receipt.customer_id,
+                                 amount=receipt.amount, detail={
+                                     "purpose": message.purpose.value, "audience": message.audience.value,
+                                     "recipient": redact(route.recipient)})
 
     async def after_failure(self, uow: UnitOfWork, row: Notification, *, once: str | None = None) -> None:
         """A customer message failed for good (dead-lettered, or bounced after sending): try the customer's next

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.matching import Settlement
@@ -45,8 +47,20 @@ async def load(session: AsyncSession, payment_id: int) -> tuple[Receipt, Custome
 
 async def subject_of(session: AsyncSession, notification: models.Notification) -> dict[str, Any]:
     """Invoice, customer and amount of a notification's payment, for its audit entries."""
-    loaded = await load(session, notification.payment_id) if notification.payment_id is not None else None
-    if loaded is None:
+    if notification.payment_id is None:
         return {}
-    receipt, _ = loaded
-    return {"invoice": receipt.invoice_number, "customer_id": receipt.customer_id, "amount": receipt.amount}
+    return (await subjects_of(session, [notification.payment_id])).get(notification.payment_id, {})
+
+
+async def subjects_of(session: AsyncSession, payment_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """`subject_of` for many payments in one query (a worker records a whole batch of sends at once)."""
+    wanted = set(payment_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(models.Payment.id, models.Payment.customer_id, models.Payment.currency, models.Payment.amount_minor,
+               models.Invoice.number)
+        .outerjoin(models.Invoice, models.Invoice.id == models.Payment.invoice_id)
+        .where(models.Payment.id.in_(wanted)))
+    return {payment_id: {"invoice": number, "customer_id": customer_id, "amount": Money(currency, minor)}
+            for payment_id, customer_id, currency, minor, number in rows}

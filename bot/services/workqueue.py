@@ -50,3 +50,29 @@ class WorkQueue(Generic[T]):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+
+class BatchQueue(WorkQueue[T]):
+    """A WorkQueue whose consumers take everything waiting, up to `max_batch`, and handle it at once."""
+
+    def __init__(self, name: str, handle_many: Callable[[list[T]], Awaitable[None]], *, consumers: int,
+                 capacity: int, max_batch: int) -> None:
+        super().__init__(name, self._unused, consumers=consumers, capacity=capacity)
+        self.handle_many = handle_many
+        self.max_batch = max_batch
+
+    async def _unused(self, item: T) -> None:
+        await self.handle_many([item])
+
+    async def _consume(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self.handle_many(batch)
+            except Exception:  # nobody to raise to; `handle_many` says what its fallback is
+                log.exception("%s: a batch of %d failed", self.name, len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

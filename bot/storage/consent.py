@@ -28,3 +28,12 @@ async def change(session: AsyncSession, channel: str, address: str, *, opted_out
         return False
     row.opted_out, row.reason, row.changed_at = opted_out, reason, now
     return True
+
+
+async def opted_out_of(session: AsyncSession, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """`opted_out` for many (channel, address) pairs in one query: those opted out."""
+    if not wanted:
+        return set()
+    rows = await session.execute(select(Consent.channel, Consent.address).where(
+        Consent.opted_out.is_(True), Consent.address.in_({address for _, address in wanted})))
+    return {(channel, address) for channel, address in rows if (channel, address) in wanted}

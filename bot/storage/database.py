@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def audit_record(at: datetime, kind: str, *, actor: str = "system", source: str | None = None,
+                 channel: str | None = None, invoice: str | None = None, customer_id: str | None = None,
+                 amount: Money | None = None, detail: dict[str, Any] | None = None) -> AuditRecord:
+    """An audit entry to chain (`UnitOfWork.audit`, or a batch writer's `audit.append_rows`)."""
+    return AuditRecord(kind=kind, at=at, actor=actor, source=source, channel=channel, invoice=invoice,
+                       customer_id=customer_id, amount=str(amount.amount) if amount else None,
+                       currency=amount.currency if amount else None, detail=detail or {})
+
+
 class UnitOfWork:
     """A session plus the audit entries to chain at commit, so that a rolled-back change leaves no entry."""
 
@@ -34,11 +44,8 @@ class UnitOfWork:
     def audit(self, kind: str, *, actor: str = "system", source: str | None = None, channel: str | None = None,
               invoice: str | None = None, customer_id: str | None = None, amount: Money | None = None,
               detail: dict[str, Any] | None = None) -> None:
-        self._audit.append(AuditRecord(
-            kind=kind, at=self.clock(), actor=actor, source=source, channel=channel, invoice=invoice,
-            customer_id=customer_id, amount=str(amount.amount) if amount else None,
-            currency=amount.currency if amount else None, detail=detail or {},
-        ))
+        self._audit.append(audit_record(self.clock(), kind, actor=actor, source=source, channel=channel,
+                                        invoice=invoice, customer_id=customer_id, amount=amount, detail=detail))
 
     async def commit(self) -> None:
         await audit.append(self.session, self._audit, self.keys)
@@ -55,6 +62,11 @@ class Database:
         self._reader = reader
         self._sessions = sessions(engine)
         self._read_sessions = sessions(reader or engine)
+        # SQLite has one writer at a time. Writers of this process (the async engine's transactions, the inbox's
+        # writer thread) take turns here, first come first served, instead of in SQLite's busy handler, which
+        # sleeps up to 100 ms between tries and let a busy writer starve the others (the delivery worker behind
+        # a stream of webhooks).
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, *, audit_keys: Keyring = Keyring()) -> Database:
@@ -69,7 +81,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """Commits (with the audit entries) when the block ends normally, rolls back otherwise."""
-        async with self._sessions() as session:
+        async with self.write_turn(), self._sessions() as session:
             uow = UnitOfWork(session, self.clock, self.audit_keys)
             try:
                 yield uow
@@ -77,6 +89,10 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    def write_turn(self) -> AbstractAsyncContextManager[Any]:
+        """This process's turn to write (SQLite); on PostgreSQL, at once (row locks do the ordering)."""
+        return self._write_turn if self._write_turn is not None else nullcontext()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

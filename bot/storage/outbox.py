@@ -7,7 +7,7 @@ out (its worker died) is due again. SQLite ignores the locking clause: there one
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,6 +95,33 @@ async def renew(session: AsyncSession, notification_id: int, worker: str, now: d
                                                  literal(now, Notification.attempt_started_at.type)))
         .execution_options(synchronize_session=False))
     return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+
+async def renew_many(session: AsyncSession, ids: Sequence[int], worker: str, now: datetime,
+                     lease: timedelta) -> set[int]:
+    """`renew` for a batch of rows in one statement; the ids it renewed (the others must not be sent)."""
+    if not ids:
+        return set()
+    renewed = await session.execute(
+        update(Notification)
+        .where(Notification.id.in_(ids), Notification.claimed_by == worker,
+               Notification.status == SENDING, Notification.lease_until > now)
+        .values(lease_until=now + lease,
+                attempt_started_at=func.coalesce(Notification.attempt_started_at,
+                                                 literal(now, Notification.attempt_started_at.type)))
+        .returning(Notification.id)
+        .execution_options(synchronize_session=False))
+    return set(renewed.scalars())
+
+
+async def all_still_mine(session: AsyncSession, ids: Sequence[int], worker: str) -> dict[int, Notification]:
+    """`still_mine` for a batch of rows in one statement: those this worker's claim still holds, locked."""
+    if not ids:
+        return {}
+    rows = await session.scalars(
+        select(Notification).where(Notification.id.in_(ids), Notification.claimed_by == worker,
+                                   Notification.status == SENDING).with_for_update())
+    return {row.id: row for row in rows}
 
 
 async def still_mine(session: AsyncSession, notification_id: int, worker: str) -> Notification | None:

@@ -162,5 +162,5 @@ async def test_a_burst_is_recorded_by_a_fixed_number_of_consumers_not_a_task_per
         loop.set_task_factory(default)
     assert [r.status for r in responses] == [200] * 30
     assert len(sendgrid.accepted) == 30
-    ours = [name for name in started if name.startswith(("Runtime.", "WorkQueue.", "Ingest."))]
+    ours = [name for name in started if name.startswith(("Runtime.", "WorkQueue.", "BatchQueue.", "Ingest."))]
     assert 0 < len(ours) <= PROCESSING_CONCURRENCY, ours

@@ -48,6 +48,7 @@ async def test_a_shops_first_day(capsys, monkeypatch, tmp_path, database_url, pr
 
     app = create_app(Settings(business_name="Soldadura Ridgeline"), clock=clock, run_worker=False)
     shop = Paybot(client=await aiohttp_client(app), runtime=app[RUNTIME], clock=clock)
+    shop.runtime.process_here = True  # as `paybot serve` (deferred ingest, the default): the worker is driven by hand
     paid = stripe_invoice_event(number="F-1042", amount_paid=240000, currency="mxn", email="ap@norte.example")
     assert (await shop.post_stripe(json.dumps(paid).encode(), secret="whsec_test")).status == 200
     await shop.deliver()

@@ -1,0 +1,286 @@
+"""Recording the payments of many stored events in one transaction (INGEST_MODE=deferred), in Core statements.
+
+The common case only: a payment (not a refund or dispute) that names its invoice, by number or by the platform's
+invoice id, in the invoice's currency, with something new to record and no earlier report of the same money, and
+whose messages render. Everything is looked up for the whole batch at once (the named invoices, locked; their
+customers; both entities' external ids; earlier payments with the same fingerprints), then the payments, their
+outbox rows and their audit entries are written with one executemany per statement kind, and the events marked
+processed. An event outside the common case (or one that shares an invoice or a fingerprint with an earlier event
+of the batch) is left for `Ingest.process`, which handles every case one event at a time, after this batch's commit.
+
+`record_batch` runs on a synchronous connection: on SQLite on the inbox's writer thread (the whole batch is one
+hop), on PostgreSQL through `run_sync`. Anything unexpected raises, the transaction rolls back and the caller
+records each event the general way: the result is the same, only slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy.engine import Connection
+
+from bot.domain import matching, parties
+from bot.domain.audit import AuditRecord, Keyring
+from bot.domain.fingerprint import fingerprint
+from bot.domain.money import Money
+from bot.domain.payments import PaymentEvent, PaymentKind
+from bot.integrations.sources.base import Received
+from bot.services.notify import Notifier
+from bot.services.receipts import receipt_of
+from bot.storage import audit, models, outbox, repo, sql
+from bot.storage.database import audit_record
+
+Item = tuple[int, Received]  # a stored event's row id, and the event as its source read it
+UNRECORDED = ("accepted", "received")  # bot.services.ingest.ACCEPTED, RECEIVED: stored, payments not yet recorded
+
+
+@dataclass
+class Batch:
+    done: list[int] = field(default_factory=list)       # events recorded here
+    left: list[Item] = field(default_factory=list)      # for the general path
+    payment_ids: list[int] = field(default_factory=list)
+    notification_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """One payment of the common case, decided before anything is written."""
+
+    row_id: int
+    event: PaymentEvent
+    invoice: parties.Invoice
+    invoice_id: int
+    customer: parties.Customer | None
+    match: matching.Match
+    amount: Money
+    key: str
+    outcome: matching.Outcome
+    payment: dict[str, Any] = field(default_factory=dict)
+
+
+def table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifier, keys: Keyring,
+                 clock: Callable[[], datetime]) -> Batch:
+    batch = Batch()
+    simple = [(row_id, received) for row_id, received in items if len(received.payments) == 1
+              and plain_kind(received.payments[0])]
+    batch.left = [item for item in items if item not in simple]
+    if not simple:
+        return batch
+    # Ours to record: still waiting, and not being recorded by another worker this moment (PostgreSQL skips the
+    # rows another transaction holds; that one records them). SQLite has one writer: the lock clause is dropped.
+    events = table(models.WebhookEvent)
+    ours = set(connection.execute(select(events.c.id).where(
+        events.c.id.in_([row_id for row_id, _ in simple]), events.c.status.in_(UNRECORDED))
+        .with_for_update(skip_locked=True)).scalars())
+    simple = [(row_id, received) for row_id, received in simple if row_id in ours]
+    if not simple:
+        return batch
+    found = look_up(connection, [received.payments[0] for _, received in simple])
+    plans: list[Plan] = []
+    invoices_taken: set[int] = set()
+    keys_taken: set[str] = set()
+    for row_id, received in simple:
+        plan = planned(row_id, received.payments[0], found)
+        if plan is None or plan.invoice_id in invoices_taken or plan.key in keys_taken:
+            batch.left.append((row_id, received))
+            # Later events on the invoices it names wait for it too: one invoice's reports in the order they came.
+            invoices_taken.update(candidates_of(received.payments[0], found)[1].values())
+            continue
+        invoices_taken.add(plan.invoice_id)
+        keys_taken.add(plan.key)
+        plans.append(plan)
+    if plans:  # an earlier report of the same money may be this one again: the general path decides
+        earlier = {key for (key,) in connection.execute(select(models.Payment.fingerprint).where(
+            models.Payment.fingerprint.in_(keys_taken), models.Payment.kind == PaymentKind.PAYMENT.value,
+            models.Payment.duplicate_of.is_(None)))}
+        by_row = dict(simple)
+        batch.left += [(p.row_id, by_row[p.row_id]) for p in plans if p.key in earlier]
+        plans = [p for p in plans if p.key not in earlier]
+    if plans:
+        claimed = claim(connection, [p.row_id for p in plans])
+        plans = [p for p in plans if p.row_id in claimed]  # the rest were recorded by someone else meanwhile
+    if plans:
+        write(connection, plans, notifier, keys, clock(), batch)
+    return batch
+
+
+def plain_kind(event: PaymentEvent) -> bool:
+    return event.kind is PaymentKind.PAYMENT and not event.reverses and bool(
+        event.invoice_numbers or event.invoice_external_id)
+
+
+@dataclass
+class Found:
+    invoices: list[tuple[int, parties.Invoice]]
+    customers: list[parties.Customer]
+    by_number: dict[str, list[tuple[int, parties.Invoice]]] = field(init=False)  # by `matching.invoice_key`
+    by_ref: dict[tuple[str, str], list[tuple[int, parties.Invoice]]] = field(init=False)  # by platform id
+
+    def __post_init__(self) -> None:
+        self.by_number, self.by_ref = {}, {}
+        for row_id, invoice in self.invoices:
+            self.by_number.setdefault(matching.invoice_key(invoice.number), []).append((row_id, invoice))
+            for source, external_id in invoice.external_ids.items():
+                self.by_ref.setdefault((source, external_id), []).append((row_id, invoice))
+
+
+def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
+    """Every invoice the events name and every customer they or those invoices point at, as
+    `repo.candidates(customer_invoices=False)` finds them for one event; invoices locked (in id order)."""
+    all_keys = [matching.lookup_keys(event) for event in events]
+    numbers = set().union(*(k.invoice_numbers for k in all_keys))
+    invoice_refs = {k.invoice_external_id for k in all_keys if k.invoice_external_id}
+    conditions = []
+    if numbers:
+        conditions.append(sql.invoice_key(models.Invoice.number).in_(numbers))
+    if invoice_refs:
+        conditions.append(models.Invoice.number.in_(entities_known_as("invoice", invoice_refs)))
+    invoice_rows = list(connection.execute(select(models.Invoice).where(or_(*conditions))
+                                           .order_by(models.Invoice.id).with_for_update())) if conditions else []
+    customer_refs = {k.customer_external_id for k in all_keys if k.customer_external_id}
+    emails = {k.email for k in all_keys if k.email}
+    phones = {k.phone for k in all_keys if k.phone}
+    customer_conditions = [models.Customer.id.in_({r.customer_id for r in invoice_rows})]
+    if customer_refs:
+        customer_conditions.append(models.Customer.id.in_(entities_known_as("customer", customer_refs)))
+    if emails:
+        customer_conditions.append(models.Customer.email.in_(emails))
+    if phones:
+        customer_conditions.append(models.Customer.phone.in_(phones))
+    customer_rows = list(connection.execute(select(models.Customer).where(or_(*customer_conditions))))
+    refs: dict[tuple[str, str], dict[str, str]] = {}
+    wanted = {("invoice", r.number) for r in invoice_rows} | {("customer", c.id) for c in customer_rows}
+    if wanted:  # by entity_id alone, which is indexed (a row-value IN is not, on SQLite)
+        columns = models.ExternalRef.entity, models.ExternalRef.entity_id, models.ExternalRef.source, \
+            models.ExternalRef.external_id
+        for entity, entity_id, source, external_id in connection.execute(select(*columns).where(
+                models.ExternalRef.entity_id.in_({entity_id for _, entity_id in wanted}))):
+            if (entity, entity_id) in wanted:
+                refs.setdefault((entity, entity_id), {})[source] = external_id
+    # Core rows carry the same attributes as the ORM instances `repo` converts.
+    return Found(
+        invoices=[(r.id, repo.to_invoice(cast(models.Invoice, r), refs.get(("invoice", r.number), {})))
+                  for r in invoice_rows],
+        customers=[repo.to_customer(cast(models.Customer, c), refs.get(("customer", c.id), {}))
+                   for c in customer_rows])
+
+
+def entities_known_as(entity: str, refs: set[tuple[str, str]]) -> Any:
+    """The ids of the customers or invoices a platform knows by these ids, per source on the unique index."""
+    by_source: dict[str, set[str]] = {}
+    for source, external_id in refs:
+        by_source.setdefault(source, set()).add(external_id)
+    return select(models.ExternalRef.entity_id).where(models.ExternalRef.entity == entity, or_(*(
+        and_(models.ExternalRef.source == source, models.ExternalRef.external_id.in_(ids))
+        for source, ids in by_source.items())))
+
+
+def candidates_of(event: PaymentEvent, found: Found) -> tuple[matching.Candidates, dict[str, int]]:
+    """What `repo.candidates(…, customer_invoices=False)` would have found for this event alone."""
+    keys = matching.lookup_keys(event)
+    picked = dict(pair for number in keys.invoice_numbers for pair in found.by_number.get(number, ()))
+    if keys.invoice_external_id is not None:
+        picked.update(found.by_ref.get(keys.invoice_external_id, ()))
+    invoices = sorted(picked.items())  # in id order, as the database returns them
+    owners = {invoice.customer_id for _, invoice in invoices}
+    customers = [c for c in found.customers if c.id in owners
+                 or (keys.customer_external_id is not None
+                     and c.external_ids.get(keys.customer_external_id[0]) == keys.customer_external_id[1])
+                 or (keys.email is not None and c.email == keys.email)
+                 or (keys.phone is not None and c.phone == keys.phone)]
+    return (matching.Candidates(invoices=[i for _, i in invoices], customers=customers),
+            {invoice.number: row_id for row_id, invoice in invoices})
+
+
+def planned(row_id: int, event: PaymentEvent, found: Found) -> Plan | None:
+    """The payment as `Ingest._record_payment` would record it, if it is of the common case; else None."""
+    candidates, ids = candidates_of(event, found)
+    match = matching.match(event, candidates)
+    if match.rule not in (matching.MatchRule.INVOICE_NUMBER, matching.MatchRule.EXTERNAL_ID) or match.invoice is None:
+        return None
+    invoice = match.invoice
+    amount = event.amount
+    if event.cumulative and invoice.amount.currency == amount.currency:
+        amount = amount - invoice.paid
+    if amount.minor <= 0 or amount.currency != invoice.amount.currency:
+        return None  # a restatement, or a duplicate to look into: the general path
+    party = match.customer.id if match.customer else matching.normalise_email(event.payer_email)
+    key = fingerprint(amount, invoice.number, party, event.payment_ref)
+    return Plan(row_id, event, invoice, ids[invoice.number], match.customer, match, amount, key,
+                matching.outcome(invoice, replace(event, amount=amount)))
+
+
+def claim(connection: Connection, row_ids: Sequence[int]) -> set[int]:
+    events = table(models.WebhookEvent)
+    claimed = connection.execute(update(events).where(events.c.id.in_(row_ids), events.c.status.in_(UNRECORDED))
+                                 .values(status="processed").returning(events.c.id))
+    return {row_id for (row_id,) in claimed}
+
+
+def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: Keyring, now: datetime,
+          batch: Batch) -> None:
+    from bot.services.ingest import quoted  # the general path's own helper (ingest imports this module)
+
+    for plan in plans:
+        event, outcome = plan.event, plan.outcome
+        plan.payment = dict(
+            webhook_event_id=plan.row_id, source=event.source, kind=event.kind.value, payment_ref=event.payment_ref,
+            currency=plan.amount.currency, amount_minor=plan.amount.minor, occurred_at=event.occurred_at,
+            date_only=event.date_only, recorded_at=now, invoice_id=plan.invoice_id,
+            customer_id=plan.customer.id if plan.customer else None, match_rule=plan.match.rule.value,
+            match_reason=plan.match.reason, settlement=outcome.settlement.value,
+            balance_minor=outcome.balance.minor, fingerprint=plan.key, duplicate_of=None,
+            payer_email=event.payer_email, payer_name=event.payer_name, details=dict(event.details) | quoted(event))
+    payments = table(models.Payment)
+    ids = [row_id for (row_id,) in connection.execute(
+        insert(payments).returning(payments.c.id, sort_by_parameter_order=True), [p.payment for p in plans])]
+    invoices = table(models.Invoice)
+    connection.execute(update(invoices).where(invoices.c.id == bindparam("invoice_id"))
+                       .values(paid_minor=invoices.c.paid_minor + bindparam("paid")),
+                       [{"invoice_id": p.invoice_id, "paid": p.amount.minor} for p in plans])
+
+    wanted = {pair for plan in plans if plan.customer for pair in notifier.addresses(plan.customer)}
+    opted_out = {(channel, address) for channel, address in connection.execute(
+        select(models.Consent.channel, models.Consent.address).where(
+            models.Consent.opted_out.is_(True), models.Consent.address.in_({a for _, a in wanted})))
+        if (channel, address) in wanted} if wanted else set()
+    records: list[AuditRecord] = []
+    queued: list[tuple[int, dict[str, Any], AuditRecord]] = []  # (index in records, outbox row, audit to finish)
+    for plan, payment_id in zip(plans, ids, strict=True):
+        # What `receipt_of` reads of the row, without an ORM instance (building one per payment cost more than the
+        # statements that store it).
+        payment = cast(models.Payment, SimpleNamespace(id=payment_id, **plan.payment))
+        event, invoice, customer = plan.event, plan.invoice, plan.customer
+        records.append(audit_record(now, "payment.matched", source=event.source, invoice=invoice.number,
+                                    customer_id=payment.customer_id, amount=plan.amount, detail={
+            "payment_id": payment_id, "kind": event.kind.value, "rule": plan.match.rule.value,
+            "reason": plan.match.reason, "payment_ref": event.payment_ref, "settlement": payment.settlement,
+            "balance": str(plan.outcome.balance.amount)}))
+        receipt = receipt_of(payment, invoice, customer)
+        for row, record in notifier.acknowledgements(receipt, customer, now, opted_out):  # a message that fails to render
+            records.append(record)                                            # raises: the general path then
+            if row is not None:
+                queued.append((len(records) - 1, row, record))
+        batch.payment_ids.append(payment_id)
+        batch.done.append(plan.row_id)
+    if queued:
+        notifications = table(models.Notification)
+        notification_ids = [row_id for (row_id,) in connection.execute(
+            insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True),
+            [row for _, row, _ in queued])]
+        for (index, _, record), notification_id in zip(queued, notification_ids, strict=True):
+            records[index] = replace(record, detail={"notification_id": notification_id, **record.detail})
+        batch.notification_ids += notification_ids
+        if connection.dialect.name == "postgresql":  # as `outbox.enqueue`: listening workers look at once
+            connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": outbox.CHANNEL})
+    audit.append_rows(connection, records, keys)
+
