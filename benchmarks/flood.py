@@ -571,7 +571,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--quiet-seconds", type=float, default=10.0,
                         help="genuine webhooks alone first, for the latency without flood (default 10)")
     parser.add_argument("--engine", choices=("sqlite", "postgresql", "postgres"), default="sqlite")
-    parser.add_argument("--ingest-mode", choices=("inline", "deferred"), default="inline")
+    parser.add_argument("--ingest-mode", choices=("inline", "deferred"), default="deferred",
+                        help="INGEST_MODE of the server (default deferred, as paybot's own default)")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help=f"comma-separated, sent in turn (default all: {','.join(ATTACKS)})")
     parser.add_argument("--probe-requests", type=int, default=200,

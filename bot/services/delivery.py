@@ -275,9 +275,10 @@ class DeliveryWorker:
                 self.metrics.deliveries.labels(mine.channel, "sent").inc()
                 log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
             case Retry(reason, after, until) if not self._exhausted(mine, now):
-                wait = max(after or 0.0, (until - now).total_seconds() if until else 0.0)
+                told = None if after is None and until is None else \
+                    max(after or 0.0, (until - now).total_seconds() if until else 0.0)
                 mine.status, mine.last_error = outbox.PENDING, reason
-                mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, wait))
+                mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, told))
                 self.metrics.deliveries.labels(mine.channel, "retry").inc()
                 log.info("notification %s will retry at %s: %s", mine.id, mine.available_at, reason)
                 if result.once is not None:  # e.g. a daily API quota spent: finance hears once, not per row
@@ -300,10 +301,12 @@ class DeliveryWorker:
         return row.attempts >= self.settings.delivery_max_attempts or too_old
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Exponential with full jitter in its upper half, capped, and never before the provider asked."""
+        """Exactly when the provider asked (Retry-After, a rate-limit reset), whatever the attempt; else exponential
+        with full jitter in its upper half, capped."""
+        if retry_after is not None:
+            return max(retry_after, 0.0)
         ceiling = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (attempts - 1))
-        delay = ceiling * (0.5 + self.rng.random() / 2)
-        return max(delay, retry_after or 0.0)
+        return ceiling * (0.5 + self.rng.random() / 2)
 
 
 

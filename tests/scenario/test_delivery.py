@@ -153,6 +153,9 @@ def test_backoff_grows_with_jitter_and_respects_retry_after(paybot):
         ceiling = min(cap, base * 2 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling
     assert worker.backoff(1, 120.0) == 120.0
+    # A provider that says when is taken at its word however often it said so: a CRM's seventh 429 with
+    # Retry-After: 7 waits seven seconds, not the worker's grown backoff.
+    assert worker.backoff(7, 7.0) == 7.0 and worker.backoff(11, 0.0) == 0.0
 
 
 async def test_periodic_jobs_run_on_the_injected_clock(paybot, clock):

@@ -1,5 +1,5 @@
 """Fallback on real failure signals, across channels: an email bounce moves the receipt to SMS, an SMS opt-out to
-the next channel, a confirmed delivery ends the chain (a late report changes nothing, a fallback not yet sent is
+the next channel (email, WhatsApp), a confirmed delivery ends the chain (a late report changes nothing, a fallback not yet sent is
 cancelled), an exhausted chain reaches finance; every step is in the audit trail."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import pytest
 
 from bot.integrations.channels.sendgrid import SendGridSettings
 from bot.storage import models
+from tests.channels.conftest import whatsapp, whatsapp_settings  # noqa: F401 (fixture)
 from tests.fakes.sendgrid import API_KEY
 from tests.fakes.sendgrid_events import EventSigner, body, event
 from tests.harness import stripe_invoice_event
@@ -17,9 +18,9 @@ SIGNER = EventSigner()
 
 
 @pytest.fixture
-def configs(configs, sendgrid, twilio):  # noqa: F811
+def configs(configs, sendgrid, twilio, whatsapp):  # noqa: F811
     return configs | {
-        "twilio": twilio_settings(twilio),
+        "twilio": twilio_settings(twilio), "whatsapp": whatsapp_settings(whatsapp),
         "sendgrid": SendGridSettings(_env_file=None, api_key=API_KEY, from_email="billing@weld.example",
                                      event_public_key=SIGNER.public_key, base_url=str(sendgrid.server.make_url("/")))}
 
@@ -86,6 +87,21 @@ async def test_sms_stop_moves_the_receipt_to_the_next_channel(paybot, sendgrid, 
     assert [k for k, _ in await chain(paybot)] == [
         "notification.queued", "consent.opted_out", "notification.failed", "notification.fallback",
         "notification.queued", "notification.sent"]
+
+
+async def test_sms_stop_moves_the_receipt_to_whatsapp(paybot, twilio, whatsapp, clock):  # noqa: F811
+    await paybot.add_customer(phone=PHONE, channels=("sms", "whatsapp"))
+    await paybot.add_invoice()
+    await paybot.post_stripe(stripe_invoice_event())
+    assert (await inbound(paybot, "STOP")).status == 200  # STOP is about texts: WhatsApp may still be used
+    await paybot.deliver()
+    await paybot.deliver()
+    assert twilio.messages == []
+    [sent] = whatsapp.accepted
+    assert sent["to"] == PHONE[1:] and sent["type"] == "template"
+    assert await chain(paybot) == [
+        ("notification.queued", "twilio"), ("consent.opted_out", "twilio"), ("notification.failed", "twilio"),
+        ("notification.fallback", "whatsapp"), ("notification.queued", "whatsapp"), ("notification.sent", "whatsapp")]
 
 
 async def test_delivered_ends_the_chain(paybot, sendgrid, twilio, clock):
