@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.handlers.slack_commands import HELP, Command, UsageError, parse
+from bot.handlers.slack_commands import Command, UsageError, answer_text, parse
 from bot.services.staff import activity
 from bot.services.staff.access import StaffAccess
 from bot.services.staff.actions import StaffDesk
@@ -145,25 +145,10 @@ def register(app: AsyncApp, staff: Staff) -> None:
 
     async def run(command: Command, request: Request, claim_id: int, body: dict[str, Any],
                   client: AsyncWebClient) -> Mrkdwn | None:
-        match command.name:
-            case "help":
-                return HELP
-            case "resend":
-                return (await staff.desk.resend(request, claim_id, command.target, command.extra or None)).text
-            case "edit":
-                await open_edit(client, body, command.target, card=None)
-                return None
-            case "escalate":
-                return await staff.escalations.escalate(request, claim_id, command.target, command.extra)
-            case "status":
-                return await staff.queries.status(command.target)
-            case "find":
-                return await staff.queries.find(command.target)
-            case "unmatched":
-                return await staff.queries.unmatched()
-            case "audit":
-                return await staff.queries.audit(command.target)
-        raise UsageError(mrkdwn("Unknown subcommand `{}`.\n{}", command.name, HELP))
+        if command.name == "edit":
+            await open_edit(client, body, command.target, card=None)
+            return None
+        return await answer_text(staff, command, request, claim_id)
 
     async def open_edit(client: AsyncWebClient, body: dict[str, Any], name: str, card: list[str] | None) -> None:
         draft = await staff.desk.draft(name)

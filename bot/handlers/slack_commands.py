@@ -1,9 +1,15 @@
-"""Parsing `/payments <subcommand> …`: what each subcommand takes, and the help staff see."""
+"""`/payments <subcommand> …` (Slack) and `payments …` (Teams): what each subcommand takes, the help staff see,
+and the answers every front end gives alike."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from bot.services.staff.actions import StaffDesk
+from bot.services.staff.escalations import Escalations
+from bot.services.staff.queries import StaffQueries
+from bot.services.staff.targets import Request
 from bot.text import Mrkdwn, mrkdwn
 
 #: Escaped like any other text, so `<invoice>` is shown, not taken for a link.
@@ -72,3 +78,29 @@ def parse(text: str) -> Command:
         raise UsageError(mrkdwn("`{}` takes at most {} argument{}. {}", name, len(names),
                                 "s" if len(names) != 1 else "", usage(name)))
     return Command(name, args[0] if args else "", args[1] if len(args) > 1 else "")
+
+
+class StaffServices(Protocol):
+    desk: StaffDesk
+    escalations: Escalations
+    queries: StaffQueries
+
+
+async def answer_text(staff: StaffServices, command: Command, request: Request, claim_id: int) -> Mrkdwn:
+    """The text answer of every subcommand but `edit` (each front end opens its own form for that)."""
+    match command.name:
+        case "help":
+            return HELP
+        case "resend":
+            return (await staff.desk.resend(request, claim_id, command.target, command.extra or None)).text
+        case "escalate":
+            return await staff.escalations.escalate(request, claim_id, command.target, command.extra)
+        case "status":
+            return await staff.queries.status(command.target)
+        case "find":
+            return await staff.queries.find(command.target)
+        case "unmatched":
+            return await staff.queries.unmatched()
+        case "audit":
+            return await staff.queries.audit(command.target)
+    raise UsageError(mrkdwn("Unknown subcommand `{}`.\n{}", command.name, HELP))

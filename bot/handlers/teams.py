@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from bot import text
 from bot.errors import PayloadTooLarge, SignatureInvalid
 from bot.handlers.slack import REFUSAL, InFlight
-from bot.handlers.slack_commands import HELP, Command, UsageError, parse
+from bot.handlers.slack_commands import Command, UsageError, answer_text, parse
 from bot.handlers.teams_actions import card_action
 from bot.handlers.teams_auth import BotFrameworkAuth, Unauthenticated
 from bot.handlers.teams_staff import Staff, Turn, later
@@ -46,7 +46,7 @@ from bot.services.staff.actions import StaffDesk
 from bot.services.staff.escalations import Escalations
 from bot.services.staff.queries import StaffQueries
 from bot.services.staff.targets import Request, StaffError
-from bot.text import Mrkdwn, mrkdwn
+from bot.text import Mrkdwn
 from cards import teams as cards
 
 log = logging.getLogger(__name__)
@@ -203,26 +203,11 @@ async def _command(staff: Staff, turn: Turn) -> None:
 
 async def _run(staff: Staff, command: Command, request: Request, claim_id: int,
                turn: Turn) -> Mrkdwn | dict[str, Any] | None:
-    match command.name:
-        case "help":
-            return HELP
-        case "resend":
-            return (await staff.desk.resend(request, claim_id, command.target, command.extra or None)).text
-        case "edit":
-            draft = await staff.desk.draft(command.target)
-            return cards.edit_form(draft.heading, draft.text, draft.payment_id,
-                                   await card_state.revision(staff.db, draft.payment_id))
-        case "escalate":
-            return await staff.escalations.escalate(request, claim_id, command.target, command.extra)
-        case "status":
-            return await staff.queries.status(command.target)
-        case "find":
-            return await staff.queries.find(command.target)
-        case "unmatched":
-            return await staff.queries.unmatched()
-        case "audit":
-            return await staff.queries.audit(command.target)
-    raise UsageError(mrkdwn("Unknown subcommand `{}`.\n{}", command.name, HELP))
+    if command.name == "edit":
+        draft = await staff.desk.draft(command.target)
+        return cards.edit_form(draft.heading, draft.text, draft.payment_id,
+                               await card_state.revision(staff.db, draft.payment_id))
+    return await answer_text(staff, command, request, claim_id)
 
 
 async def _extension(staff: Staff, turn: Turn) -> dict[str, Any]:
