@@ -39,7 +39,7 @@ from sqlalchemy import inspect, text
 
 # The sibling benchmark (run from the repository root: its directory is on sys.path): its seeded databases, signed
 # Stripe events, child-process handshake and /proc reader.
-from webhooks import SECRET, Databases, announced_port, cpu_seconds, stripe_events
+from webhooks import SECRET, Databases, announced_port, cpu_seconds, serve_announced, stripe_events
 
 RECEIVER = "billing@weld.example"  # public: printed on every PayPal button, so a forger knows it
 START_TIMEOUT = 60.0
@@ -67,12 +67,7 @@ async def fake_paypal() -> None:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/cgi-bin/webscr", webscr)
     app.router.add_get("/stats", stats)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(f"READY {runner.addresses[0][1]}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await runner.cleanup()
+    await serve_announced(app)
 
 
 @contextlib.asynccontextmanager

@@ -48,8 +48,10 @@ from sqlalchemy.engine import Connection
 
 # The sibling benchmarks (run from the repository root: this directory is on sys.path) and the fake SendGrid.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
-from flood import RawHttp, child, free_port, load_average, paced, wait_healthy  # noqa: E402
-from webhooks import POSTGRES_ADMIN_URL, SECRET, admin_execute, announced_port, cpu_seconds, server  # noqa: E402
+from flood import RawHttp, child, free_port, load_average, paced, percentile, wait_healthy  # noqa: E402
+from webhooks import (  # noqa: E402
+    POSTGRES_ADMIN_URL, SECRET, admin_execute, announced_port, cpu_seconds, serve_announced, server,
+)
 
 SENDGRID_KEY = "SG.test-key"  # tests.fakes.sendgrid.API_KEY
 AUDIT_KEY = "benchmark-audit-key-0123456789abcdef"
@@ -103,12 +105,7 @@ async def fake_sendgrid(delay_ms: float) -> None:
     app = web.Application()  # the fake's handler, timed and counted (its own app remembers every request)
     app.router.add_post("/v3/mail/send", timed)
     app.router.add_get("/stats", stats)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(f"READY {runner.addresses[0][1]}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await runner.cleanup()
+    await serve_announced(app)
 
 
 @dataclass
@@ -379,11 +376,6 @@ async def acknowledged_by(sendgrid: int, target: int, timeout: float) -> tuple[i
         if accepted >= target or time.monotonic() - started >= timeout:
             return accepted, time.monotonic() - started
         await asyncio.sleep(0.25)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
 
 
 # --- the phases ------------------------------------------------------------------------------------------------------

@@ -82,11 +82,14 @@ def paybot_app(database_url: str, channels: bool, ingest_mode: str) -> web.Appli
 
 async def serve(target: str, database_url: str, channels: bool, ingest_mode: str) -> None:
     """Serve until the parent closes our stdin (or kills us); announce the port on stdout."""
-    app = bare_app() if target == "bare" else paybot_app(database_url, channels, ingest_mode)
+    await serve_announced(bare_app() if target == "bare" else paybot_app(database_url, channels, ingest_mode))
+
+
+async def serve_announced(app: web.Application) -> None:
+    """Serve `app` on a free loopback port, announced as `READY <port>` on stdout, until our stdin closes."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     print(f"READY {runner.addresses[0][1]}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await runner.cleanup()
