@@ -282,8 +282,11 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
                 stack.push_async_callback(interrupt, process)
         for _ in range(workers):
             process = await stack.enter_async_context(child(
-                [sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=log, stderr=log, env=env))
+                [*shlex.split(args.profile_with), sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=log,
+                stderr=log, env=env))
             pids.append(process.pid)
+            if args.profile_with:  # each worker under a profiler of its own (name its report by its pid)
+                stack.push_async_callback(interrupt, process)
         try:
             yield Paybot(port, pids, sendgrid_port, logs)
         finally:
