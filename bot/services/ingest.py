@@ -182,8 +182,10 @@ class Ingest:
                 left = self._took(done, batch)
         return await self._one_by_one(left, done)
 
-    def _record_batch(self, connection: Connection, items: Sequence[tuple[int, Received]]) -> recording.Batch:
-        return recording.record_batch(connection, items, self.notifier, self.db.audit_keys, self.db.clock)
+    def _record_batch(self, connection: Connection, items: Sequence[tuple[int, Received]],
+                      claimed: bool = False) -> recording.Batch:
+        return recording.record_batch(connection, items, self.notifier, self.db.audit_keys, self.db.clock,
+                                      claimed=claimed)
 
     @staticmethod
     def _took(done: Recorded, batch: recording.Batch) -> list[tuple[int, Received]]:
@@ -219,17 +221,17 @@ class Ingest:
                 rows = list(await session.execute(waiting))
             done = await self.process_many(await self._readable(rows))
         else:
-            done, left = Recorded(), []
-            async with self.db.engine.begin() as connection:
-                rows = list(await connection.execute(waiting.with_for_update(skip_locked=True)))
-                items = await self._readable(rows)
-                try:
-                    if items:
-                        async with connection.begin_nested():  # a batch that fails leaves the claim held
-                            left = self._took(done, await connection.run_sync(self._record_batch, items))
-                except Exception:
-                    log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
-                    left = items
+            done, items = Recorded(), None
+            try:
+                async with self.db.engine.begin() as connection:
+                    rows = list(await connection.execute(waiting.with_for_update(skip_locked=True)))
+                    items = await self._readable(rows)
+                    left = self._took(done, await connection.run_sync(self._record_batch, items, True))
+            except Exception:
+                if items is None:  # the claim itself failed (the database is away): the caller's retry
+                    raise
+                log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
+                done, left = Recorded(), items
             await self._one_by_one(left, done)  # after the claim's commit: `process` locks each row again
         done.last_seen = rows[-1].id if len(rows) == limit else None
         return done
