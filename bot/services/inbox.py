@@ -53,10 +53,10 @@ def write_batch(connection: Connection, rows: list[dict[str, Any]], records: lis
         if row_id is not None:
             new.append(record)
         results.append(Stored(row_id))
-    if new:
-        audit.append_rows(connection, new, keys)
     if any(stored.row_id is not None and row["status"] == RECEIVED for row, stored in zip(rows, results)):
         wakeup.notify(connection, CHANNEL)  # the workers record it at once instead of at their next look
+    if new:  # last: the chain's head stays locked until the commit
+        audit.append_rows(connection, new, keys)
     return results
 
 
