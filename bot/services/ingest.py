@@ -183,9 +183,9 @@ class Ingest:
         return await self._one_by_one(left, done)
 
     def _record_batch(self, connection: Connection, items: Sequence[tuple[int, Received]],
-                      claimed: bool = False) -> recording.Batch:
+                      locked: bool = False) -> recording.Batch:
         return recording.record_batch(connection, items, self.notifier, self.db.audit_keys, self.db.clock,
-                                      claimed=claimed)
+                                      locked=locked)
 
     @staticmethod
     def _took(done: Recorded, batch: recording.Batch) -> list[tuple[int, Received]]:

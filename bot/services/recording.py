@@ -68,13 +68,13 @@ def table(model: type[Any]) -> Table:
 
 
 def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifier, keys: Keyring,
-                 clock: Callable[[], datetime], *, claimed: bool = False) -> Batch:
-    """`claimed`: this transaction already holds the events' rows, locked and still waiting (a worker's claim)."""
+                 clock: Callable[[], datetime], *, locked: bool = False) -> Batch:
+    """`locked`: this transaction already holds the events' rows, locked and still waiting (a worker's claim)."""
     batch = Batch()
     simple = [(row_id, received) for row_id, received in items if len(received.payments) == 1
               and plain_kind(received.payments[0])]
     batch.left = [item for item in items if item not in simple]
-    if simple and not claimed:
+    if simple and not locked:
         # Ours to record: still waiting, and not being recorded by another worker this moment (PostgreSQL skips
         # the rows another transaction holds; that one records them). SQLite has one writer: no lock clause.
         events = table(models.WebhookEvent)
