@@ -6,7 +6,8 @@ A payment counts when SendGrid has accepted its customer's email, not when its w
     .venv/bin/python benchmarks/throughput.py [--engine sqlite|postgresql] [--ingest-mode inline|deferred|both]
                                               [--rate 1000] [--seconds 60] [--latency-rate 200]
                                               [--latency-seconds 20] [--drain-seconds 60] [--workers 0]
-                                              [--deliveries 5000] [--provider-ms 100] [--skip …]
+                                              [--deliveries 5000] [--provider-ms 100]
+                                              [--scaleout-concurrency 10] [--skip …]
 
 Phases, each on a fresh copy of one seeded database, all stopping by themselves (about 4 minutes per mode):
   ceiling     the same load generator against a bare aiohttp handler (read the body, answer 200): req/s.
@@ -18,6 +19,8 @@ Phases, each on a fresh copy of one seeded database, all stopping by themselves 
               acknowledged.
   delivery    --deliveries queued emails, SendGrid taking --provider-ms per call, one `paybot worker`:
               deliveries/s.
+  scaleout    the same backlog delivered by one worker, then by two (PostgreSQL), each sending
+              --scaleout-concurrency at a time: deliveries/s of both, the ratio, and every email sent once.
 At the end of each paybot phase every paybot process is SIGKILLed and the database checked: one webhook_events row
 per webhook answered 2xx, one payment per event, no email accepted twice, an intact audit chain.
 See benchmarks/README.md for how to read the output.
@@ -258,7 +261,8 @@ class Paybot:
 
 @contextlib.asynccontextmanager
 async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ingest_mode: str, *,
-                 provider_ms: float = 0.0, web_process: bool = True, workers: int = 0) -> AsyncIterator[Paybot]:
+                 provider_ms: float = 0.0, web_process: bool = True, workers: int = 0,
+                 settings: dict[str, str] | None = None) -> AsyncIterator[Paybot]:
     """The fake SendGrid, then `python -m bot serve` (with its worker unless --workers) and `python -m bot
     worker` × workers; all SIGKILLed at the end."""
     logs = workdir / f"paybot-{free_port()}.log"
@@ -269,7 +273,7 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
         assert sendgrid.stdout is not None
         sendgrid_port = await asyncio.wait_for(announced_port(sendgrid.stdout), START_TIMEOUT)
         port = free_port()
-        env = environment(database_url, port, sendgrid_port, args, ingest_mode)
+        env = environment(database_url, port, sendgrid_port, args, ingest_mode) | (settings or {})
         log = stack.enter_context(logs.open("wb"))
         pids = []
         if web_process:
@@ -282,8 +286,11 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
                 stack.push_async_callback(interrupt, process)
         for _ in range(workers):
             process = await stack.enter_async_context(child(
-                [sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=log, stderr=log, env=env))
+                [*shlex.split(args.profile_with), sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=log,
+                stderr=log, env=env))
             pids.append(process.pid)
+            if args.profile_with:  # each worker under a profiler of its own (name its report by its pid)
+                stack.push_async_callback(interrupt, process)
         try:
             yield Paybot(port, pids, sendgrid_port, logs)
         finally:
@@ -516,6 +523,63 @@ async def delivery(args: argparse.Namespace, scratch: Scratch, workdir: Path) ->
     return Delivered(sent / took, sent, took, cpu * 1000 / max(sent, 1), repeats)
 
 
+@dataclass
+class ScaledOut:
+    one: Delivered
+    two: Delivered
+    problems: list[str]
+
+
+async def scaleout(args: argparse.Namespace, scratch: Scratch, workdir: Path) -> ScaledOut:
+    """The delivery phase's backlog delivered by one `paybot worker`, then (a fresh copy) by two side by side, each
+    sending --scaleout-concurrency at a time: deliveries/s of each, and every email sent exactly once."""
+    runs, problems = [], []
+    for workers in (1, 2):
+        database_url = await scratch.fresh("outbox")
+        async with paybot(args, database_url, workdir, "inline", provider_ms=args.provider_ms, web_process=False,
+                          workers=workers,
+                          settings={"WORKER_CONCURRENCY": str(args.scaleout_concurrency)}) as bot:
+            started = time.monotonic()
+            while (await sendgrid_stats(bot.sendgrid)).accepted == 0 and time.monotonic() - started < 60:
+                await asyncio.sleep(0.05)
+            first, cpu0 = time.monotonic(), bot.cpu()
+            sent, _ = await acknowledged_by(bot.sendgrid, args.deliveries, 300)
+            took, cpu = time.monotonic() - first, bot.cpu() - cpu0
+            await asyncio.sleep(2 * SAMPLE)  # an email sent twice would arrive after its first
+            repeats = (await sendgrid_stats(bot.sendgrid)).repeats
+        runs.append(Delivered(sent / took, sent, took, cpu * 1000 / max(sent, 1), repeats))
+        problems += [f"{workers} worker(s): {problem}" for problem in
+                     await check_outbox(database_url, args.deliveries, sent, repeats)]
+    return ScaledOut(runs[0], runs[1], problems)
+
+
+async def check_outbox(database_url: str, queued: int, accepted: int, repeats: int) -> list[str]:
+    """Every queued email accepted once by the fake, every outbox row sent once (one `notification.sent` entry
+    each), an intact chain."""
+    from bot.domain.audit import Keyring
+    from bot.storage import audit, models
+    from bot.storage.engine import create_engine, sessions
+
+    engine = create_engine(database_url)
+    try:
+        async with sessions(engine)() as session:
+            statuses = dict((await session.execute(select(models.Notification.status, func.count())
+                                                   .group_by(models.Notification.status))).all())
+            sent_entries = int(await session.scalar(select(func.count()).select_from(models.AuditEntry).where(
+                models.AuditEntry.kind == "notification.sent")) or 0)
+            verification = await audit.verify(session, Keyring.of(AUDIT_KEY))
+    finally:
+        await engine.dispose()
+    problems = []
+    if accepted != queued or repeats:
+        problems.append(f"{accepted} of {queued} emails accepted, {repeats} accepted twice")
+    if statuses.get("sent", 0) != queued or sent_entries != queued:
+        problems.append(f"outbox {statuses}, {sent_entries} notification.sent audit entries for {queued} rows")
+    if verification.broken is not None:
+        problems.append(f"audit chain broken at {verification.broken.seq}: {verification.broken.reason}")
+    return problems
+
+
 # --- the report ------------------------------------------------------------------------------------------------------
 
 async def main(args: argparse.Namespace) -> int:
@@ -526,8 +590,9 @@ async def main(args: argparse.Namespace) -> int:
     try:
         invoices = int(args.latency_rate * args.latency_seconds + args.rate * args.seconds) + 100
         print(f"{args.engine}; load average {load_average()}; seeding {invoices} customers and invoices", flush=True)
-        await scratch.template("payments", invoices, 0)
-        if "delivery" not in args.skip:
+        if not {"latency", "throughput"} <= args.skip:
+            await scratch.template("payments", invoices, 0)
+        if not {"delivery", "scaleout"} <= args.skip:
             await scratch.template("outbox", 0, args.deliveries)
         bare = await ceiling(args) if "ceiling" not in args.skip else float("nan")
         print(f"bare aiohttp ceiling: {bare:.0f} req/s", flush=True)
@@ -564,6 +629,17 @@ async def main(args: argparse.Namespace) -> int:
                   f"{d.rate:.0f}/s over {d.seconds:.1f} s; worker CPU {d.cpu_ms:.2f} ms each; "
                   f"{d.repeats} accepted twice", flush=True)
             failed |= bool(d.repeats)
+        if "scaleout" not in args.skip and args.engine == "postgresql":  # SQLite: one process writes
+            so = await scaleout(args, scratch, workdir)
+            print(f"\nscale-out: {args.deliveries} emails, SendGrid taking {args.provider_ms:g} ms a call, "
+                  f"{args.scaleout_concurrency} sends at a time per worker:\n"
+                  f"  one worker  {so.one.rate:.0f}/s over {so.one.seconds:.1f} s ({so.one.cpu_ms:.2f} ms CPU each)\n"
+                  f"  two workers {so.two.rate:.0f}/s over {so.two.seconds:.1f} s ({so.two.cpu_ms:.2f} ms CPU each)\n"
+                  f"  two / one: {so.two.rate / so.one.rate:.2f}x; "
+                  f"{so.one.repeats + so.two.repeats} accepted twice", flush=True)
+            if so.problems:
+                print(f"  PROBLEMS: {'; '.join(so.problems)}")
+                failed = True
         print(f"\nload average at the end: {load_average()}")
     finally:
         await scratch.drop()
@@ -588,18 +664,22 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                         help="0: `serve` with its own worker; N: `serve --no-worker` and N `paybot worker`s")
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--provider-ms", type=float, default=100.0, help="SendGrid's time per call, delivery phase")
+    parser.add_argument("--scaleout-concurrency", type=int, default=10,
+                        help="scale-out phase: WORKER_CONCURRENCY of each worker (default 10: each worker waits on "
+                             "the provider, not on this machine's two cores)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--show-log", type=int, default=0, metavar="N",
                         help="after each paybot phase, print the last N lines of its log that are not INFO")
     parser.add_argument("--profile-with", default="", metavar="COMMAND",
                         help="start `paybot serve` under COMMAND, e.g. '.venv/bin/py-spy record --format raw -o "
                              "/tmp/spy.txt --' (interrupted at the end of each phase so that it writes its report)")
-    parser.add_argument("--skip", default="", help="comma-separated phases: ceiling,latency,throughput,delivery")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated phases: ceiling,latency,throughput,delivery,scaleout")
     args = parser.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if not (0 < args.rate <= 5000 and 0 < args.seconds <= 300 and 0 < args.latency_rate <= 2000
             and 0 < args.latency_seconds <= 120 and 0 <= args.drain_seconds <= 600 and 0 <= args.workers <= 8
-            and 0 < args.deliveries <= 100_000):
+            and 0 < args.deliveries <= 100_000 and 0 < args.scaleout_concurrency <= 1000):
         parser.error("--rate 0..5000, --seconds 0..300, --latency-rate 0..2000, --latency-seconds 0..120, "
                      "--drain-seconds 0..600, --workers 0..8, --deliveries 1..100000")
     return args

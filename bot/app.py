@@ -37,7 +37,7 @@ def create_app(settings: Settings, *, configs: Mapping[str, IntegrationSettings]
 
     async def worker(app: web.Application) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(app[RUNTIME].worker.run(stop))
+        task = asyncio.create_task(app[RUNTIME].run_worker(stop))
         yield
         stop.set()
         await task

@@ -114,7 +114,7 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     runtime = await start(settings)
     try:
-        await runtime.worker.run(stop)
+        await runtime.run_worker(stop)
     finally:
         await runtime.close()
     return 0

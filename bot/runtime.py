@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from bot.services import status_poll
 from bot.services.anchors import Anchors
 from bot.services.check import summary
 from bot.services.delivery import DeliveryWorker
+from bot.services import inbox
 from bot.services.inbox import Inbox
 from bot.services.ingest import Ingest
 from bot.services.notify import Notifier
@@ -34,8 +36,8 @@ from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
 from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
-from bot.storage import audit
-from bot.storage.connect import open_database
+from bot.storage import audit, wakeup
+from bot.storage.connect import open_database, problem, unavailable
 from bot.storage.database import Clock, Database, utcnow
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,14 @@ AFTER_THE_ANSWER = "(after the answer)"
 CONFIRM_SWEEP = timedelta(seconds=60)
 #: How often the bodies of events never proven genuine are looked at for purging (UNVERIFIED_RETENTION_HOURS).
 PURGE_SWEEP = timedelta(minutes=10)
-#: INGEST_MODE=deferred: how often workers look for events to record, and how long an event its web process
-#: accepted may wait before a worker decides that process died and records it instead.
+#: INGEST_MODE=deferred: how often workers look for events to record when nothing wakes them (PostgreSQL's NOTIFY
+#: does, at each commit of events left for them), and how long an event its web process accepted may wait before a
+#: worker decides that process died and records it instead.
 WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
 #: Deferred payments recorded at once, at most; beyond a backlog this long, a worker's sweep takes over.
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
 #: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
 PROCESSING_BATCH = 100
-#: Pages of waiting events a worker's sweep records per round, at most, before it delivers again.
-SWEEP_PAGES = 5
 
 
 @dataclass
@@ -96,10 +97,33 @@ class Runtime:
         if recorded.notification_ids:
             self.worker.wake()
 
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """The delivery worker, and beside it (INGEST_MODE=deferred) the recording of events left for workers: two
+        tasks, so that neither waits behind the other's backlog."""
+        jobs = [self.worker.run(stop)]
+        if self.settings.ingest_mode == "deferred":
+            jobs.append(self.record_waiting(stop))
+        await asyncio.gather(*jobs)
+
+    async def record_waiting(self, stop: asyncio.Event) -> None:
+        """Record stored events as they come: woken by the commit that stored them (NOTIFY, PostgreSQL), else
+        every WAITING_SWEEP; a backlog page after page (each worker its own pages, see `Ingest.process_waiting`)."""
+        wake = asyncio.Event()
+        async with wakeup.listen(self.db.engine, inbox.CHANNEL, wake.set):
+            while not stop.is_set():
+                wake.clear()  # before looking: an event stored during this round leads to another round
+                try:
+                    await self.process_waiting()
+                except Exception as exc:  # the loop outlives any outage; the events wait in the database
+                    if unavailable(exc):
+                        log.warning("recording waiting webhooks: database unavailable (%s)", problem(exc))
+                    else:
+                        log.exception("recording waiting webhooks failed")
+                await first_of(wake, stop, timeout=WAITING_SWEEP.total_seconds())
+
     async def process_waiting(self) -> None:
-        """At most SWEEP_PAGES pages a round, from where the last round stopped: the worker delivers between rounds
-        instead of behind a whole backlog (and two workers sweeping take different pages, see `recording`)."""
-        for _ in range(SWEEP_PAGES):
+        """Every waiting event, page by page from where the last round stopped (and round to the start)."""
+        while True:
             recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, self._swept_to,
                                                          limit=PROCESSING_BATCH)
             if recorded.notification_ids:
@@ -133,6 +157,14 @@ class Runtime:
             log.exception("flushing refusal summaries at shutdown failed")
         await self.http.close()
         await self.db.dispose()
+
+
+async def first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until one of `events` is set, or `timeout` seconds."""
+    waiters = {asyncio.ensure_future(event.wait()) for event in events}
+    _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
 
 
 def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name: str,
@@ -190,8 +222,6 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
                       connections=Connections(db, tokens, sources, http, settings.public_base_url))
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
-    if settings.ingest_mode == "deferred":
-        worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
     escalations = Escalations(db, notifier, settings)
     worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
     worker.every("flush-refusals", WINDOW, runtime.refusals.flush)

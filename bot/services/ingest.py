@@ -19,6 +19,7 @@ from uuid import uuid4
 
 from multidict import CIMultiDict
 from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.domain.ratelimit import TokenBucket
 from bot.errors import InboundError, ProviderError
 from bot.integrations.sources.base import InboundRequest, PaymentSource, Received, read
-from bot.services.inbox import Inbox
+from bot.services.inbox import RECEIVED, Inbox
 from bot.services import recording
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
@@ -42,7 +43,7 @@ PENDING, REJECTED = unverified.PENDING, unverified.REJECTED  # stored unverified
 WAITING = unverified.WAITING  # verified, thin: its payments are read from the platform after the answer
 # INGEST_MODE=deferred: stored, its payments recorded by the web process right after answering (ACCEPTED), or by
 # a worker (RECEIVED, when the web process runs without one).
-ACCEPTED, RECEIVED = "accepted", "received"
+ACCEPTED = "accepted"
 UNVERIFIED = "#unverified-"
 BURST_SECONDS = 10  # unverified events kept at once past the rate: ten seconds' worth
 
@@ -76,8 +77,13 @@ def received_audit(source: str, received: Received) -> dict[str, Any]:
                                          "payments": len(received.payments), **pending}}
 
 
-def stored_request(row: models.WebhookEvent) -> InboundRequest:
-    """A stored event as its source reads it (again)."""
+#: What reading a stored event again takes (`stored_request`), and its id.
+WAITING_COLUMNS = (models.WebhookEvent.id, models.WebhookEvent.source, models.WebhookEvent.event_id,
+                   models.WebhookEvent.received_at, models.WebhookEvent.body, models.WebhookEvent.headers)
+
+
+def stored_request(row: Any) -> InboundRequest:
+    """A stored event (its ORM instance, or a row of WAITING_COLUMNS) as its source reads it (again)."""
     return InboundRequest(method="POST", url="", headers=CIMultiDict(row.headers), query={}, body=row.body,
                           received_at=row.received_at)
 
@@ -169,15 +175,27 @@ class Ingest:
         done, left = Recorded(), list(items)
         if self.inbox is not None and items:
             try:
-                batch = await self.inbox.in_transaction(lambda connection: recording.record_batch(
-                    connection, items, self.notifier, self.db.audit_keys, self.db.clock))
+                batch = await self.inbox.in_transaction(lambda connection: self._record_batch(connection, items))
             except Exception:  # the same events, the general way: slower, same result
                 log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
             else:
-                left = batch.left
-                done.payment_ids += batch.payment_ids
-                done.notification_ids += batch.notification_ids
-        for row_id, received in left:
+                left = self._took(done, batch)
+        return await self._one_by_one(left, done)
+
+    def _record_batch(self, connection: Connection, items: Sequence[tuple[int, Received]],
+                      locked: bool = False) -> recording.Batch:
+        return recording.record_batch(connection, items, self.notifier, self.db.audit_keys, self.db.clock,
+                                      locked=locked)
+
+    @staticmethod
+    def _took(done: Recorded, batch: recording.Batch) -> list[tuple[int, Received]]:
+        """What a batch recorded, added to `done`; returns what it left for the general path."""
+        done.payment_ids += batch.payment_ids
+        done.notification_ids += batch.notification_ids
+        return batch.left
+
+    async def _one_by_one(self, items: Sequence[tuple[int, Received]], done: Recorded) -> Recorded:
+        for row_id, received in items:
             try:
                 result = await self.process(row_id, received)
             except Exception:
@@ -189,15 +207,39 @@ class Ingest:
 
     async def process_waiting(self, abandoned_before: datetime, after_id: int = 0, limit: int = 50) -> Recorded:
         """Events left for a worker, and those their web process accepted but never got to (it died, or its
-        backlog overflowed): read them again and record them. One page of `limit`, from `after_id` on."""
-        async with self.db.read() as session:
-            waiting = list(await session.scalars(select(models.WebhookEvent).where(
-                or_(models.WebhookEvent.status == RECEIVED,
-                    and_(models.WebhookEvent.status == ACCEPTED, models.WebhookEvent.received_at < abandoned_before)),
-                models.WebhookEvent.id > after_id,
-            ).order_by(models.WebhookEvent.id).limit(limit)))
+        backlog overflowed): read them again and record them. One page of `limit`, from `after_id` on.
+
+        On PostgreSQL the page is claimed: read `FOR UPDATE SKIP LOCKED` in the transaction that records it, so
+        workers sweeping side by side each read, parse and record pages of their own instead of one page twice."""
+        waiting = select(*WAITING_COLUMNS).where(
+            or_(models.WebhookEvent.status == RECEIVED,
+                and_(models.WebhookEvent.status == ACCEPTED, models.WebhookEvent.received_at < abandoned_before)),
+            models.WebhookEvent.id > after_id,
+        ).order_by(models.WebhookEvent.id).limit(limit)
+        if self.inbox is None or self.db.dialect != "postgresql":
+            async with self.db.read() as session:
+                rows = list(await session.execute(waiting))
+            done = await self.process_many(await self._readable(rows))
+        else:
+            done, items = Recorded(), None
+            try:
+                async with self.db.engine.begin() as connection:
+                    rows = list(await connection.execute(waiting.with_for_update(skip_locked=True)))
+                    items = await self._readable(rows)
+                    left = self._took(done, await connection.run_sync(self._record_batch, items, True))
+            except Exception:
+                if items is None:  # the claim itself failed (the database is away): the caller's retry
+                    raise
+                log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
+                done, left = Recorded(), items
+            await self._one_by_one(left, done)  # after the claim's commit: `process` locks each row again
+        done.last_seen = rows[-1].id if len(rows) == limit else None
+        return done
+
+    async def _readable(self, rows: Sequence[Any]) -> list[tuple[int, Received]]:
+        """Stored events read again by their source; those it cannot read now are left waiting, and said so."""
         items: list[tuple[int, Received]] = []
-        for row in waiting:
+        for row in rows:
             source = self.sources.get(row.source)
             if source is None:
                 continue  # disabled now: the event waits for it
@@ -210,9 +252,7 @@ class Ingest:
                 log.error("webhook %s %s no longer parses: %s", row.source, row.event_id, exc)
                 continue
             items.append((row.id, received))
-        done = await self.process_many(items)
-        done.last_seen = waiting[-1].id if len(waiting) == limit else None
-        return done
+        return items
 
     async def confirmed(self, row_id: int, received: Received) -> Recorded:
         """The platform vouched for a stored event: it claims its id and its payments are recorded, unless a copy

@@ -68,20 +68,20 @@ def table(model: type[Any]) -> Table:
 
 
 def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifier, keys: Keyring,
-                 clock: Callable[[], datetime]) -> Batch:
+                 clock: Callable[[], datetime], *, locked: bool = False) -> Batch:
+    """`locked`: this transaction already holds the events' rows, locked and still waiting (a worker's claim)."""
     batch = Batch()
     simple = [(row_id, received) for row_id, received in items if len(received.payments) == 1
               and plain_kind(received.payments[0])]
     batch.left = [item for item in items if item not in simple]
-    if not simple:
-        return batch
-    # Ours to record: still waiting, and not being recorded by another worker this moment (PostgreSQL skips the
-    # rows another transaction holds; that one records them). SQLite has one writer: the lock clause is dropped.
-    events = table(models.WebhookEvent)
-    ours = set(connection.execute(select(events.c.id).where(
-        events.c.id.in_([row_id for row_id, _ in simple]), events.c.status.in_(UNRECORDED))
-        .with_for_update(skip_locked=True)).scalars())
-    simple = [(row_id, received) for row_id, received in simple if row_id in ours]
+    if simple and not locked:
+        # Ours to record: still waiting, and not being recorded by another worker this moment (PostgreSQL skips
+        # the rows another transaction holds; that one records them). SQLite has one writer: no lock clause.
+        events = table(models.WebhookEvent)
+        ours = set(connection.execute(select(events.c.id).where(
+            events.c.id.in_([row_id for row_id, _ in simple]), events.c.status.in_(UNRECORDED))
+            .with_for_update(skip_locked=True)).scalars())
+        simple = [(row_id, received) for row_id, received in simple if row_id in ours]
     if not simple:
         return batch
     found = look_up(connection, [received.payments[0] for _, received in simple])

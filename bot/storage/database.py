@@ -48,6 +48,9 @@ class UnitOfWork:
                                         invoice=invoice, customer_id=customer_id, amount=amount, detail=detail))
 
     async def commit(self) -> None:
+        # The pending changes first: the chain's head row, locked by the append, is then held only for the append
+        # and the COMMIT (every writer of every process queues on it).
+        await self.session.flush()
         await audit.append(self.session, self._audit, self.keys)
         self._audit.clear()
         await self.session.commit()

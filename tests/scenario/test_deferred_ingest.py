@@ -71,7 +71,7 @@ async def test_an_event_whose_process_died_is_recorded_by_the_sweep(paybot, send
         assert await session.scalar(select(models.WebhookEvent.status)) == "processed"
 
 
-async def _stored_only(paybot, body: bytes):
+async def _stored_only(paybot, body: bytes, status: str = "accepted"):
     """Store an event the way `accept` does, without the processing that follows the answer."""
     from multidict import CIMultiDict
 
@@ -81,7 +81,7 @@ async def _stored_only(paybot, body: bytes):
     request = InboundRequest(method="POST", url="", headers=CIMultiDict({"Content-Type": "application/json"}),
                              query={}, body=body, received_at=paybot.clock())
     received = await paybot.runtime.sources["stripe"].parse(request)
-    stored = await paybot.runtime.ingest.inbox.store(event_values("stripe", request, received, "accepted"),
+    stored = await paybot.runtime.ingest.inbox.store(event_values("stripe", request, received, status),
                                                      received_audit("stripe", received))
     assert stored.row_id is not None
     return request
@@ -134,7 +134,7 @@ async def test_a_web_process_without_a_worker_leaves_payments_to_the_workers(pay
     await paybot.runtime.settle()
     [event] = await paybot.rows(models.WebhookEvent)
     assert event.status == "received" and await paybot.rows(models.Payment) == []
-    await paybot.runtime.worker.run_periodic()  # a worker's round
+    await paybot.runtime.process_waiting()  # a worker's round
     await paybot.deliver()
     assert len(sendgrid.accepted) == 1
 
@@ -164,3 +164,73 @@ async def test_a_burst_is_recorded_by_a_fixed_number_of_consumers_not_a_task_per
     assert len(sendgrid.accepted) == 30
     ours = [name for name in started if name.startswith(("Runtime.", "WorkQueue.", "BatchQueue.", "Ingest."))]
     assert 0 < len(ours) <= PROCESSING_CONCURRENCY, ours
+
+
+async def test_two_workers_sweeping_at_once_record_each_event_once(paybot, sendgrid):
+    """Worker A holds a page while it reads it; worker B's sweep at that moment takes the next page instead of
+    waiting for A's (PostgreSQL: `FOR UPDATE SKIP LOCKED`) or recording A's twice (either engine)."""
+    await paybot.add_customer()
+    for n in range(4):
+        await paybot.add_invoice(f"INV-{n}", "10.00")
+        body = json.dumps(stripe_invoice_event(f"evt_{n}", number=f"INV-{n}", amount_paid=1000)).encode()
+        await _stored_only(paybot, body, status="received")  # left for the workers (`serve --no-worker`)
+    ingest, source = paybot.runtime.ingest, paybot.runtime.sources["stripe"]
+    parse, reading, go_on = source.parse, asyncio.Event(), asyncio.Event()
+
+    async def held_at_first(request):  # type: ignore[no-untyped-def]
+        if not reading.is_set():  # A's first event: A stops here, its page claimed, until B is done
+            reading.set()
+            await go_on.wait()
+        return await parse(request)
+
+    source.parse = held_at_first
+    a = asyncio.create_task(ingest.process_waiting(paybot.clock(), after_id=0, limit=2))
+    await reading.wait()
+    b = await ingest.process_waiting(paybot.clock(), after_id=0, limit=2)
+    go_on.set()
+    a_done = await a
+    assert not set(a_done.payment_ids) & set(b.payment_ids)
+    if paybot.runtime.db.dialect == "postgresql":  # B took the page A did not hold, without waiting for A
+        assert len(a_done.payment_ids) == len(b.payment_ids) == 2
+    await paybot.runtime.process_waiting()  # SQLite: B recorded A's page (one writer), A found it done; the rest
+    payments = await paybot.rows(models.Payment)
+    assert sorted(p.webhook_event_id for p in payments) == [e.id for e in await paybot.rows(models.WebhookEvent)]
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 4
+
+
+async def test_workers_hear_of_events_left_for_them_at_once(paybot, sendgrid, monkeypatch):
+    """`serve --no-worker` on PostgreSQL: the commit that stores an event wakes the workers (NOTIFY), who record it
+    then, not at their next look (an hour here)."""
+    if paybot.runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite has no LISTEN/NOTIFY: one process, which records what it accepts itself")
+    import bot.runtime
+    from datetime import timedelta
+
+    monkeypatch.setattr(bot.runtime, "WAITING_SWEEP", timedelta(hours=1))
+    runtime, ingest = paybot.runtime, paybot.runtime.ingest
+    runtime.process_here = False
+    await paybot.add_customer()
+    await paybot.add_invoice()
+    looked, recorded = asyncio.Event(), asyncio.Event()
+    sweep = ingest.process_waiting
+
+    async def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        done = await sweep(*args, **kwargs)
+        looked.set()  # the first look is over: the worker listens and waits
+        if done.payment_ids:
+            recorded.set()
+        return done
+
+    monkeypatch.setattr(ingest, "process_waiting", watched)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.record_waiting(stop))
+    try:
+        await asyncio.wait_for(looked.wait(), 30)
+        assert (await paybot.post_stripe(stripe_invoice_event())).status == 200
+        await asyncio.wait_for(recorded.wait(), 30)  # a bound for a broken build, not a measurement
+    finally:
+        stop.set()
+        await task
+    [event] = await paybot.rows(models.WebhookEvent)
+    assert event.status == "processed"
