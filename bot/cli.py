@@ -11,7 +11,8 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -131,8 +132,8 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     importer = directory.import_customers if args.what == "customers" else directory.import_invoices
     db = await _database(settings)
     try:
-        async with db.transaction() as uow:
-            report = await importer(uow, data, dry_run=args.dry_run)
+        with progress_bar(path, data) as progress:
+            report = await importer(db, data, dry_run=args.dry_run, progress=progress)
         on_file = {c.id: c for c in await customers_on_file(db)} if args.what == "customers" else {}
     except directory.FileError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
@@ -152,6 +153,18 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{verb} {report.imported} {args.what}; {len(report.errors)} rows rejected ({report.created} new, "
           f"{report.updated} changed, {report.unchanged} unchanged){'; nothing written' if args.dry_run else ''}")
     return 1 if report.errors else 0
+
+
+@contextmanager
+def progress_bar(path: Path, data: bytes) -> Iterator[Callable[[int], None]]:
+    """A bar of the file's lines on stderr while an import runs, when stderr is a terminal (a log stays clean)."""
+    from tqdm import tqdm
+
+    with tqdm(total=data.count(b"\n") or None, desc=path.name, unit=" lines", unit_scale=True, disable=None,
+              file=sys.stderr, leave=False) as bar:
+        def reached(line: int) -> None:
+            bar.update(line - bar.n)
+        yield reached
 
 
 def configured_channels() -> list[str]:
