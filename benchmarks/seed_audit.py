@@ -37,7 +37,7 @@ CUSTOMER_SHARE, INVOICE_SHARE, STORY = 0.02, 0.10, 4  # customers and invoices p
 
 
 def customer_id(n: int) -> str:
-    return f"C{n:06d}"
+    return f"C-{n:06d}"
 
 
 def invoice_number(n: int) -> str:
