@@ -393,7 +393,7 @@ async def _write(session: AsyncSession, table: Table, key: str, planned: list[Pl
 
 #: Rows per transaction: each chunk commits, so on SQLite the one writer's lock is free between chunks (a webhook
 #: waits for at most one chunk, not for the file).
-CHUNK_ROWS = 1000
+CHUNK_ROWS = 2000
 
 PlanChunk = Callable[[AsyncSession, list[Row], Claims], Awaitable[list[Planned | RowError]]]
 Progress = Callable[[int], None]  # told the line reached after each chunk
@@ -455,6 +455,8 @@ async def _import(db: Database, data: bytes | str, kind: _Kind, *, dry_run: bool
         report.errors += sorted(errors)
         if progress is not None:
             progress(chunk[-1].line)
+        if not dry_run:
+            await db.hand_over()
     if not dry_run:
         async with db.transaction() as uow:
             uow.audit("directory.imported", detail={"what": f"{kind.what}s", "imported": report.imported,
