@@ -94,12 +94,13 @@ async def verify(session: AsyncSession, keys: Keyring = Keyring(), anchors: Sequ
     The head is read first and the chain up to it, in pages (Core rows, keyset on seq): entries appended meanwhile
     are after it, and change nothing of what is proven."""
     check = ChainCheck(keys=keys, anchors=tuple(anchors))
-    head = (await session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
+    connection = await session.connection()  # Core rows, without the ORM's result machinery (a quarter of the cost)
+    head = (await connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
     broken: Broken | None = None
     after = 0
     while broken is None and after < head.seq:
-        rows = (await session.execute(select(*_CHAIN).where(AuditEntry.seq > after, AuditEntry.seq <= head.seq)
-                                      .order_by(AuditEntry.seq).limit(page))).all()
+        rows = (await connection.execute(select(*_CHAIN).where(AuditEntry.seq > after, AuditEntry.seq <= head.seq)
+                                         .order_by(AuditEntry.seq).limit(page))).all()
         if not rows:
             break
         broken = check.walk(rows)
@@ -123,8 +124,9 @@ async def entries(session: AsyncSession, *, since: datetime | None = None, invoi
         query = query.where(AuditEntry.at >= since)
     if invoice is not None:
         query = query.where(AuditEntry.invoice == invoice)
+    connection = await session.connection()
     after = 0
-    while rows := (await session.execute(query.where(AuditEntry.seq > after))).all():
+    while rows := (await connection.execute(query.where(AuditEntry.seq > after))).all():
         for entry in rows:
             row = entry._asdict()
             row["at"] = entry.at.isoformat().replace("+00:00", "Z")
