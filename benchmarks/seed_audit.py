@@ -84,7 +84,8 @@ def seed_payments(conn: Connection, plan: Plan, first: int, last: int) -> None:
         payments.append({"webhook_event_id": None, "source": "stripe", "kind": "payment",
                          "payment_ref": f"pi_{n:08d}", "currency": "USD", "amount_minor": 1000 + n % 90_000,
                          "occurred_at": at, "date_only": False, "recorded_at": at,
-                         "invoice_id": invoice_ids[invoice_number(i)], "customer_id": customer_id(1 + i % plan.customers),
+                         "invoice_id": invoice_ids[invoice_number(i)],
+                         "customer_id": customer_id(1 + i % plan.customers),
                          "match_rule": "invoice_number", "match_reason": "invoice number in the metadata",
                          "settlement": None, "balance_minor": None, "fingerprint": f"fp{n:08d}",
                          "duplicate_of": None, "payer_email": None, "payer_name": None, "details": {}})
@@ -115,7 +116,8 @@ def records(plan: Plan) -> Iterator[AuditRecord]:
         yield audit_record(at(), "invoice.imported", invoice=invoice_number(n), detail={
             "customer_id": [None, customer_id(1 + n % plan.customers)]})
     for n in range(1, plan.payments + 1):
-        number, customer = invoice_number(1 + n % plan.invoices), customer_id(1 + (1 + n % plan.invoices) % plan.customers)
+        i = 1 + n % plan.invoices  # as seed_payments pays them
+        number, customer = invoice_number(i), customer_id(1 + i % plan.customers)
         yield audit_record(at(), "webhook.verified", source="stripe", detail={"event_id": f"evt_{n:08d}"})
         yield audit_record(at(), "payment.matched", source="stripe", invoice=number, customer_id=customer, detail={
             "payment_id": n, "kind": "payment", "rule": "invoice_number", "payment_ref": f"pi_{n:08d}"})
