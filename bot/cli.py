@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import csv
 import errno
+import gc
 import json
 import logging
 import signal
@@ -132,7 +133,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     importer = directory.import_customers if args.what == "customers" else directory.import_invoices
     db = await _database(settings)
     try:
-        with progress_bar(path, data) as progress:
+        with progress_bar(path, data) as progress, cyclic_gc_paused():
             report = await importer(db, data, dry_run=args.dry_run, progress=progress)
         on_file = {c.id: c for c in await customers_on_file(db)} if args.what == "customers" else {}
     except directory.FileError as exc:
@@ -165,6 +166,19 @@ def progress_bar(path: Path, data: bytes) -> Iterator[Callable[[int], None]]:
         def reached(line: int) -> None:
             bar.update(line - bar.n)
         yield reached
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a file is imported. An import keeps a few objects per row to its end
+    (the report, the ids seen); the collector would scan them again and again, a third of the CPU of 100,000 rows.
+    Reference counting still frees what each chunk leaves; the few cycles wait for the collector's return (a 60,000-row
+    import peaked 2 % higher)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def configured_channels() -> list[str]:
