@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -64,16 +64,22 @@ class Keyring:
         return next((k for k in (self.current, *self.previous) if k is not None and k.id == key_id), None)
 
 
+#: json.dumps(…, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str), built once: a verify of a
+#: million entries would otherwise build a million encoders.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(seq: int, record: AuditRecord) -> bytes:
-    content = {name: getattr(record, name) for name in FIELDS} | {"seq": seq, "at": record.at.isoformat()}
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    content = {name: getattr(record, name) for name in FIELDS}
+    content["seq"], content["at"] = seq, record.at.isoformat()
+    return _CANONICAL.encode(content).encode()
 
 
 def chain_hash(prev_hash: str, seq: int, record: AuditRecord, key: AuditKey | None = None) -> str:
     message = prev_hash.encode() + b"\n" + canonical(seq, record)
     if key is None:
         return hashlib.sha256(message).hexdigest()
-    return hmac.new(key.secret, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key.secret, message, "sha256").hex()  # hmac.new(…).hexdigest(), without the object
 
 
 def marker(at: datetime, key: AuditKey, previous_key_id: str | None) -> AuditRecord:
@@ -147,6 +153,13 @@ class ChainCheck:
                     return Broken(seq, f"its hash differs from the published anchor {anchor}")
                 self.anchored.append(anchor)
         self.prev, self.count = digest, seq
+        return None
+
+    def walk(self, rows: Iterable[Sequence[Any]]) -> Broken | None:
+        """`step` for each row of (seq, prev_hash, hash, *FIELDS), in order; the first break, if any."""
+        for seq, prev_hash, digest, *content in rows:
+            if (broken := self.step(seq, prev_hash, digest, AuditRecord(*content))) is not None:
+                return broken
         return None
 
     def finish(self, head_seq: int, head_hash: str) -> Broken | None:

@@ -1,8 +1,9 @@
 """Customers and invoices: upserts, and the CSV imports of the contract (bad rows reported by line).
 
 An import never erases what the file does not say: a column the file lacks leaves the stored value alone (an
-empty cell clears it). Each row lands in its own savepoint, each change is audited field by field (before →
-after), and a dry run does all of it in a savepoint it rolls back.
+empty cell clears it). A file lands a chunk of rows at a time: each chunk is planned from a few batched lookups,
+written with a few Core statements and committed with its audit entries (each change field by field, before →
+after), so a large file never holds the database's writer for long. A dry run plans the same and writes nothing.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, NamedTuple
+from itertools import islice
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.contact import country_code, email_address, locale_tag, phone_e164, time_zone
 from bot.domain.money import CurrencyError, Money, normalise_currency, parse_amount
 from bot.domain.parties import CUSTOMER_CHANNELS, Customer
 from bot.services.csv_files import FileError, Row, decode, table
 from bot.storage import models, repo
-from bot.storage.database import UnitOfWork
+from bot.storage.database import Database, UnitOfWork
 
 __all__ = ["FileError", "ImportReport", "RowError", "import_customers", "import_invoices", "save_customer",
            "save_invoice"]
@@ -178,64 +181,124 @@ def parse_external_ids(value: str) -> dict[str, str]:
     return pairs
 
 
-# --- writing ----------------------------------------------------------------------------------------------------
+# --- planning a chunk: what each row changes, from a few batched lookups -----------------------------------------
 
-def _differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {name: (before.get(name), value) for name, value in after.items() if before.get(name) != value}
+@dataclass(slots=True)
+class Planned:
+    """A row that lands: what it changes, and the values of the statements that make it so."""
+
+    change: Change
+    insert: dict[str, Any] | None = None  # a new record's columns
+    update: dict[str, Any] | None = None  # a changed record's new values, its key as `key_`
+    refs: RefsPlan | None = None
+
+
+@dataclass(slots=True)
+class RefsPlan:
+    """How a record's platform ids change: rows of external_refs to delete, to update, to insert."""
+
+    delete: list[int] = field(default_factory=list)
+    update: list[dict[str, Any]] = field(default_factory=list)
+    insert: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: Who holds a platform id `(source, external_id)` after the file's rows so far (None: released). It overlays the
+#: database, so a claim is judged as if the rows landed one by one, across chunks and in a dry run that writes nothing.
+Claims = dict[tuple[str, str], str | None]
+
+
+@dataclass(slots=True)
+class StoredRefs:
+    """The platform ids a chunk's rows touch, as stored: each record's own, and who holds each claimed one."""
+
+    mine: dict[str, dict[str, tuple[int, str]]]  # key → {source: (ref id, external_id)}
+    holders: dict[tuple[str, str], str]  # (source, external_id) → key
+
+    @classmethod
+    async def of(cls, session: AsyncSession, entity: str, rows: list[Row], key: str) -> StoredRefs:
+        keys = [row.cells[key].strip() for row in rows]
+        claimed = {external_id for row in rows if "external_ids" in row.cells
+                   for external_id in _claimed_ids(row.cells["external_ids"])}
+        ref = models.ExternalRef
+        found = await session.execute(select(ref.id, ref.source, ref.external_id, ref.entity_id).where(
+            ref.entity == entity, or_(ref.entity_id.in_(keys), ref.external_id.in_(claimed))))
+        stored = cls({}, {})
+        for ref_id, source, external_id, entity_id in found:
+            stored.mine.setdefault(entity_id, {})[source] = (ref_id, external_id)
+            stored.holders[(source, external_id)] = entity_id
+        return stored
+
+    def plan(self, entity: str, key: str, wanted: dict[str, str], claims: Claims) -> tuple[RefsPlan, str | None,
+                                                                                           str | None]:
+        """Make the record's platform ids exactly `wanted` (and note the claims); (plan, before, after) with the
+        ids as `source:id;…`. An id that is another record's is a RowError (never the unique constraint's)."""
+        for pair in wanted.items():
+            holder = claims[pair] if pair in claims else self.holders.get(pair)
+            if holder is not None and holder != key:
+                raise RowError(f"external_ids: {pair[0]}:{pair[1]} is already {entity} {holder}'s")
+        mine = self.mine.get(key, {})
+        plan = RefsPlan()
+        for source, (ref_id, external_id) in mine.items():
+            claims[(source, external_id)] = None
+            if source not in wanted:
+                plan.delete.append(ref_id)
+            elif wanted[source] != external_id:
+                plan.update.append({"ref_id": ref_id, "external_id": wanted[source]})
+        plan.insert = [{"entity": entity, "source": source, "external_id": external_id, "entity_id": key}
+                       for source, external_id in wanted.items() if source not in mine]
+        claims.update({pair: key for pair in wanted.items()})
+        return plan, _shown({source: external_id for source, (_, external_id) in mine.items()}), _shown(wanted)
+
+
+def _claimed_ids(value: str) -> list[str]:
+    """The ids a cell names, for the lookup only (a malformed cell is the row's error later, in its turn)."""
+    try:
+        return list(parse_external_ids(value).values())
+    except RowError:
+        return []
 
 
 def _shown(refs: dict[str, str]) -> str | None:
     return ";".join(f"{source}:{refs[source]}" for source in sorted(refs)) or None
 
 
-async def _replace_external_ids(uow: UnitOfWork, entity: str, entity_id: str,
-                                wanted: dict[str, str]) -> tuple[str | None, str | None]:
-    """Make the record's platform ids exactly `wanted`; (before, after) as `source:id;…`. An id that is another
-    record's is a RowError (never the unique constraint's traceback). One query, whatever the number of ids."""
-    ref = models.ExternalRef
-    claims = [and_(ref.source == source, ref.external_id == external_id) for source, external_id in wanted.items()]
-    found = await uow.session.scalars(select(ref).where(ref.entity == entity,
-                                                        or_(ref.entity_id == entity_id, *claims)))
-    mine: dict[str, models.ExternalRef] = {}
-    for row in found:
-        if row.entity_id == entity_id:
-            mine[row.source] = row
-        elif wanted.get(row.source) == row.external_id:
-            raise RowError(f"external_ids: {row.source}:{row.external_id} is already {entity} {row.entity_id}'s")
-    before = {source: row.external_id for source, row in mine.items()}
-    for source, row in mine.items():
-        if source not in wanted:
-            await uow.session.delete(row)
-    for source, external_id in wanted.items():
-        if source in mine:
-            mine[source].external_id = external_id
-        else:
-            uow.session.add(ref(entity=entity, source=source, external_id=external_id, entity_id=entity_id))
-    return _shown(before), _shown(wanted)
+def _differences(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {name: (before.get(name), value) for name, value in after.items() if before.get(name) != value}
 
 
-async def _import_customer(uow: UnitOfWork, line: int, cells: dict[str, str]) -> Change:
-    customer_id = cells["id"].strip()
-    row = await uow.session.get(models.Customer, customer_id)
-    values = customer_values(cells, row.country if row else None)
-    created = row is None
-    if row is None:
+CUSTOMER_FIELDS = tuple(c for c in models.Customer.__table__.c.keys() if c != "id")
+
+
+async def _plan_customers(session: AsyncSession, rows: list[Row], claims: Claims) -> list[Planned | RowError]:
+    keys = [row.cells["id"].strip() for row in rows]
+    stored = {c.id: c for c in await session.scalars(select(models.Customer).where(models.Customer.id.in_(keys)))}
+    refs = await StoredRefs.of(session, "customer", rows, "id")
+    planned: list[Planned | RowError] = []
+    for row, customer_id in zip(rows, keys, strict=True):
+        try:
+            planned.append(_plan_customer(row, customer_id, stored.get(customer_id), refs, claims))
+        except RowError as exc:
+            planned.append(exc)
+    return planned
+
+
+def _plan_customer(row: Row, customer_id: str, stored: models.Customer | None, refs: StoredRefs,
+                   claims: Claims) -> Planned:
+    values = customer_values(row.cells, stored.country if stored else None)
+    plan = Planned(Change(row.line, customer_id, created=stored is None, fields={}))
+    if stored is None:
         values |= {name: default for name, default in NEW_CUSTOMER.items() if name not in values}
-        row = models.Customer(id=customer_id, **values)
-        uow.session.add(row)
-        fields: dict[str, tuple[Any, Any]] = {name: (None, value) for name, value in values.items()
-                                              if value is not None}
+        plan.insert = dict.fromkeys(CUSTOMER_FIELDS) | values | {"id": customer_id}
+        plan.change.fields.update({name: (None, value) for name, value in values.items() if value is not None})
     else:
-        fields = _differences({name: getattr(row, name) for name in values}, values)
-        for name, (_, value) in fields.items():
-            setattr(row, name, value)
-    await uow.session.flush()
-    if "external_ids" in cells:
-        wanted = parse_external_ids(cells["external_ids"])
-        before, after = await _replace_external_ids(uow, "customer", customer_id, wanted)
+        plan.change.fields.update(_differences({name: getattr(stored, name) for name in values}, values))
+        plan.update = values | {"key_": customer_id} if plan.change.fields else None
+    if "external_ids" in row.cells:
+        plan.refs, before, after = refs.plan("customer", customer_id, parse_external_ids(row.cells["external_ids"]),
+                                             claims)
         if before != after:
-            fields["external_ids"] = (before, after)
-    return Change(line, customer_id, created=created, fields=fields)
+            plan.change.fields["external_ids"] = (before, after)
+    return plan
 
 
 def _invoice_values(cells: dict[str, str]) -> dict[str, Any]:
@@ -256,35 +319,44 @@ def _invoice_fields(row: models.Invoice) -> dict[str, Any]:
             "issued_on": row.issued_on, "due_on": row.due_on}
 
 
-async def _import_invoice(uow: UnitOfWork, line: int, cells: dict[str, str]) -> Change:
-    number = cells["number"].strip()
-    values = _invoice_values(cells)
+async def _plan_invoices(session: AsyncSession, rows: list[Row], claims: Claims) -> list[Planned | RowError]:
+    keys = [row.cells["number"].strip() for row in rows]
+    customer_ids = {row.cells["customer_id"].strip() for row in rows}
+    known = set(await session.scalars(select(models.Customer.id).where(models.Customer.id.in_(customer_ids))))
+    stored = {i.number: i for i in await session.scalars(select(models.Invoice).where(models.Invoice.number.in_(keys)))}
+    refs = await StoredRefs.of(session, "invoice", rows, "number")
+    planned: list[Planned | RowError] = []
+    for row, number in zip(rows, keys, strict=True):
+        try:
+            planned.append(_plan_invoice(row, number, known, stored.get(number), refs, claims))
+        except RowError as exc:
+            planned.append(exc)
+    return planned
+
+
+def _plan_invoice(row: Row, number: str, known_customers: set[str], stored: models.Invoice | None,
+                  refs: StoredRefs, claims: Claims) -> Planned:
+    values = _invoice_values(row.cells)
     amount: Money = values["amount"]
-    if await uow.session.get(models.Customer, values["customer_id"]) is None:
+    if values["customer_id"] not in known_customers:
         raise RowError(f"customer_id {values['customer_id']!r} is not a known customer")
-    row = await repo.invoice_row(uow.session, number)
-    created = row is None
-    if row is None:
-        row = models.Invoice(number=number, customer_id=values["customer_id"], currency=amount.currency,
-                             amount_minor=amount.minor, paid_minor=0,
-                             issued_on=values.get("issued_on"), due_on=values.get("due_on"))
-        uow.session.add(row)
+    columns = {"customer_id": values["customer_id"], "currency": amount.currency, "amount_minor": amount.minor} | {
+        column: values[column] for column in ("issued_on", "due_on") if column in values}
+    if stored is None:
         before: dict[str, Any] = {}
+        insert = {"number": number, "paid_minor": 0, "issued_on": None, "due_on": None} | columns
     else:
-        refuse_changes_to_paid(row, values["customer_id"], amount)
-        before = _invoice_fields(row)
-        row.customer_id, row.currency, row.amount_minor = values["customer_id"], amount.currency, amount.minor
-        for column in ("issued_on", "due_on"):
-            if column in values:
-                setattr(row, column, values[column])
-    await uow.session.flush()
+        refuse_changes_to_paid(stored, values["customer_id"], amount)
+        before, insert = _invoice_fields(stored), None
     fields = {name: (_plain(old), _plain(new)) for name, (old, new) in _differences(before, values).items()
-              if new is not None or not created}
-    if "external_ids" in cells:
-        refs = await _replace_external_ids(uow, "invoice", number, parse_external_ids(cells["external_ids"]))
-        if refs[0] != refs[1]:
-            fields["external_ids"] = refs
-    return Change(line, number, created=created, fields=fields)
+              if new is not None or stored is not None}
+    plan = Planned(Change(row.line, number, created=stored is None, fields=fields), insert=insert,
+                   update=columns | {"key_": number} if stored is not None and fields else None)
+    if "external_ids" in row.cells:
+        plan.refs, *shown = refs.plan("invoice", number, parse_external_ids(row.cells["external_ids"]), claims)
+        if shown[0] != shown[1]:
+            fields["external_ids"] = (shown[0], shown[1])
+    return plan
 
 
 def _plain(value: Any) -> Any:
@@ -294,57 +366,121 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
+# --- writing a chunk: a few Core statements, each one round trip ------------------------------------------------
+
+def _table(model: type[models.Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+async def _write(session: AsyncSession, table: Table, key: str, planned: list[Planned]) -> None:
+    """The chunk's records, then their platform ids: every release before any claim, in the file's order, so the
+    unique (entity, source, external_id) holds at each statement as it did row by row."""
+    if inserts := [p.insert for p in planned if p.insert is not None]:
+        await session.execute(insert(table), inserts)
+    if updates := [p.update for p in planned if p.update is not None]:
+        await session.execute(update(table).where(table.c[key] == bindparam("key_")), updates)
+    refs = _table(models.ExternalRef)
+    plans = [p.refs for p in planned if p.refs is not None]
+    if deleted := [ref_id for plan in plans for ref_id in plan.delete]:
+        await session.execute(delete(refs).where(refs.c.id.in_(deleted)))
+    if changed := [change for plan in plans for change in plan.update]:
+        await session.execute(update(refs).where(refs.c.id == bindparam("ref_id")), changed)
+    if added := [row for plan in plans for row in plan.insert]:
+        await session.execute(insert(refs), added)
+
+
 # --- the import -------------------------------------------------------------------------------------------------
 
-ImportRow = Callable[[UnitOfWork, int, dict[str, str]], Awaitable[Change]]
+#: Rows per transaction: each chunk commits, so on SQLite the one writer's lock is free between chunks (a webhook
+#: waits for at most one chunk, not for the file).
+CHUNK_ROWS = 2000
+
+PlanChunk = Callable[[AsyncSession, list[Row], Claims], Awaitable[list[Planned | RowError]]]
+Progress = Callable[[int], None]  # told the line reached after each chunk
 
 
-async def _import(uow: UnitOfWork, data: bytes | str, what: str, key: str, columns: set[str],
-                  required: set[str], import_row: ImportRow, *, dry_run: bool) -> ImportReport:
-    """Each good row lands in its own savepoint; each bad one is reported with its line number. A dry run
-    reports the same and writes nothing."""
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    what: str  # customer | invoice
+    key: str  # the column naming the record
+    columns: set[str]
+    required: set[str]
+    table: Table
+    plan: PlanChunk
+
+
+CUSTOMERS = _Kind("customer", "id", set(CUSTOMER_COLUMNS), CUSTOMER_REQUIRED, _table(models.Customer),
+                  _plan_customers)
+INVOICES = _Kind("invoice", "number", INVOICE_COLUMNS, INVOICE_REQUIRED, _table(models.Invoice), _plan_invoices)
+
+
+async def _import(db: Database, data: bytes | str, kind: _Kind, *, dry_run: bool, chunk_rows: int,
+                  progress: Progress | None) -> ImportReport:
+    """Good rows land a chunk at a time, each chunk in its own transaction with its audit entries; each bad row is
+    reported with its line number. A dry run plans the same on a reading session and writes nothing."""
     text = decode(data) if isinstance(data, bytes) else data
-    rows = table(text, columns)
-    if unknown := [c for c in rows.columns if c not in columns]:
-        raise FileError(f"line 1: unknown columns {', '.join(unknown)} (known: {', '.join(sorted(columns))})")
-    if missing := required - set(rows.columns):
+    rows = table(text, kind.columns)
+    if unknown := [c for c in rows.columns if c not in kind.columns]:
+        raise FileError(f"line 1: unknown columns {', '.join(unknown)} (known: {', '.join(sorted(kind.columns))})")
+    if missing := kind.required - set(rows.columns):
         raise FileError(f"line 1: missing required columns {', '.join(sorted(missing))}")
     report = ImportReport()
     first_seen: dict[str, int] = {}  # key → line
-    async with uow.session.begin_nested() as rehearsal:
-        for row in rows.rows:
+    claims: Claims = {}
+    while chunk := list(islice(rows.rows, chunk_rows)):
+        errors: list[tuple[int, str]] = []
+        candidates = []
+        for row in chunk:
             try:
-                change = await _import_one(uow, row, key, required, first_seen, import_row)
+                _check_shape(row, kind, first_seen)
+                candidates.append(row)
             except RowError as exc:
-                report.errors.append((row.line, str(exc)))
-                continue
-            _count(report, change, row.line)
-            if not dry_run and change.fields:
-                uow.audit(f"{what}.{'imported' if change.created else 'updated'}",
-                          customer_id=change.key if what == "customer" else None,
-                          invoice=change.key if what == "invoice" else None,
-                          detail={name: list(pair) for name, pair in change.fields.items()})
+                errors.append((row.line, str(exc)))
         if dry_run:
-            await rehearsal.rollback()
+            async with db.read() as session:
+                planned = await kind.plan(session, candidates, claims)
+        else:
+            async with db.transaction() as uow:
+                planned = await kind.plan(uow.session, candidates, claims)
+                landing = [p for p in planned if isinstance(p, Planned)]
+                await _write(uow.session, kind.table, kind.key, landing)
+                for p in landing:
+                    if p.change.fields:
+                        _audit(uow, kind.what, p.change)
+        for row, outcome in zip(candidates, planned, strict=True):
+            if isinstance(outcome, RowError):
+                errors.append((row.line, str(outcome)))
+            else:
+                _count(report, outcome.change, row.line)
+        report.errors += sorted(errors)
+        if progress is not None:
+            progress(chunk[-1].line)
+        if not dry_run:
+            await db.hand_over()
     if not dry_run:
-        uow.audit("directory.imported", detail={"what": f"{what}s", "imported": report.imported,
-                                                "created": report.created, "updated": report.updated,
-                                                "unchanged": report.unchanged, "rejected": len(report.errors)})
+        async with db.transaction() as uow:
+            uow.audit("directory.imported", detail={"what": f"{kind.what}s", "imported": report.imported,
+                                                    "created": report.created, "updated": report.updated,
+                                                    "unchanged": report.unchanged, "rejected": len(report.errors)})
     return report
 
 
-async def _import_one(uow: UnitOfWork, row: Row, key: str, required: set[str], first_seen: dict[str, int],
-                      import_row: ImportRow) -> Change:
+def _check_shape(row: Row, kind: _Kind, first_seen: dict[str, int]) -> None:
     if row.problem:
         raise RowError(row.problem)
-    if missing := [c for c in sorted(required) if not row.cells[c].strip()]:
+    if missing := [c for c in sorted(kind.required) if not row.cells[c].strip()]:
         raise RowError(f"{missing[0]} is required")
-    value = row.cells[key].strip()
+    value = row.cells[kind.key].strip()
     if value in first_seen:
-        raise RowError(f"{key} {value} appears again (first on line {first_seen[value]}); this row is skipped")
+        raise RowError(f"{kind.key} {value} appears again (first on line {first_seen[value]}); this row is skipped")
     first_seen[value] = row.line
-    async with uow.session.begin_nested():
-        return await import_row(uow, row.line, row.cells)
+
+
+def _audit(uow: UnitOfWork, what: str, change: Change) -> None:
+    uow.audit(f"{what}.{'imported' if change.created else 'updated'}",
+              customer_id=change.key if what == "customer" else None,
+              invoice=change.key if what == "invoice" else None,
+              detail={name: list(pair) for name, pair in change.fields.items()})
 
 
 def _count(report: ImportReport, change: Change, line: int) -> None:
@@ -359,11 +495,11 @@ def _count(report: ImportReport, change: Change, line: int) -> None:
         report.changes.append(change)
 
 
-async def import_customers(uow: UnitOfWork, data: bytes | str, *, dry_run: bool = False) -> ImportReport:
-    return await _import(uow, data, "customer", "id", set(CUSTOMER_COLUMNS), CUSTOMER_REQUIRED, _import_customer,
-                         dry_run=dry_run)
+async def import_customers(db: Database, data: bytes | str, *, dry_run: bool = False, chunk_rows: int = CHUNK_ROWS,
+                           progress: Progress | None = None) -> ImportReport:
+    return await _import(db, data, CUSTOMERS, dry_run=dry_run, chunk_rows=chunk_rows, progress=progress)
 
 
-async def import_invoices(uow: UnitOfWork, data: bytes | str, *, dry_run: bool = False) -> ImportReport:
-    return await _import(uow, data, "invoice", "number", INVOICE_COLUMNS, INVOICE_REQUIRED, _import_invoice,
-                         dry_run=dry_run)
+async def import_invoices(db: Database, data: bytes | str, *, dry_run: bool = False, chunk_rows: int = CHUNK_ROWS,
+                          progress: Progress | None = None) -> ImportReport:
+    return await _import(db, data, INVOICES, dry_run=dry_run, chunk_rows=chunk_rows, progress=progress)

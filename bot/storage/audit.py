@@ -10,7 +10,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.domain.audit import Anchor, AuditRecord, Broken, ChainCheck, Keyring, chain_hash, marker
+from bot.domain.audit import FIELDS, Anchor, AuditRecord, Broken, ChainCheck, Keyring, chain_hash, marker
 from bot.errors import ConfigError
 from bot.storage.models import AuditEntry, AuditHead
 
@@ -81,18 +81,31 @@ class Verification:
     anchors: tuple[Anchor, ...]  # the published anchors the trail matched
 
 
-async def verify(session: AsyncSession, keys: Keyring = Keyring(), anchors: Sequence[Anchor] = ()) -> Verification:
-    """Walk the chain from genesis to the head, with the keys its markers name, against published anchors."""
+#: Entries per page when the trail is read whole: a page is one statement and one list in memory, so a million
+#: entries are read in constant memory and at about the speed of one statement.
+PAGE = 10_000
+_CHAIN = (AuditEntry.seq, AuditEntry.prev_hash, AuditEntry.hash, *(getattr(AuditEntry, name) for name in FIELDS))
+
+
+async def verify(session: AsyncSession, keys: Keyring = Keyring(), anchors: Sequence[Anchor] = (), *,
+                 page: int = PAGE) -> Verification:
+    """Walk the chain from genesis to the head, with the keys its markers name, against published anchors.
+
+    The head is read first and the chain up to it, in pages (Core rows, keyset on seq): entries appended meanwhile
+    are after it, and change nothing of what is proven."""
     check = ChainCheck(keys=keys, anchors=tuple(anchors))
-    result = await session.stream_scalars(select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=500))
+    connection = await session.connection()  # Core rows, without the ORM's result machinery (a quarter of the cost)
+    head = (await connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
     broken: Broken | None = None
-    async for entry in result:
-        broken = check.step(entry.seq, entry.prev_hash, entry.hash, record_of(entry))
-        if broken is not None:
-            await result.close()
+    after = 0
+    while broken is None and after < head.seq:
+        rows = (await connection.execute(select(*_CHAIN).where(AuditEntry.seq > after, AuditEntry.seq <= head.seq)
+                                         .order_by(AuditEntry.seq).limit(page))).all()
+        if not rows:
             break
+        broken = check.walk(rows)
+        after = rows[-1].seq
     if broken is None:
-        head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
         broken = check.finish(head.seq, head.hash)
     return Verification(check.count, broken, check.first_keyed, tuple(check.key_ids), tuple(check.anchored))
 
@@ -103,14 +116,19 @@ async def head(session: AsyncSession) -> tuple[Anchor | None, str | None]:
     return (Anchor(row.seq, row.hash) if row.seq else None), row.key_id
 
 
-async def entries(session: AsyncSession, *, since: datetime | None = None,
-                  invoice: str | None = None) -> AsyncIterator[dict[str, object]]:
-    query = select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=500)
+async def entries(session: AsyncSession, *, since: datetime | None = None, invoice: str | None = None,
+                  page: int = PAGE) -> AsyncIterator[dict[str, object]]:
+    """The trail oldest first, a page at a time (keyset on seq): memory stays that of one page, however long."""
+    query = select(*(getattr(AuditEntry, name) for name in EXPORT_FIELDS)).order_by(AuditEntry.seq).limit(page)
     if since is not None:
         query = query.where(AuditEntry.at >= since)
     if invoice is not None:
         query = query.where(AuditEntry.invoice == invoice)
-    async for entry in await session.stream_scalars(query):
-        row = {name: getattr(entry, name) for name in EXPORT_FIELDS}
-        row["at"] = entry.at.isoformat().replace("+00:00", "Z")
-        yield row
+    connection = await session.connection()
+    after = 0
+    while rows := (await connection.execute(query.where(AuditEntry.seq > after))).all():
+        for entry in rows:
+            row = entry._asdict()
+            row["at"] = entry.at.isoformat().replace("+00:00", "Z")
+            yield row
+        after = rows[-1].seq

@@ -17,6 +17,7 @@ from bot.storage import audit
 from bot.storage.engine import create_engine, is_sqlite, sessions
 
 Clock = Callable[[], datetime]
+SQLITE_BUSY_RETRY = 0.1  # seconds: the longest sleep of SQLite's busy handler between two tries at a lock
 
 
 def utcnow() -> datetime:
@@ -92,6 +93,14 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    async def hand_over(self) -> None:
+        """Between the transactions of a long run of writes (an import's chunks): on SQLite, leave the lock free long
+        enough for another process's writer to take it. A writer waiting on SQLite's busy handler retries every
+        100 ms once it has waited a while, so a lock released for less is seldom seen free, and a webhook would wait
+        for the whole run (this process's own writers queue on `write_turn` instead, and need no pause)."""
+        if self._write_turn is not None:
+            await asyncio.sleep(SQLITE_BUSY_RETRY)
 
     def write_turn(self) -> AbstractAsyncContextManager[Any]:
         """This process's turn to write (SQLite); on PostgreSQL, at once (row locks do the ordering)."""

@@ -73,6 +73,9 @@ class Invoice(Base):
 
 # Invoices are looked up by number whatever the case of its letters (bot.domain.matching.invoice_key).
 Index("ix_invoices_number_key", invoice_key(Invoice.number))
+# `/payments find 1250.00`: by total or by balance, without scanning every invoice.
+Index("ix_invoices_amount_minor", Invoice.amount_minor)
+Index("ix_invoices_balance_minor", Invoice.amount_minor - Invoice.paid_minor)
 
 
 class ExternalRef(Base):
@@ -114,6 +117,9 @@ class Payment(Base):
     payer_email: Mapped[str | None] = mapped_column(String(320))
     payer_name: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]]
+
+
+Index("ix_payments_amount_minor", Payment.amount_minor)  # `/payments find` by amount
 
 
 class Notification(Base):

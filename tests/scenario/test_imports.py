@@ -32,13 +32,11 @@ async def db(database_url: str, clock: Any) -> AsyncIterator[Database]:
 
 
 async def import_customers(db: Database, data: bytes | str, *, dry_run: bool = False) -> ImportReport:
-    async with db.transaction() as uow:
-        return await directory.import_customers(uow, data, dry_run=dry_run)
+    return await directory.import_customers(db, data, dry_run=dry_run)
 
 
 async def import_invoices(db: Database, data: bytes | str, *, dry_run: bool = False) -> ImportReport:
-    async with db.transaction() as uow:
-        return await directory.import_invoices(uow, data, dry_run=dry_run)
+    return await directory.import_invoices(db, data, dry_run=dry_run)
 
 
 async def customer(db: Database, customer_id: str) -> dict[str, Any]:
