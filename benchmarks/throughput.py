@@ -280,10 +280,14 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
             pids.append(process.pid)
             if args.profile_with:  # the profiler's child is the server; the profiler writes when interrupted
                 stack.push_async_callback(interrupt, process)
-        for _ in range(workers):
+        for n in range(workers):
+            profiled = args.profile_with and not web_process and n == 0  # the delivery phase: its one worker
             process = await stack.enter_async_context(child(
-                [sys.executable, "-m", "bot", "worker"], cwd=workdir, stdout=log, stderr=log, env=env))
+                [*(shlex.split(args.profile_with) if profiled else []), sys.executable, "-m", "bot", "worker"],
+                cwd=workdir, stdout=log, stderr=log, env=env))
             pids.append(process.pid)
+            if profiled:
+                stack.push_async_callback(interrupt, process)
         try:
             yield Paybot(port, pids, sendgrid_port, logs)
         finally:
@@ -592,8 +596,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--show-log", type=int, default=0, metavar="N",
                         help="after each paybot phase, print the last N lines of its log that are not INFO")
     parser.add_argument("--profile-with", default="", metavar="COMMAND",
-                        help="start `paybot serve` under COMMAND, e.g. '.venv/bin/py-spy record --format raw -o "
-                             "/tmp/spy.txt --' (interrupted at the end of each phase so that it writes its report)")
+                        help="start `paybot serve` (in the delivery phase, its worker) under COMMAND, e.g. "
+                             "'.venv/bin/py-spy record --format raw -o /tmp/spy.txt --' (interrupted at the end of "
+                             "each phase so that it writes its report)")
     parser.add_argument("--skip", default="", help="comma-separated phases: ceiling,latency,throughput,delivery")
     args = parser.parse_args(argv)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
