@@ -20,8 +20,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import CannotTell, Channel, ConsentChange, FindsSent
@@ -47,6 +50,18 @@ class PeriodicJob:
     every: timedelta
     run: Callable[[], Awaitable[None]]
     next_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Rows claimed in one transaction: `send` marked started (they go out now), `skip` (their recipient opted
+    out), `rest` (each needs more than a send: `DeliveryWorker.deliver`)."""
+    send: list[Notification]
+    skip: list[Notification]
+    rest: list[Notification]
+
+    def __len__(self) -> int:
+        return len(self.send) + len(self.skip) + len(self.rest)
 
 
 class DeliveryWorker:
@@ -77,31 +92,65 @@ class DeliveryWorker:
             await self._loop(stop)
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Claims go on while earlier claims' sends are out (at most WORKER_CONCURRENCY rows in flight): a row
+        queued now is sent at once, not after the slowest send of the claim before it."""
         failures = 0  # rounds failed in a row: each waits twice as long as the last, up to OUTAGE_MAX_SECONDS
-        while not stop.is_set():
-            self._wake.clear()  # before looking: a wake-up during this round must lead to another round
-            try:
-                busy = await self.run_once()
-                await self.run_periodic()
-                failures = 0
-            except Exception as exc:  # the loop must outlive any one bad row or database outage
-                failures += 1
-                delay = self.outage_delay(failures)
-                if unavailable(exc):  # expected while the database restarts: one line, no traceback
-                    log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc), delay,
-                                extra={"pause": delay})
-                else:
-                    log.exception("delivery worker iteration failed; retrying in %.0f s", delay, extra={"pause": delay})
-                with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
-                    await asyncio.wait_for(stop.wait(), delay)
-                continue
-            if busy:
-                continue
-            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
-                                            return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
-                waiter.cancel()
+        claims: set[asyncio.Task[None]] = set()
+        in_flight = 0  # rows claimed by `claims`, not yet recorded
+
+        def finished(task: asyncio.Task[None], rows: int) -> None:
+            nonlocal in_flight
+            claims.discard(task)
+            in_flight -= rows
+            if not task.cancelled() and task.exception() is not None:
+                log.error("delivering a claim failed; its rows are taken over when their lease runs out",
+                          exc_info=task.exception())
+
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # before looking: a wake-up during this round must lead to another round
+                limit = self._claim_limit(in_flight)
+                claimed = Claim([], [], [])
+                try:
+                    if limit:
+                        claimed = await self._claim(limit)
+                    await self.run_periodic()
+                    failures = 0
+                except Exception as exc:  # the loop must outlive any one bad row or database outage
+                    failures += 1
+                    delay = self.outage_delay(failures)
+                    if unavailable(exc):  # expected while the database restarts: one line, no traceback
+                        log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc),
+                                    delay, extra={"pause": delay})
+                    else:
+                        log.exception("delivery worker iteration failed; retrying in %.0f s", delay,
+                                      extra={"pause": delay})
+                    with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
+                        await asyncio.wait_for(stop.wait(), delay)
+                    continue
+                if claimed:
+                    task = asyncio.create_task(self._deliver_claimed(claimed))
+                    claims.add(task)
+                    in_flight += len(claimed)
+                    task.add_done_callback(partial(finished, rows=len(claimed)))
+                more_due = bool(limit) and len(claimed) == limit
+                if more_due and self._claim_limit(in_flight):
+                    continue
+                # Wait for new work, a stop, the poll; or, if more may be due than we could take, a free slot.
+                waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+                _, pending = await asyncio.wait(waiters | (set(claims) if not limit or more_due else set()),
+                                                   timeout=self.settings.worker_poll_seconds,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters & pending:
+                    waiter.cancel()
+        finally:  # what is out is finished and recorded before we stop
+            await asyncio.gather(*claims, return_exceptions=True)
+
+    def _claim_limit(self, in_flight: int) -> int:
+        """Rows to claim now: at most half of WORKER_CONCURRENCY at a time, so that one claim's rows are being
+        recorded (and the next claimed) while another's sends are out; and never more than WORKER_BATCH."""
+        half = max(1, (self.settings.worker_concurrency + 1) // 2)
+        return max(0, min(self.settings.worker_batch, half, self.settings.worker_concurrency - in_flight))
 
     def outage_delay(self, failures: int) -> float:
         """The pause after `failures` failed rounds in a row: the poll interval, doubled each time, capped."""
@@ -118,57 +167,56 @@ class DeliveryWorker:
                     log.exception("periodic job %s failed", job.name)
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were handled.
+        """Claim what may be sent at once and deliver it; returns how many rows were handled."""
+        claim = await self._claim(self._claim_limit(0))
+        await self._deliver_claimed(claim)
+        return len(claim)
 
-        Plain sends go side by side, WORKER_CONCURRENCY at a time: each group renewed in one statement (which marks
-        their attempts started), sent at once, and recorded in one transaction. Rows that need more than a send (a
-        rate slot, a question to the provider after a crash, a missing channel) go one by one after them."""
+    async def _claim(self, limit: int) -> Claim:
+        """Claim due rows. In the same transaction, the plain sends among them (see `_plain`) are marked started
+        (they go out right after the commit), and those whose recipient said STOP are set aside."""
         async with self.db.transaction() as uow:
             rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id, lease=self._lease,
-                                      limit=self.settings.worker_batch)
-        plain = [row for row in rows if self._plain(row)]
-        step = self.settings.worker_concurrency
-        for start in range(0, len(plain), step):
-            await self._deliver_together(plain[start:start + step])
-        for row in rows:
-            if row not in plain:
-                await self.deliver(row)
-        return len(rows)
+                                      limit=limit)
+            plain = [row for row in rows if self._plain(row)]
+            out = await self._opted_out_of(uow.session, [row for row in plain if row.audience == "customer"])
+            send = [row for row in plain if row.id not in out]
+            await outbox.renew_many(uow.session, [row.id for row in send], self.worker_id, uow.clock(), self._lease)
+        return Claim(send, [row for row in plain if row.id in out], [row for row in rows if row not in plain])
+
+    async def _deliver_claimed(self, claim: Claim) -> None:
+        """The plain sends side by side, their outcomes recorded in one transaction; then the rows that need more
+        than a send (a rate slot, a question to the provider after a crash, a missing channel), one by one."""
+        if claim.send or claim.skip:
+            await self._deliver_together(claim.send, claim.skip)
+        for row in claim.rest:
+            await self.deliver(row)
 
     def _plain(self, row: Notification) -> bool:
         channel = self.channels.get(row.channel)
         return channel is not None and row.attempt_started_at is None and channel.rate_limit(row.payload) is None
 
-    async def _deliver_together(self, rows: list[Notification]) -> None:
-        async with self.db.transaction() as uow:
-            renewed = await outbox.renew_many(uow.session, [row.id for row in rows], self.worker_id, uow.clock(),
-                                              self._lease)
-        for row in rows:
-            if row.id not in renewed:
-                log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
-        mine = [row for row in rows if row.id in renewed]
-        out = await self._opted_out_of([row for row in mine if row.audience == "customer"])
+    async def _deliver_together(self, rows: list[Notification], opted_out: list[Notification]) -> None:
+        """Send `rows` (claimed and marked started by `_claim`) side by side; record their outcomes, and the
+        opted-out rows as skipped, in one transaction."""
         skipped = [(row, Failed(f"{redact(row.recipient)} opted out of {CHANNELS[row.channel].serves}"),
-                    {"skipped": "opted out"}, True) for row in mine if row.id in out]
-        mine = [row for row in mine if row.id not in out]
-        results = await asyncio.gather(*(self._send(self.channels[row.channel], row) for row in mine),
+                    {"skipped": "opted out"}, True) for row in opted_out]
+        results = await asyncio.gather(*(self._send(self.channels[row.channel], row) for row in rows),
                                        return_exceptions=True)
         # A send that raised leaves its row "attempt started", as a crash would: whoever takes it over asks first;
         # so does an answer that may hide an accepted message (a 5xx).
         async with self.db.transaction() as uow:
             await self._record_all(uow, skipped + [
                 (row, result, {}, not (isinstance(result, Retry) and result.unknown))
-                for row, result in zip(mine, results, strict=True) if not isinstance(result, BaseException)])
+                for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)])
         raise_first(results)
 
-    async def _opted_out_of(self, rows: list[Notification]) -> set[int]:
+    async def _opted_out_of(self, session: AsyncSession, rows: list[Notification]) -> set[int]:
         """`_opted_out` for a group of rows, in one query: the ids of those whose recipient said STOP."""
         kinds = {row.id: CHANNELS[row.channel].serves for row in rows if row.channel in CHANNELS}
         if not kinds:
             return set()
-        async with self.db.read() as session:
-            out = await consent.opted_out_of(session, {(kinds[row.id], row.recipient) for row in rows
-                                                       if row.id in kinds})
+        out = await consent.opted_out_of(session, {(kinds[row.id], row.recipient) for row in rows if row.id in kinds})
         return {row.id for row in rows if (kinds.get(row.id), row.recipient) in out}
 
     async def _send(self, channel: Channel, row: Notification) -> Delivery:
