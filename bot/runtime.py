@@ -34,7 +34,7 @@ from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
 from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
-from bot.storage import audit
+from bot.storage import audit, outbox
 from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow
 
@@ -194,7 +194,7 @@ async def start(settings: Settings, *, configs: Mapping[str, IntegrationSettings
     worker.every("confirm-pending-webhooks", CONFIRM_SWEEP, runtime.confirm_pending)
     worker.every("purge-unverified-webhooks", PURGE_SWEEP, runtime.purge_unverified)
     if settings.ingest_mode == "deferred":
-        worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting)
+        worker.every("process-waiting-webhooks", WAITING_SWEEP, runtime.process_waiting, woken_by=outbox.WAITING)
     escalations = Escalations(db, notifier, settings)
     worker.every("re-escalate", escalations.check_every, escalations.reescalate_due)
     worker.every("flush-refusals", WINDOW, runtime.refusals.flush)

@@ -50,6 +50,7 @@ class PeriodicJob:
     every: timedelta
     run: Callable[[], Awaitable[None]]
     next_at: datetime | None = None
+    woken_by: str | None = None  # a NOTIFY channel that makes the job due at once (`outbox.listen`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +79,16 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
 
-    def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]]) -> None:
-        """Run `job` about every `interval` from the worker loop (renewals, catch-up sweeps, re-escalations)."""
-        self.periodic.append(PeriodicJob(name, interval, job))
+    def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]], *,
+              woken_by: str | None = None) -> None:
+        """Run `job` about every `interval` from the worker loop (renewals, catch-up sweeps, re-escalations); and
+        at once whenever another process NOTIFYs `woken_by` (PostgreSQL)."""
+        self.periodic.append(PeriodicJob(name, interval, job, woken_by=woken_by))
+
+    def due_now(self, job: PeriodicJob) -> None:
+        """Run `job` at the worker's next round (something it looks for has just arrived)."""
+        job.next_at = None
+        self.wake()
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -88,7 +96,9 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker %s started", self.worker_id)
-        async with outbox.listen(self.db.engine, self.wake):
+        wakes = {outbox.CHANNEL: self.wake} | {job.woken_by: partial(self.due_now, job)
+                                               for job in self.periodic if job.woken_by is not None}
+        async with outbox.listen(self.db.engine, wakes):
             await self._loop(stop)
 
     async def _loop(self, stop: asyncio.Event) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from bot.domain.audit import AuditRecord, Keyring
-from bot.storage import audit, models
+from bot.storage import audit, models, outbox
 from bot.storage.database import Database
 from bot.storage.engine import create_sqlite_writer
 from bot.storage.sql import insert_or_ignore
@@ -28,7 +28,7 @@ from bot.storage.sql import insert_or_ignore
 log = logging.getLogger(__name__)
 WRITER_SWITCH_INTERVAL = 0.001  # seconds; measured: 26 % → 29 % of the bare handler (benchmarks/README.md)
 T = TypeVar("T")
-Item = tuple[dict[str, Any], dict[str, Any], "asyncio.Future[Stored]"]
+Item = tuple[dict[str, Any], dict[str, Any], bool, "asyncio.Future[Stored]"]  # values, audit, for a worker, done
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +37,9 @@ class Stored:
 
 
 def write_batch(connection: Connection, rows: list[dict[str, Any]], records: list[AuditRecord],
-                keys: Keyring) -> list[Stored]:
+                keys: Keyring, *, for_workers: bool = False) -> list[Stored]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch (executemany), then the audit entries of the
-    events that were new."""
+    events that were new; `for_workers`: some wait for a worker to record them, which is told at the commit."""
     table = cast(Table, models.WebhookEvent.__table__)
     statement = insert_or_ignore(connection, table, None).returning(table.c.id, table.c.source, table.c.event_id)
     ids = {(source, event_id): row_id for row_id, source, event_id in connection.execute(statement, rows)}
@@ -52,6 +52,8 @@ def write_batch(connection: Connection, rows: list[dict[str, Any]], records: lis
         results.append(Stored(row_id))
     if new:
         audit.append_rows(connection, new, keys)
+    if for_workers:
+        outbox.announce(connection, outbox.WAITING)
     return results
 
 
@@ -69,12 +71,13 @@ class Inbox:
             # lets go of it, and the default 5 ms switch interval would stretch every group commit by that much.
             sys.setswitchinterval(min(sys.getswitchinterval(), WRITER_SWITCH_INTERVAL))
 
-    async def store(self, values: dict[str, Any], audit_fields: dict[str, Any]) -> Stored:
-        """Store one `webhook_events` row (and its `webhook.received` audit entry); returns after the commit."""
+    async def store(self, values: dict[str, Any], audit_fields: dict[str, Any], *, for_worker: bool = False) -> Stored:
+        """Store one `webhook_events` row (and its `webhook.received` audit entry); returns after the commit.
+        `for_worker`: a worker records it (`serve --no-worker`), and the listening workers hear of it at once."""
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        await self._queue.put((values, audit_fields, done))
+        await self._queue.put((values, audit_fields, for_worker, done))
         return await done
 
     async def _write_batches(self) -> None:
@@ -98,10 +101,11 @@ class Inbox:
                 self._queue.task_done()
 
     async def _write(self, batch: list[Item]) -> list[Stored]:
-        rows = [values for values, _, _ in batch]
-        records = [AuditRecord(kind="webhook.received", at=self.db.clock(), **fields) for _, fields, _ in batch]
+        rows = [values for values, *_ in batch]
+        records = [AuditRecord(kind="webhook.received", at=self.db.clock(), **fields) for _, fields, *_ in batch]
+        for_workers = any(for_worker for _, _, for_worker, _ in batch)
         return await self.in_transaction(lambda connection: write_batch(connection, rows, records,
-                                                                        self.db.audit_keys))
+                                                                        self.db.audit_keys, for_workers=for_workers))
 
     async def in_transaction(self, work: Callable[[Connection], T]) -> T:
         """`work` in one transaction on a synchronous connection: on SQLite on the writer thread (the whole

@@ -146,7 +146,7 @@ class Ingest:
             return await self.record(source, request, received)
         status = (ACCEPTED if process_here else RECEIVED) if received.payments else IGNORED
         stored = await self.inbox.store(event_values(source, request, received, status),
-                                        received_audit(source, received))
+                                        received_audit(source, received), for_worker=status == RECEIVED)
         if stored.row_id is None:
             return Recorded(duplicate=True)
         return Recorded(deferred=stored.row_id if received.payments else None)

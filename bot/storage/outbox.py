@@ -7,12 +7,13 @@ out (its worker died) is due again. SQLite ignores the locking clause: there one
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.storage.models import Notification, RateSlot
@@ -20,7 +21,8 @@ from bot.storage.sql import insert_or_ignore
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
 CANCELLED = "cancelled"  # a fallback not sent: the message before it was delivered after all
-CHANNEL = "paybot_outbox"
+CHANNEL = "paybot_outbox"  # NOTIFY: notifications queued
+WAITING = "paybot_waiting_events"  # NOTIFY: webhook events stored for a worker to record (`serve --no-worker`)
 ANNOUNCED = "paybot_outbox_announced"
 log = logging.getLogger(__name__)
 
@@ -38,17 +40,20 @@ async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int
 
 
 @asynccontextmanager
-async def listen(engine: AsyncEngine, wake: Callable[[], None]) -> AsyncIterator[None]:
-    """While inside, `wake()` is called whenever another process queues a notification (PostgreSQL only)."""
-    if engine.dialect.name != "postgresql":
+async def listen(engine: AsyncEngine, wakes: Mapping[str, Callable[[], None]]) -> AsyncIterator[None]:
+    """While inside, `wakes[channel]()` is called whenever another process NOTIFYs `channel` (PostgreSQL only):
+    `CHANNEL` when it queued a notification, `WAITING` when it stored events for a worker to record."""
+    if engine.dialect.name != "postgresql" or not wakes:
         yield
         return
+    # asyncpg passes (connection, pid, channel, payload)
+    callbacks = {channel: (lambda *_, wake=wake: wake()) for channel, wake in wakes.items()}
     try:
         conn = await engine.connect()
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
-        callback = lambda *_: wake()  # noqa: E731  (asyncpg passes connection, pid, channel, payload)
-        await driver.add_listener(CHANNEL, callback)
+        for channel, callback in callbacks.items():
+            await driver.add_listener(channel, callback)
     except Exception:  # no LISTEN is no outage: polling carries on
         log.warning("could not LISTEN for new notifications; relying on polling", exc_info=True)
         yield
@@ -57,9 +62,17 @@ async def listen(engine: AsyncEngine, wake: Callable[[], None]) -> AsyncIterator
         yield
     finally:
         try:
-            await driver.remove_listener(CHANNEL, callback)
+            for channel, callback in callbacks.items():
+                await driver.remove_listener(channel, callback)
         finally:
             await conn.close()
+
+
+def announce(connection: Connection, channel: str) -> None:
+    """NOTIFY `channel` at this transaction's commit (PostgreSQL; elsewhere nothing): the listening workers look
+    at once instead of at their next poll. Nothing depends on it arriving; polling still finds the rows."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str,
