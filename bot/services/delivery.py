@@ -77,6 +77,7 @@ class DeliveryWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{uuid4().hex[:8]}"
         self.periodic: list[PeriodicJob] = []
         self._wake = asyncio.Event()
+        self._jobs_due = asyncio.Event()
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
 
     def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]], *,
@@ -86,9 +87,9 @@ class DeliveryWorker:
         self.periodic.append(PeriodicJob(name, interval, job, woken_by=woken_by))
 
     def due_now(self, job: PeriodicJob) -> None:
-        """Run `job` at the worker's next round (something it looks for has just arrived)."""
+        """Run `job` at once (something it looks for has just arrived)."""
         job.next_at = None
-        self.wake()
+        self._jobs_due.set()
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -99,7 +100,19 @@ class DeliveryWorker:
         wakes = {outbox.CHANNEL: self.wake} | {job.woken_by: partial(self.due_now, job)
                                                for job in self.periodic if job.woken_by is not None}
         async with outbox.listen(self.db.engine, wakes):
-            await self._loop(stop)
+            await asyncio.gather(self._loop(stop), self._jobs(stop))
+
+    async def _jobs(self, stop: asyncio.Event) -> None:
+        """The periodic jobs, beside the deliveries: a long one (a page of waiting events, a catch-up sweep asking
+        a platform) does not hold up a claim."""
+        while not stop.is_set():
+            self._jobs_due.clear()
+            await self.run_periodic()
+            waiters = {asyncio.ensure_future(self._jobs_due.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
+                                            return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
 
     async def _loop(self, stop: asyncio.Event) -> None:
         """Claims go on while earlier claims' sends are out (at most WORKER_CONCURRENCY rows in flight): a row
@@ -124,7 +137,6 @@ class DeliveryWorker:
                 try:
                     if limit:
                         claimed = await self._claim(limit)
-                    await self.run_periodic()
                     failures = 0
                 except Exception as exc:  # the loop must outlive any one bad row or database outage
                     failures += 1
@@ -173,8 +185,11 @@ class DeliveryWorker:
                 job.next_at = now + job.every
                 try:
                     await job.run()
-                except Exception:
-                    log.exception("periodic job %s failed", job.name)
+                except Exception as exc:
+                    if unavailable(exc):  # the deliveries' loop says so too, and backs off: one line here
+                        log.warning("periodic job %s: database unavailable (%s)", job.name, problem(exc))
+                    else:
+                        log.exception("periodic job %s failed", job.name)
 
     async def run_once(self) -> int:
         """Claim what may be sent at once and deliver it; returns how many rows were handled."""
