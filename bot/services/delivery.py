@@ -319,16 +319,39 @@ class DeliveryWorker:
 
     async def _record_all(self, uow: UnitOfWork,
                           outcomes: Sequence[tuple[Notification, Delivery, Mapping[str, Any], bool]]) -> None:
-        """Record the outcome of each send in one transaction (the rows locked in one statement)."""
-        mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in outcomes], self.worker_id)
-        subjects = await receipts.subjects_of(
-            uow.session, [mine.payment_id for mine in mine_by_id.values() if mine.payment_id is not None])
-        for row, result, note, attempt_over in outcomes:
-            mine = mine_by_id.get(row.id)
-            if mine is None:
+        """Record the outcome of each send in one transaction (the rows locked in one statement). Sends accepted
+        (the common case) are Core statements, one for all; the rest go through the ORM (`_record`)."""
+        sent = [(row, result, note) for row, result, note, attempt_over in outcomes
+                if isinstance(result, Sent) and attempt_over]
+        rest = [outcome for outcome in outcomes if not (isinstance(outcome[1], Sent) and outcome[3])]
+        sent_ids = await outbox.lock_mine(uow.session, [row.id for row, *_ in sent], self.worker_id)
+        mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in rest], self.worker_id)
+        subjects = await receipts.subjects_of(uow.session, [
+            row.payment_id for row in [*(row for row, *_ in sent if row.id in sent_ids), *mine_by_id.values()]
+            if row.payment_id is not None])
+        for row, *_ in outcomes:
+            if row.id not in sent_ids and row.id not in mine_by_id:
                 log.warning("notification %s was taken over by another worker before we recorded it", row.id)
-                continue
-            await self._record(uow, mine, result, note, attempt_over, subjects.get(mine.payment_id or 0, {}))
+        await self._record_sent(uow, [(row, result, note) for row, result, note in sent if row.id in sent_ids],
+                                subjects)
+        for row, result, note, attempt_over in rest:
+            if (mine := mine_by_id.get(row.id)) is not None:
+                await self._record(uow, mine, result, note, attempt_over, subjects.get(mine.payment_id or 0, {}))
+
+    async def _record_sent(self, uow: UnitOfWork, sent: Sequence[tuple[Notification, Sent, Mapping[str, Any]]],
+                           subjects: Mapping[int, dict[str, Any]]) -> None:
+        """`_record` for accepted sends of rows locked by `outbox.lock_mine`, in one statement."""
+        await outbox.mark_sent(uow.session, [(row.id, result.provider_id, result.status) for row, result, _ in sent],
+                               uow.clock())
+        for row, result, note in sent:
+            detail: dict[str, Any] = {"notification_id": row.id, "purpose": row.purpose, "attempts": row.attempts,
+                                      **note}
+            if result.status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
+                detail["delivered"] = result.status
+            detail["provider_id"] = result.provider_id
+            uow.audit("notification.sent", channel=row.channel, detail=detail, **subjects.get(row.payment_id or 0, {}))
+            self.metrics.deliveries.labels(row.channel, "sent").inc()
+            log.info("notification %s sent via %s to %s", row.id, row.channel, redact(row.recipient))
 
     async def _record(self, uow: UnitOfWork, mine: Notification, result: Delivery, note: Mapping[str, Any],
                       attempt_over: bool, subject: dict[str, Any]) -> None:

@@ -10,9 +10,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, literal, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -25,6 +25,7 @@ CHANNEL = "paybot_outbox"  # NOTIFY: notifications queued
 WAITING = "paybot_waiting_events"  # NOTIFY: webhook events stored for a worker to record (`serve --no-worker`)
 ANNOUNCED = "paybot_outbox_announced"
 log = logging.getLogger(__name__)
+NOTIFICATIONS = cast(Table, Notification.__table__)  # for Core statements (no ORM identity to keep)
 
 
 async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int | None:
@@ -135,6 +136,32 @@ async def all_still_mine(session: AsyncSession, ids: Sequence[int], worker: str)
         select(Notification).where(Notification.id.in_(ids), Notification.claimed_by == worker,
                                    Notification.status == SENDING).with_for_update())
     return {row.id: row for row in rows}
+
+
+async def lock_mine(session: AsyncSession, ids: Sequence[int], worker: str) -> set[int]:
+    """`all_still_mine` when only the ids are needed: those this worker's claim still holds, locked."""
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(NOTIFICATIONS.c.id).where(NOTIFICATIONS.c.id.in_(ids), NOTIFICATIONS.c.claimed_by == worker,
+                                         NOTIFICATIONS.c.status == SENDING).with_for_update())
+    return set(rows.scalars())
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
+    """Record rows locked by `lock_mine` as sent, (id, provider id, delivery status if the provider told one), in
+    one executemany: the attempt is over."""
+    if not sent:
+        return
+    table = NOTIFICATIONS
+    await session.execute(
+        update(table).where(table.c.id == bindparam("sent_id")).values(
+            status=SENT, sent_at=now, last_error=None, attempt_started_at=None,
+            provider_id=bindparam("sent_provider_id"),
+            delivery_status=func.coalesce(bindparam("sent_status", type_=table.c.delivery_status.type),
+                                          table.c.delivery_status)),
+        [{"sent_id": id_, "sent_provider_id": provider_id, "sent_status": status}
+         for id_, provider_id, status in sent])
 
 
 async def still_mine(session: AsyncSession, notification_id: int, worker: str) -> Notification | None:
