@@ -169,10 +169,8 @@ class DeliveryWorker:
             await asyncio.gather(*claims, return_exceptions=True)
 
     def _claim_limit(self, in_flight: int) -> int:
-        """Rows to claim now: at most half of WORKER_CONCURRENCY at a time, so that one claim's rows are being
-        recorded (and the next claimed) while another's sends are out; and never more than WORKER_BATCH."""
-        half = max(1, (self.settings.worker_concurrency + 1) // 2)
-        return max(0, min(self.settings.worker_batch, half, self.settings.worker_concurrency - in_flight))
+        """Rows to claim now: no more than WORKER_BATCH, nor than the sends WORKER_CONCURRENCY leaves free."""
+        return max(0, min(self.settings.worker_batch, self.settings.worker_concurrency - in_flight))
 
     def outage_delay(self, failures: int) -> float:
         """The pause after `failures` failed rounds in a row: the poll interval, doubled each time, capped."""
