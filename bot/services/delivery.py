@@ -161,8 +161,8 @@ class DeliveryWorker:
                 # Wait for new work, a stop, the poll; or, if more may be due than we could take, a free slot.
                 waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
                 _, pending = await asyncio.wait(waiters | (set(claims) if not limit or more_due else set()),
-                                                   timeout=self.settings.worker_poll_seconds,
-                                                   return_when=asyncio.FIRST_COMPLETED)
+                                                timeout=self.settings.worker_poll_seconds,
+                                                return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters & pending:
                     waiter.cancel()
         finally:  # what is out is finished and recorded before we stop
