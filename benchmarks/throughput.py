@@ -417,6 +417,39 @@ class Latency:
     acknowledged: int
     shed: int
     problems: list[str]
+    stages: str = ""
+
+
+async def stages(database_url: str) -> str:
+    """Where the time went, from the rows' own timestamps (paybot's clock): the event stored → its payment
+    recorded (and the email queued) → the email claimed and marked started (its lease's start) → its outcome
+    recorded (after the send)."""
+    from datetime import timedelta
+
+    from bot.settings import Settings
+    from bot.storage import models
+    from bot.storage.engine import create_engine, sessions
+
+    lease = timedelta(seconds=Settings.model_fields["worker_lease_seconds"].default)
+    engine = create_engine(database_url)
+    try:
+        async with sessions(engine)() as session:
+            rows = (await session.execute(
+                select(models.WebhookEvent.received_at, models.Payment.recorded_at, models.Notification.lease_until,
+                       models.Notification.sent_at)
+                .join(models.Payment, models.Payment.webhook_event_id == models.WebhookEvent.id)
+                .join(models.Notification, models.Notification.payment_id == models.Payment.id)
+                .where(models.Notification.sent_at.is_not(None)))).all()
+    finally:
+        await engine.dispose()
+    spans: dict[str, list[float]] = {"stored → recorded": [], "recorded → claimed": [], "claimed → outcome recorded": []}
+    for received, recorded, lease_until, sent in rows:
+        assert lease_until is not None and sent is not None  # rows sent
+        instants: list[datetime] = [received, recorded, lease_until - lease, sent]
+        for name, start, end in zip(spans, instants, instants[1:]):
+            spans[name].append((end - start).total_seconds())  # seconds: `percentile` gives milliseconds
+    return "; ".join(f"{name} p50 {percentile(ms, 50):.1f} ms p99 {percentile(ms, 99):.1f} ms"
+                     for name, ms in spans.items() if ms)
 
 
 async def latency(args: argparse.Namespace, scratch: Scratch, workdir: Path, mode: str) -> Latency:
@@ -434,7 +467,7 @@ async def latency(args: argparse.Namespace, scratch: Scratch, workdir: Path, mod
         await check_database(database_url, len(out.answer))
     return Latency(len(out.sent), len(out.answer), percentile(list(out.answer.values()), 50),
                    percentile(list(out.answer.values()), 99), percentile(e2e, 50), percentile(e2e, 99),
-                   len(arrivals), out.shed, problems)
+                   len(arrivals), out.shed, problems, await stages(database_url))
 
 
 @dataclass
@@ -603,7 +636,7 @@ async def main(args: argparse.Namespace) -> int:
                       f"({lat.shed} not sent: {args.max_in_flight} unanswered): "
                       f"{lat.answered}/{lat.offered} answered 2xx, answer p50 {lat.answer_p50:.1f} ms p99 "
                       f"{lat.answer_p99:.1f} ms; webhook → SendGrid p50 {lat.e2e_p50:.1f} ms p99 {lat.e2e_p99:.1f} ms "
-                      f"({lat.acknowledged} acknowledged)", flush=True)
+                      f"({lat.acknowledged} acknowledged)\n  stages: {lat.stages}", flush=True)
                 if lat.problems:
                     print(f"  PROBLEMS: {'; '.join(lat.problems)}")
                     failed = True
@@ -671,7 +704,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--show-log", type=int, default=0, metavar="N",
                         help="after each paybot phase, print the last N lines of its log that are not INFO")
     parser.add_argument("--profile-with", default="", metavar="COMMAND",
-                        help="start `paybot serve` under COMMAND, e.g. '.venv/bin/py-spy record --format raw -o "
+                        help="start `paybot serve` and each worker under COMMAND, e.g. '.venv/bin/py-spy record --format raw -o "
                              "/tmp/spy.txt --' (interrupted at the end of each phase so that it writes its report)")
     parser.add_argument("--skip", default="",
                         help="comma-separated phases: ceiling,latency,throughput,delivery,scaleout")

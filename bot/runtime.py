@@ -52,7 +52,9 @@ PURGE_SWEEP = timedelta(minutes=10)
 #: does, at each commit of events left for them), and how long an event its web process accepted may wait before a
 #: worker decides that process died and records it instead.
 WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
-#: Deferred payments recorded at once, at most; beyond a backlog this long, a worker's sweep takes over.
+#: Deferred payments recorded at once, at most; beyond a backlog this long, a worker's sweep takes over. On SQLite
+#: one batch at a time: they would only queue for the one writer, each smaller (and dearer per payment) than the
+#: batch that gathers while the one before is written.
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
 #: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
 PROCESSING_BATCH = 100
@@ -81,7 +83,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.recording = BatchQueue("recording deferred payments", self._process,
-                                    consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG,
+                                    consumers=1 if self.db.dialect == "sqlite" else PROCESSING_CONCURRENCY,
+                                    capacity=PROCESSING_BACKLOG,
                                     max_batch=PROCESSING_BATCH)
 
     def confirm_soon(self) -> None:

@@ -20,8 +20,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import CannotTell, Channel, ConsentChange, FindsSent
@@ -31,7 +34,7 @@ from bot.services import receipts
 from bot.services.delivery_status import record_consent
 from bot.services.notify import Notifier, redact
 from bot.settings import Settings
-from bot.storage import consent, outbox
+from bot.storage import consent, outbox, wakeup
 from bot.storage.connect import problem, unavailable
 from bot.storage.database import Database, UnitOfWork
 from bot.storage.models import Notification
@@ -49,6 +52,18 @@ class PeriodicJob:
     next_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Rows claimed in one transaction: `send` marked started (they go out now), `skip` (their recipient opted
+    out), `rest` (each needs more than a send: `DeliveryWorker.deliver`)."""
+    send: list[Notification]
+    skip: list[Notification]
+    rest: list[Notification]
+
+    def __len__(self) -> int:
+        return len(self.send) + len(self.skip) + len(self.rest)
+
+
 class DeliveryWorker:
     def __init__(self, db: Database, channels: Mapping[str, Channel], notifier: Notifier, settings: Settings, *,
                  metrics: Metrics, rng: random.Random | None = None, worker_id: str | None = None) -> None:
@@ -64,7 +79,7 @@ class DeliveryWorker:
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
 
     def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]]) -> None:
-        """Run `job` about every `interval` from the worker loop (renewals, catch-up sweeps, re-escalations)."""
+        """Run `job` about every `interval`, beside the deliveries (renewals, catch-up sweeps, re-escalations)."""
         self.periodic.append(PeriodicJob(name, interval, job))
 
     def wake(self) -> None:
@@ -73,35 +88,74 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("delivery worker %s started", self.worker_id)
-        async with outbox.listen(self.db.engine, self.wake):
-            await self._loop(stop)
+        async with wakeup.listen(self.db.engine, outbox.CHANNEL, self.wake):
+            await asyncio.gather(self._loop(stop), self._jobs(stop))
+
+    async def _jobs(self, stop: asyncio.Event) -> None:
+        """The periodic jobs, beside the deliveries: a long one (a page of waiting events, a catch-up sweep asking
+        a platform) does not hold up a claim."""
+        while not stop.is_set():
+            await self.run_periodic()
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.worker_poll_seconds)
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Claims go on while earlier claims' sends are out (at most WORKER_CONCURRENCY rows in flight): a row
+        queued now is sent at once, not after the slowest send of the claim before it."""
         failures = 0  # rounds failed in a row: each waits twice as long as the last, up to OUTAGE_MAX_SECONDS
-        while not stop.is_set():
-            self._wake.clear()  # before looking: a wake-up during this round must lead to another round
-            try:
-                busy = await self.run_once()
-                await self.run_periodic()
-                failures = 0
-            except Exception as exc:  # the loop must outlive any one bad row or database outage
-                failures += 1
-                delay = self.outage_delay(failures)
-                if unavailable(exc):  # expected while the database restarts: one line, no traceback
-                    log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc), delay,
-                                extra={"pause": delay})
-                else:
-                    log.exception("delivery worker iteration failed; retrying in %.0f s", delay, extra={"pause": delay})
-                with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
-                    await asyncio.wait_for(stop.wait(), delay)
-                continue
-            if busy:
-                continue
-            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
-                                            return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
-                waiter.cancel()
+        claims: set[asyncio.Task[None]] = set()
+        in_flight = 0  # rows claimed by `claims`, not yet recorded
+
+        def finished(task: asyncio.Task[None], rows: int) -> None:
+            nonlocal in_flight
+            claims.discard(task)
+            in_flight -= rows
+            if not task.cancelled() and task.exception() is not None:
+                log.error("delivering a claim failed; its rows are taken over when their lease runs out",
+                          exc_info=task.exception())
+
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # before looking: a wake-up during this round must lead to another round
+                limit = self._claim_limit(in_flight)
+                claimed = Claim([], [], [])
+                try:
+                    if limit:
+                        claimed = await self._claim(limit)
+                    failures = 0
+                except Exception as exc:  # the loop must outlive any one bad row or database outage
+                    failures += 1
+                    delay = self.outage_delay(failures)
+                    if unavailable(exc):  # expected while the database restarts: one line, no traceback
+                        log.warning("delivery worker: database unavailable (%s); retrying in %.0f s", problem(exc),
+                                    delay, extra={"pause": delay})
+                    else:
+                        log.exception("delivery worker iteration failed; retrying in %.0f s", delay,
+                                      extra={"pause": delay})
+                    with suppress(TimeoutError):  # only a stop cuts the pause short: wake-ups are for new work
+                        await asyncio.wait_for(stop.wait(), delay)
+                    continue
+                if claimed:
+                    task = asyncio.create_task(self._deliver_claimed(claimed))
+                    claims.add(task)
+                    in_flight += len(claimed)
+                    task.add_done_callback(partial(finished, rows=len(claimed)))
+                more_due = bool(limit) and len(claimed) == limit
+                if more_due and self._claim_limit(in_flight):
+                    continue
+                # Wait for new work, a stop, the poll; or, if more may be due than we could take, a free slot.
+                waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+                _, pending = await asyncio.wait(waiters | (set(claims) if not limit or more_due else set()),
+                                                timeout=self.settings.worker_poll_seconds,
+                                                return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters & pending:
+                    waiter.cancel()
+        finally:  # what is out is finished and recorded before we stop
+            await asyncio.gather(*claims, return_exceptions=True)
+
+    def _claim_limit(self, in_flight: int) -> int:
+        """Rows to claim now: no more than WORKER_BATCH, nor than the sends WORKER_CONCURRENCY leaves free."""
+        return max(0, min(self.settings.worker_batch, self.settings.worker_concurrency - in_flight))
 
     def outage_delay(self, failures: int) -> float:
         """The pause after `failures` failed rounds in a row: the poll interval, doubled each time, capped."""
@@ -114,61 +168,63 @@ class DeliveryWorker:
                 job.next_at = now + job.every
                 try:
                     await job.run()
-                except Exception:
-                    log.exception("periodic job %s failed", job.name)
+                except Exception as exc:
+                    if unavailable(exc):  # the deliveries' loop says so too, and backs off: one line here
+                        log.warning("periodic job %s: database unavailable (%s)", job.name, problem(exc))
+                    else:
+                        log.exception("periodic job %s failed", job.name)
 
     async def run_once(self) -> int:
-        """Claim one batch and deliver it; returns how many rows were handled.
+        """Claim what may be sent at once and deliver it; returns how many rows were handled."""
+        claim = await self._claim(self._claim_limit(0))
+        await self._deliver_claimed(claim)
+        return len(claim)
 
-        Plain sends go side by side, WORKER_CONCURRENCY at a time: each group renewed in one statement (which marks
-        their attempts started), sent at once, and recorded in one transaction. Rows that need more than a send (a
-        rate slot, a question to the provider after a crash, a missing channel) go one by one after them."""
+    async def _claim(self, limit: int) -> Claim:
+        """Claim due rows. In the same transaction, the plain sends among them (see `_plain`) are marked started
+        (they go out right after the commit), and those whose recipient said STOP are set aside."""
         async with self.db.transaction() as uow:
             rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id, lease=self._lease,
-                                      limit=self.settings.worker_batch)
-        plain = [row for row in rows if self._plain(row)]
-        step = self.settings.worker_concurrency
-        for start in range(0, len(plain), step):
-            await self._deliver_together(plain[start:start + step])
-        for row in rows:
-            if row not in plain:
-                await self.deliver(row)
-        return len(rows)
+                                      limit=limit)
+            plain = [row for row in rows if self._plain(row)]
+            out = await self._opted_out_of(uow.session, [row for row in plain if row.audience == "customer"])
+            send = [row for row in plain if row.id not in out]
+            await outbox.renew_many(uow.session, [row.id for row in send], self.worker_id, uow.clock(), self._lease)
+        return Claim(send, [row for row in plain if row.id in out], [row for row in rows if row not in plain])
+
+    async def _deliver_claimed(self, claim: Claim) -> None:
+        """The plain sends side by side, their outcomes recorded in one transaction; then the rows that need more
+        than a send (a rate slot, a question to the provider after a crash, a missing channel), one by one."""
+        if claim.send or claim.skip:
+            await self._deliver_together(claim.send, claim.skip)
+        for row in claim.rest:
+            await self.deliver(row)
 
     def _plain(self, row: Notification) -> bool:
         channel = self.channels.get(row.channel)
         return channel is not None and row.attempt_started_at is None and channel.rate_limit(row.payload) is None
 
-    async def _deliver_together(self, rows: list[Notification]) -> None:
-        async with self.db.transaction() as uow:
-            renewed = await outbox.renew_many(uow.session, [row.id for row in rows], self.worker_id, uow.clock(),
-                                              self._lease)
-        for row in rows:
-            if row.id not in renewed:
-                log.warning("notification %s: our lease ran out before sending; another worker owns it", row.id)
-        mine = [row for row in rows if row.id in renewed]
-        out = await self._opted_out_of([row for row in mine if row.audience == "customer"])
+    async def _deliver_together(self, rows: list[Notification], opted_out: list[Notification]) -> None:
+        """Send `rows` (claimed and marked started by `_claim`) side by side; record their outcomes, and the
+        opted-out rows as skipped, in one transaction."""
         skipped = [(row, Failed(f"{redact(row.recipient)} opted out of {CHANNELS[row.channel].serves}"),
-                    {"skipped": "opted out"}, True) for row in mine if row.id in out]
-        mine = [row for row in mine if row.id not in out]
-        results = await asyncio.gather(*(self._send(self.channels[row.channel], row) for row in mine),
+                    {"skipped": "opted out"}, True) for row in opted_out]
+        results = await asyncio.gather(*(self._send(self.channels[row.channel], row) for row in rows),
                                        return_exceptions=True)
         # A send that raised leaves its row "attempt started", as a crash would: whoever takes it over asks first;
         # so does an answer that may hide an accepted message (a 5xx).
         async with self.db.transaction() as uow:
             await self._record_all(uow, skipped + [
                 (row, result, {}, not (isinstance(result, Retry) and result.unknown))
-                for row, result in zip(mine, results, strict=True) if not isinstance(result, BaseException)])
+                for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)])
         raise_first(results)
 
-    async def _opted_out_of(self, rows: list[Notification]) -> set[int]:
+    async def _opted_out_of(self, session: AsyncSession, rows: list[Notification]) -> set[int]:
         """`_opted_out` for a group of rows, in one query: the ids of those whose recipient said STOP."""
         kinds = {row.id: CHANNELS[row.channel].serves for row in rows if row.channel in CHANNELS}
         if not kinds:
             return set()
-        async with self.db.read() as session:
-            out = await consent.opted_out_of(session, {(kinds[row.id], row.recipient) for row in rows
-                                                       if row.id in kinds})
+        out = await consent.opted_out_of(session, {(kinds[row.id], row.recipient) for row in rows if row.id in kinds})
         return {row.id for row in rows if (kinds.get(row.id), row.recipient) in out}
 
     async def _send(self, channel: Channel, row: Notification) -> Delivery:
@@ -246,16 +302,39 @@ class DeliveryWorker:
 
     async def _record_all(self, uow: UnitOfWork,
                           outcomes: Sequence[tuple[Notification, Delivery, Mapping[str, Any], bool]]) -> None:
-        """Record the outcome of each send in one transaction (the rows locked in one statement)."""
-        mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in outcomes], self.worker_id)
-        subjects = await receipts.subjects_of(
-            uow.session, [mine.payment_id for mine in mine_by_id.values() if mine.payment_id is not None])
-        for row, result, note, attempt_over in outcomes:
-            mine = mine_by_id.get(row.id)
-            if mine is None:
+        """Record the outcome of each send in one transaction (the rows locked in one statement). Sends accepted
+        (the common case) are Core statements, one for all; the rest go through the ORM (`_record`)."""
+        sent = [(row, result, note) for row, result, note, attempt_over in outcomes
+                if isinstance(result, Sent) and attempt_over]
+        rest = [outcome for outcome in outcomes if not (isinstance(outcome[1], Sent) and outcome[3])]
+        sent_ids = await outbox.lock_mine(uow.session, [row.id for row, *_ in sent], self.worker_id)
+        mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in rest], self.worker_id)
+        subjects = await receipts.subjects_of(uow.session, [
+            row.payment_id for row in [*(row for row, *_ in sent if row.id in sent_ids), *mine_by_id.values()]
+            if row.payment_id is not None])
+        for row, *_ in outcomes:
+            if row.id not in sent_ids and row.id not in mine_by_id:
                 log.warning("notification %s was taken over by another worker before we recorded it", row.id)
-                continue
-            await self._record(uow, mine, result, note, attempt_over, subjects.get(mine.payment_id or 0, {}))
+        await self._record_sent(uow, [(row, result, note) for row, result, note in sent if row.id in sent_ids],
+                                subjects)
+        for row, result, note, attempt_over in rest:
+            if (mine := mine_by_id.get(row.id)) is not None:
+                await self._record(uow, mine, result, note, attempt_over, subjects.get(mine.payment_id or 0, {}))
+
+    async def _record_sent(self, uow: UnitOfWork, sent: Sequence[tuple[Notification, Sent, Mapping[str, Any]]],
+                           subjects: Mapping[int, dict[str, Any]]) -> None:
+        """`_record` for accepted sends of rows locked by `outbox.lock_mine`, in one statement."""
+        await outbox.mark_sent(uow.session, [(row.id, result.provider_id, result.status) for row, result, _ in sent],
+                               uow.clock())
+        for row, result, note in sent:
+            detail: dict[str, Any] = {"notification_id": row.id, "purpose": row.purpose, "attempts": row.attempts,
+                                      **note}
+            if result.status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
+                detail["delivered"] = result.status
+            detail["provider_id"] = result.provider_id
+            uow.audit("notification.sent", channel=row.channel, detail=detail, **subjects.get(row.payment_id or 0, {}))
+            self.metrics.deliveries.labels(row.channel, "sent").inc()
+            log.info("notification %s sent via %s to %s", row.id, row.channel, redact(row.recipient))
 
     async def _record(self, uow: UnitOfWork, mine: Notification, result: Delivery, note: Mapping[str, Any],
                       attempt_over: bool, subject: dict[str, Any]) -> None:

@@ -7,22 +7,22 @@ out (its worker died) is due again. SQLite ignores the locking clause: there one
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import Table, and_, bindparam, func, literal, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.models import Notification, RateSlot
 from bot.storage.sql import insert_or_ignore
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
 CANCELLED = "cancelled"  # a fallback not sent: the message before it was delivered after all
-CHANNEL = "paybot_outbox"
+CHANNEL = "paybot_outbox"  # NOTIFY: notifications queued
 ANNOUNCED = "paybot_outbox_announced"
 log = logging.getLogger(__name__)
+NOTIFICATIONS = cast(Table, Notification.__table__)  # for Core statements (no ORM identity to keep)
 
 
 async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int | None:
@@ -35,31 +35,6 @@ async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
         session.info[ANNOUNCED] = True
     return queued
-
-
-@asynccontextmanager
-async def listen(engine: AsyncEngine, wake: Callable[[], None]) -> AsyncIterator[None]:
-    """While inside, `wake()` is called whenever another process queues a notification (PostgreSQL only)."""
-    if engine.dialect.name != "postgresql":
-        yield
-        return
-    try:
-        conn = await engine.connect()
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        callback = lambda *_: wake()  # noqa: E731  (asyncpg passes connection, pid, channel, payload)
-        await driver.add_listener(CHANNEL, callback)
-    except Exception:  # no LISTEN is no outage: polling carries on
-        log.warning("could not LISTEN for new notifications; relying on polling", exc_info=True)
-        yield
-        return
-    try:
-        yield
-    finally:
-        try:
-            await driver.remove_listener(CHANNEL, callback)
-        finally:
-            await conn.close()
 
 
 async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str,
@@ -122,6 +97,32 @@ async def all_still_mine(session: AsyncSession, ids: Sequence[int], worker: str)
         select(Notification).where(Notification.id.in_(ids), Notification.claimed_by == worker,
                                    Notification.status == SENDING).with_for_update())
     return {row.id: row for row in rows}
+
+
+async def lock_mine(session: AsyncSession, ids: Sequence[int], worker: str) -> set[int]:
+    """`all_still_mine` when only the ids are needed: those this worker's claim still holds, locked."""
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(NOTIFICATIONS.c.id).where(NOTIFICATIONS.c.id.in_(ids), NOTIFICATIONS.c.claimed_by == worker,
+                                         NOTIFICATIONS.c.status == SENDING).with_for_update())
+    return set(rows.scalars())
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
+    """Record rows locked by `lock_mine` as sent, (id, provider id, delivery status if the provider told one), in
+    one executemany: the attempt is over."""
+    if not sent:
+        return
+    table = NOTIFICATIONS
+    await session.execute(
+        update(table).where(table.c.id == bindparam("sent_id")).values(
+            status=SENT, sent_at=now, last_error=None, attempt_started_at=None,
+            provider_id=bindparam("sent_provider_id"),
+            delivery_status=func.coalesce(bindparam("sent_status", type_=table.c.delivery_status.type),
+                                          table.c.delivery_status)),
+        [{"sent_id": id_, "sent_provider_id": provider_id, "sent_status": status}
+         for id_, provider_id, status in sent])
 
 
 async def still_mine(session: AsyncSession, notification_id: int, worker: str) -> Notification | None:

@@ -185,16 +185,52 @@ async def test_postgres_workers_hear_of_new_rows_at_once(paybot, sendgrid, datab
     rt = paybot.runtime
     sleepy = DeliveryWorker(rt.db, rt.channels, rt.notifier, rt.settings.model_copy(update={"worker_poll_seconds": 3600}),
                             metrics=rt.metrics, worker_id="sleepy")
+    claims: asyncio.Queue[int] = asyncio.Queue()
+    claim = sleepy._claim
+
+    async def observed(limit: int):  # type: ignore[no-untyped-def]
+        claimed = await claim(limit)
+        claims.put_nowait(len(claimed))
+        return claimed
+
+    sleepy._claim = observed  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(sleepy.run(stop))
-    await asyncio.sleep(0.2)  # let it start listening
     try:
-        await paid(paybot)
-        for _ in range(200):
-            if sendgrid.accepted:
-                break
-            await asyncio.sleep(0.025)
-        assert len(sendgrid.accepted) == 1
+        assert await asyncio.wait_for(claims.get(), 30) == 0  # its first look, listening by then: nothing yet
+        await paid(paybot)  # the web handler wakes only its own worker: `sleepy` hears the NOTIFY
+        assert await asyncio.wait_for(claims.get(), 30) >= 1
     finally:
         stop.set()
         await task
+    assert len(sendgrid.accepted) == 1  # its claim was delivered before it stopped
+
+
+async def test_a_send_whose_row_was_taken_over_meanwhile_is_not_recorded_over_the_new_claim(paybot, sendgrid, clock):
+    """A stalled worker's lease runs out mid-send and another worker claims the row: the first worker's outcome is
+    dropped (the new owner asks the provider before sending), not written over the new claim."""
+    rt = paybot.runtime
+
+    class Stalls:
+        name = "sendgrid"
+
+        def rate_limit(self, payload):  # type: ignore[no-untyped-def]
+            return None
+
+        async def send(self, payload, *, key: str):  # type: ignore[no-untyped-def]
+            result = await rt.channels["sendgrid"].send(payload, key=key)
+            clock.advance(rt.settings.worker_lease_seconds + 1)
+            async with rt.db.transaction() as uow:
+                taken = await outbox.claim(uow.session, now=clock(), lease=timedelta(seconds=60), worker="b",
+                                           limit=10)
+            assert "sendgrid" in [row.channel for row in taken]
+            return result
+
+    await paid(paybot)
+    stalled = DeliveryWorker(rt.db, {**rt.channels, "sendgrid": Stalls()}, rt.notifier, rt.settings,
+                             metrics=rt.metrics, worker_id="a")
+    await stalled.run_once()
+    [receipt] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
+    assert receipt.status == "sending" and receipt.claimed_by == "b" and receipt.sent_at is None
+    assert "notification.sent" not in await paybot.audit_kinds()
+    assert len(sendgrid.accepted) == 1

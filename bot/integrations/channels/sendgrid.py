@@ -53,6 +53,9 @@ class SendGridChannel:
     def __init__(self, settings: SendGridSettings, http: aiohttp.ClientSession) -> None:
         self.settings = settings
         self.http = http
+        # Built once: every send reuses them (and the session's pooled keep-alive connections).
+        self._send_url = f"{settings.base_url.rstrip('/')}/v3/mail/send"
+        self._timeout = aiohttp.ClientTimeout(total=15)
 
     def address(self, customer: Customer) -> str | None:
         return customer.email or None
@@ -82,12 +85,12 @@ class SendGridChannel:
         for personalization in body.get("personalizations", []):
             personalization.setdefault("custom_args", {})["notification_key"] = key
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}"}
-        url = f"{self.settings.base_url.rstrip('/')}/v3/mail/send"
         try:
-            async with self.http.post(url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=15)) as resp:
-                text = await resp.text()
-                outcome = outcome_of_status(self.name, resp.status, _reason(text), resp.headers)
-                return Sent(resp.headers.get("X-Message-Id")) if isinstance(outcome, Sent) else outcome
+            async with self.http.post(self._send_url, json=body, headers=headers, timeout=self._timeout) as resp:
+                if 200 <= resp.status < 300:  # 202: the body (empty) is read only to keep the connection
+                    await resp.read()
+                    return Sent(resp.headers.get("X-Message-Id"))
+                return outcome_of_status(self.name, resp.status, _reason(await resp.text()), resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Retry(f"sendgrid unreachable: {exc.__class__.__name__}")
 
