@@ -93,6 +93,16 @@ async def test_find_by_customer_email_and_amount(staff):
     assert nothing == "No customer matches `nobody-like-this`."
 
 
+async def test_find_reads_a_letter_and_digits_as_a_customer_id_and_a_sign_or_code_as_an_amount(staff):
+    await staff.bot.add_customer("C000042", name="Forty Two Fabrication", email="ops@42.example")
+    await staff.bot.add_invoice("INV-42", "42.00", customer_id="C000042")
+    for term in ("C000042", "USD 42", "US$42", "42"):
+        await staff.command(f"find {term}")
+    by_id, *by_amount = staff.slack.replies()
+    assert "Forty Two Fabrication (C000042" in by_id
+    assert all("invoice INV-42 (C000042): total $42.00" in reply for reply in by_amount)
+
+
 async def test_find_takes_percent_and_underscore_literally(staff):
     await staff.bot.add_customer()
     await staff.bot.add_customer("C2", name="100% Widgets", email="ops@widgets.example")

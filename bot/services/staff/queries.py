@@ -23,7 +23,9 @@ from bot.text import Mrkdwn, lines, mention, mrkdwn
 LIMIT = 10
 #: A notification's state as staff read it: queued → sent → delivered / failed (the provider's word once it reports).
 STATES = {"pending": "queued", "sending": "sending", "sent": "sent", "dead": "failed", "cancelled": "cancelled"}
-AMOUNT = re.compile(r"^[^\d\-]{0,3}(\d[\d,]*(?:\.\d+)?)$")
+#: An amount, after at most a currency sign ("$", "US$", "€") or code and a space ("USD "): never a letter alone,
+#: so a customer id such as C000042 is looked up as a customer, not as 42.
+AMOUNT = re.compile(r"^(?:[A-Za-z]{0,2}[^\w\s\-]|[A-Za-z]{3} )?\s?(\d[\d,]*(?:\.\d+)?)$")
 
 
 def _when(at: object) -> str:
