@@ -122,6 +122,10 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+#: Unreachable customers an import names one by one; the rest are counted.
+UNREACHABLE_SHOWN = 20
+
+
 async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.services import directory
 
@@ -143,10 +147,16 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     for line, message in report.errors:
         print(f"{path}:{line}: {message}", file=sys.stderr)
     configured = configured_channels()
+    unreachable = 0
     for line, customer_id in report.landed:  # under today's configuration: `paybot check` says the same
         customer = on_file.get(customer_id)
         if customer is not None and (reason := why_unreachable(customer, configured)) is not None:
-            print(f"{path}:{line}: warning: customer {customer_id} cannot be reached: {reason}", file=sys.stderr)
+            unreachable += 1
+            if unreachable <= UNREACHABLE_SHOWN:
+                print(f"{path}:{line}: warning: customer {customer_id} cannot be reached: {reason}", file=sys.stderr)
+    if unreachable > UNREACHABLE_SHOWN:  # a 100,000-row file with no channel configured is one line, not 100,000
+        print(f"{path}: warning: {unreachable - UNREACHABLE_SHOWN} more customers cannot be reached "
+              "(`paybot check` lists them all)", file=sys.stderr)
     if args.dry_run:
         for change in report.changes:
             print(f"{path}:{change.line}: {change.described()}")

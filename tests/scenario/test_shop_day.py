@@ -68,3 +68,17 @@ async def test_import_warns_of_each_customer_nobody_can_reach_today(capsys, monk
     code, out, err = await paybot(capsys, "import", "customers", "c.csv")
     assert code == 0 and "imported 1 customers" in out
     assert err.strip() == "c.csv:2: warning: customer C1 cannot be reached: email: not configured"
+
+
+async def test_import_names_the_first_unreachable_customers_and_counts_the_rest(capsys, monkeypatch, database_url,
+                                                                                tmp_path):
+    from bot.cli import UNREACHABLE_SHOWN
+
+    monkeypatch.setenv("DATABASE_URL", database_url)  # no channel configured: nobody can be reached
+    rows = "".join(f"C{n},Shop {n},shop{n}@example.com,email\n" for n in range(UNREACHABLE_SHOWN + 5))
+    (tmp_path / "c.csv").write_text("id,name,email,channels\n" + rows)
+    code, out, err = await paybot(capsys, "import", "customers", "c.csv")
+    assert code == 0 and f"imported {UNREACHABLE_SHOWN + 5} customers" in out
+    warnings = err.strip().splitlines()
+    assert len(warnings) == UNREACHABLE_SHOWN + 1
+    assert warnings[-1] == "c.csv: warning: 5 more customers cannot be reached (`paybot check` lists them all)"
