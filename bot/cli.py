@@ -4,6 +4,7 @@ configuration."""
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import csv
 import errno
@@ -274,13 +275,11 @@ def _anchor(value: str) -> Anchor:
 
 
 async def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    db = await _database(settings)
-    try:
-        async with db.read() as session:
-            with cyclic_gc_paused():
-                result = await audit.verify(session, settings.audit_keyring(), args.anchor)
-    finally:
-        await db.dispose()
+    db = await _database(settings)  # migrated (SQLite) or checked to be (PostgreSQL)
+    await db.dispose()
+    with cyclic_gc_paused():
+        result = await audit.verify_in_parallel(settings.database_url, settings.audit_keyring(), args.anchor,
+                                                processes=min(os.cpu_count() or 1, 8))
     if result.broken is not None:
         print(f"audit trail BROKEN at entry {result.broken.seq}: {result.broken.reason} "
               f"({result.count} entries verified before it)")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 KEYED = "audit.keyed"  # the marker entry's kind: detail {"key_id": …, "previous_key_id": … or None}
 
@@ -76,7 +78,25 @@ def canonical(seq: int, record: AuditRecord) -> bytes:
 
 
 def chain_hash(prev_hash: str, seq: int, record: AuditRecord, key: AuditKey | None = None) -> str:
-    message = prev_hash.encode() + b"\n" + canonical(seq, record)
+    return _digest(prev_hash.encode() + b"\n" + canonical(seq, record), key)
+
+
+def hashes_to(digest: str, prev_hash: str, seq: int, record: AuditRecord, key: AuditKey | None = None) -> bool:
+    """`chain_hash(…) == digest`, for an entry read back from the database, in half the time: orjson encodes what
+    the database gives back (strings, integers, lists, objects) to json's canonical bytes exactly, so it is tried
+    first; json itself decides whenever the two could differ (a float, an integer beyond 64 bits)."""
+    content = {name: getattr(record, name) for name in FIELDS}
+    content["seq"], content["at"] = seq, record.at.isoformat()
+    prefix = prev_hash.encode() + b"\n"
+    try:
+        if _digest(prefix + orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=str), key) == digest:
+            return True
+    except orjson.JSONEncodeError:
+        pass
+    return _digest(prefix + _CANONICAL.encode(content).encode(), key) == digest
+
+
+def _digest(message: bytes, key: AuditKey | None) -> str:
     if key is None:
         return hashlib.sha256(message).hexdigest()
     return hmac.digest(key.secret, message, "sha256").hex()  # hmac.new(…).hexdigest(), without the object
@@ -145,7 +165,7 @@ class ChainCheck:
             self.key = key
             self.first_keyed = self.first_keyed or seq
             self.key_ids.append(key_id)
-        if chain_hash(prev_hash, seq, record, self.key) != digest:
+        if not hashes_to(digest, prev_hash, seq, record, self.key):
             return Broken(seq, "content does not match its hash" + (f" (key {self.key.id})" if self.key else ""))
         for anchor in self.anchors:
             if anchor.seq == seq:

@@ -173,3 +173,43 @@ async def test_the_paged_export_is_the_stream_it_replaces(db, clock, where):
                   if (since is None or e.at >= since) and e.invoice == where.get("invoice", e.invoice)]
         paged = [row async for row in audit.entries(session, since=since, invoice=where.get("invoice"), page=2)]
     assert json.dumps(paged, default=str) == json.dumps(wanted, default=str) and len(paged) > 2
+
+
+# --- the trail in stretches, side by side ---------------------------------------------------------------------------
+
+def cut_entry(seq: int) -> Any:
+    return models.AuditEntry.__table__.delete().where(models.AuditEntry.seq == seq)
+
+
+def edit_entry(seq: int) -> Any:
+    return update(models.AuditEntry).where(models.AuditEntry.seq == seq).values(actor="mallory")
+
+
+@pytest.mark.parametrize("tamper", [None, edit_entry(4), edit_entry(11), cut_entry(9), cut_entry(10), cut_entry(26)],
+                         ids=["intact", "edit-before-the-key", "edit-the-key-marker", "cut-a-stretch-end",
+                              "cut-a-stretch-start", "cut-the-last"])
+async def test_stretches_checked_side_by_side_give_the_one_walks_verdict(database_url, clock, monkeypatch, tamper):
+    """A trail of 26 entries (10 unkeyed, the key marker, 15 keyed) in three stretches of 9: every verdict, count,
+    key and anchor is what the one walk says, wherever the break is."""
+    unkeyed = Database.open(database_url, clock)
+    await some_trail(unkeyed, clock, 10)
+    await unkeyed.dispose()
+    keyed = Database.open(database_url, clock, audit_keys=Keyring.of(KEY))
+    await some_trail(keyed, clock, 15)
+    async with keyed.read() as session:
+        anchors = [audit.Anchor(seq, "f" * 64 if seq == 7 else (await session.get(models.AuditEntry, seq)).hash)
+                   for seq in (3, 20)]
+    if tamper is not None:
+        async with keyed.engine.begin() as conn:
+            await conn.execute(tamper)
+    async with keyed.read() as session:
+        walked = await audit.verify(session, Keyring.of(KEY), anchors[1:], page=4)
+        walked_anchored = await audit.verify(session, Keyring.of(KEY), anchors, page=4)
+    await keyed.dispose()
+    monkeypatch.setattr(audit, "PARALLEL_FROM", 0)
+    side_by_side = await audit.verify_in_parallel(database_url, Keyring.of(KEY), anchors[1:], processes=3, page=4)
+    assert side_by_side == walked
+    assert tamper is not None or (walked.broken, walked.count, walked.key_ids) == (None, 26, (Keyring.of(KEY).current.id,))
+    if tamper is None:  # and a published anchor that differs is found by the stretch that holds it
+        assert await audit.verify_in_parallel(database_url, Keyring.of(KEY), anchors, processes=3,
+                                              page=4) == walked_anchored
