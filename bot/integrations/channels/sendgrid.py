@@ -10,7 +10,7 @@ import json
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
 
@@ -36,6 +36,7 @@ class SendGridSettings(IntegrationSettings):
     base_url: str = "https://api.sendgrid.com"
     event_public_key: SecretStr | None = None  # Mail Settings → Event Webhook → Signature Verification
     event_tolerance_seconds: int = 300
+    timeout_seconds: float = Field(default=15.0, gt=0)  # one Mail Send call, answer included; then retried
 
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -53,6 +54,7 @@ class SendGridChannel:
     def __init__(self, settings: SendGridSettings, http: aiohttp.ClientSession) -> None:
         self.settings = settings
         self.http = http
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
 
     def address(self, customer: Customer) -> str | None:
         return customer.email or None
@@ -84,7 +86,7 @@ class SendGridChannel:
         headers = {"Authorization": f"Bearer {secret(self.settings.api_key)}"}
         url = f"{self.settings.base_url.rstrip('/')}/v3/mail/send"
         try:
-            async with self.http.post(url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            async with self.http.post(url, json=body, headers=headers, timeout=self._timeout) as resp:
                 text = await resp.text()
                 outcome = outcome_of_status(self.name, resp.status, _reason(text), resp.headers)
                 return Sent(resp.headers.get("X-Message-Id")) if isinstance(outcome, Sent) else outcome
