@@ -187,10 +187,10 @@ class DeliveryWorker:
             async with self.db.transaction() as uow:
                 slot = await outbox.reserve(uow.session, limit[0], limit[1], uow.clock())
                 if slot > uow.clock():
-                    # Not an attempt: wait for the slot without spending the retry budget.
+                    # Not an attempt (only `renew` counts one): wait for the slot, retry budget untouched.
                     mine = await outbox.still_mine(uow.session, row.id, self.worker_id)
                     if mine is not None:
-                        mine.status, mine.available_at, mine.attempts = outbox.PENDING, slot, mine.attempts - 1
+                        mine.status, mine.available_at = outbox.PENDING, slot
                     return
         async with self.db.transaction() as uow:
             if not await outbox.renew(uow.session, row.id, self.worker_id, uow.clock(), self._lease):

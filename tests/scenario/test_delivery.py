@@ -93,6 +93,24 @@ async def test_a_crashed_workers_claim_is_taken_over_and_sent_once(paybot, sendg
     assert statuses == {"sent"}
 
 
+async def test_a_claim_that_runs_out_before_its_send_spends_no_attempt(paybot, sendgrid, clock):
+    # Found by benchmarks/soak.py: a batch waiting behind slow sends lost its lease again and again, each claim
+    # counted as an attempt, and the message died of "too many attempts" having been tried only a few times.
+    await paid(paybot)
+    lease = timedelta(seconds=paybot.runtime.settings.worker_lease_seconds)
+    for _ in range(paybot.runtime.settings.delivery_max_attempts):
+        async with paybot.runtime.db.transaction() as uow:
+            assert await outbox.claim(uow.session, now=clock(), lease=lease, worker="slow", limit=10)
+        clock.advance(lease.total_seconds() + 1)
+    sendgrid.script("/v3/mail/send", errors(503, "Service Unavailable"))
+    await paybot.deliver()
+    [receipt] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
+    assert receipt.status == "pending" and receipt.attempts == 1  # one send began: one attempt, seven left
+    clock.advance(paybot.runtime.settings.retry_max_seconds)
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+
+
 async def test_concurrent_workers_never_send_one_row_twice(paybot, sendgrid):
     await paybot.add_customer()
     for n in range(6):
