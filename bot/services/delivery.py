@@ -274,9 +274,11 @@ class DeliveryWorker:
                 uow.audit("notification.sent", **audit, **subject)
                 self.metrics.deliveries.labels(mine.channel, "sent").inc()
                 log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
-            case Retry(reason, after, until) if not self._exhausted(mine, now):
+            case Retry(reason, after, until) if not self._exhausted(mine, now, told=(after, until) != (None, None)):
                 told = None if after is None and until is None else \
                     max(after or 0.0, (until - now).total_seconds() if until else 0.0)
+                if told is not None:  # the provider said when to come back (a rate limit): not a failed attempt
+                    mine.attempts -= 1
                 mine.status, mine.last_error = outbox.PENDING, reason
                 mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, told))
                 self.metrics.deliveries.labels(mine.channel, "retry").inc()
@@ -296,9 +298,10 @@ class DeliveryWorker:
                 await self.notifier.after_failure(uow, mine,
                                                   once=result.once if isinstance(result, Failed) else None)
 
-    def _exhausted(self, row: Notification, now: datetime) -> bool:
+    def _exhausted(self, row: Notification, now: datetime, *, told: bool = False) -> bool:
+        """Too old, or out of attempts; a wait the provider asked for (`told`) spends no attempt, only time."""
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds
-        return row.attempts >= self.settings.delivery_max_attempts or too_old
+        return too_old or (not told and row.attempts >= self.settings.delivery_max_attempts)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Exactly when the provider asked (Retry-After, a rate-limit reset), whatever the attempt; else exponential

@@ -9,6 +9,7 @@ import pytest
 
 from bot.services.delivery import DeliveryWorker
 from bot.storage import models, outbox
+from tests.fakes import sendgrid as sg
 from tests.fakes.sendgrid import errors, too_many_requests
 from tests.fakes.slack import rate_limited
 from tests.harness import stripe_invoice_event
@@ -71,6 +72,22 @@ async def test_retries_are_bounded_then_dead(paybot, sendgrid, clock):
     [receipt] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
     assert receipt.status == "dead" and receipt.attempts == attempts
     assert sendgrid.accepted == []
+
+
+async def test_waits_the_provider_asked_for_spend_no_attempts(paybot, sendgrid, clock):
+    # Found by benchmarks/soak.py: a message that met SendGrid's rate limit a few times among other faults died
+    # of "too many attempts", though a 429 with Retry-After says when to come back, not that the send failed.
+    attempts = paybot.runtime.settings.delivery_max_attempts
+    sendgrid.script("/v3/mail/send", *[sg.errors(429, "too many requests", None, **{"Retry-After": "5"})
+                                       for _ in range(attempts)], sg.errors(500, "Internal Server Error"))
+    await paid(paybot)
+    for _ in range(attempts + 1):
+        await paybot.deliver()
+        clock.advance(paybot.runtime.settings.retry_max_seconds)
+    [receipt] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
+    assert receipt.status == "pending" and receipt.attempts == 1  # the 500 counted; the 429s did not
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
 
 
 async def test_a_crashed_workers_claim_is_taken_over_and_sent_once(paybot, sendgrid, clock):
