@@ -216,8 +216,11 @@ class DeliveryWorker:
         result = await self._send(channel, row)
         if note and isinstance(result, Sent):
             self.metrics.possible_duplicates.labels(row.channel).inc()
-        # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first.
-        await self._finish(row, result, note=note, attempt_over=not (isinstance(result, Retry) and result.unknown))
+        # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first; so it
+        # does after a re-send that may be a duplicate and failed: the message from before the crash may be there,
+        # and whichever send gets through is flagged.
+        await self._finish(row, result, note=note,
+                           attempt_over=not (isinstance(result, Retry) and (result.unknown or bool(note))))
 
     async def _opted_out(self, row: Notification) -> bool:
         """The recipient said STOP (since this was queued, or on another of their messages): not sent."""
