@@ -2,7 +2,7 @@
 three times: nothing lost, and every email sent twice explained by a crash or a timeout window.
 
     .venv/bin/python benchmarks/soak.py [--engine sqlite|postgresql] [--payments 10000] [--fault-rate 0.3]
-                                        [--kills 3] [--seed 14] [--in-flight 64] [--drain-seconds 240]
+                                        [--kills 3] [--seed 14] [--in-flight 64] [--drain-seconds 300]
 
 - The load: signed Stripe `invoice.paid` events, each paying its own seeded invoice (throughput.py's data and
   events), sent closed loop with --in-flight unanswered at most (as fast as paybot answers). What is not answered
@@ -55,14 +55,14 @@ from throughput import (  # noqa: E402
 )
 from webhooks import announced_port, cpu_seconds, serve_announced  # noqa: E402
 
-CLIENT_TIMEOUT = 1.0     # paybot's SENDGRID_TIMEOUT_SECONDS here; the fake holds "hang" and "late" calls longer
+CLIENT_TIMEOUT = 0.5     # paybot's SENDGRID_TIMEOUT_SECONDS here; the fake holds "hang" and "late" calls longer
 HOLD = CLIENT_TIMEOUT + 0.5
 REQUEST_TIMEOUT = 10.0   # the webhook sender's, as a platform gives up on a slow answer
 RESEND_FIRST, RESEND_MAX = 0.5, 8.0  # the sender's pause before sending an unanswered event again, doubling
 LANE_PAUSE = 0.2         # and a connection's, after a failure, before it sends anything
 #: Delivery settings scaled to a few minutes: retries (2 s, doubling) and a dead worker's lease (60 s) would
 #: otherwise make the drain wait for the unlucky message a quarter of an hour. The retry budget is the default.
-SCALED = {"RETRY_BASE_SECONDS": "0.25", "RETRY_MAX_SECONDS": "8", "WORKER_LEASE_SECONDS": "10",
+SCALED = {"RETRY_BASE_SECONDS": "0.25", "RETRY_MAX_SECONDS": "8", "WORKER_LEASE_SECONDS": "20",
           "SENDGRID_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT)}
 
 
@@ -402,7 +402,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of paybot serve during the load (3)")
     parser.add_argument("--seed", type=int, default=14, help="for the kill moments and the faults")
     parser.add_argument("--in-flight", type=int, default=64, help="webhooks unanswered at once, at most (64)")
-    parser.add_argument("--drain-seconds", type=float, default=240.0)
+    parser.add_argument("--drain-seconds", type=float, default=300.0)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (paybot's log, the database)")
     args = parser.parse_args(argv)
