@@ -60,6 +60,9 @@ HOLD = CLIENT_TIMEOUT + 0.5
 REQUEST_TIMEOUT = 10.0   # the webhook sender's, as a platform gives up on a slow answer
 RESEND_FIRST, RESEND_MAX = 0.5, 8.0  # the sender's pause before sending an unanswered event again, doubling
 LANE_PAUSE = 0.2         # and a connection's, after a failure, before it sends anything
+#: What RawHttp's errors mean to the sender (a status code stands for itself).
+UNANSWERED = {"ConnectionRefusedError": "refused", "ConnectionResetError": "reset",
+              "IndexError": "closed unanswered", "IncompleteReadError": "closed unanswered", "TimeoutError": "timeout"}
 #: Delivery settings scaled to a few minutes: retries (2 s, doubling) and a dead worker's lease (60 s) would
 #: otherwise make the drain wait for the unlucky message a quarter of an hour. The retry budget is the default.
 SCALED = {"RETRY_BASE_SECONDS": "0.25", "RETRY_MAX_SECONDS": "8", "WORKER_LEASE_SECONDS": "20",
@@ -171,8 +174,8 @@ class Sender:
             if again and again[0][0] <= time.monotonic():
                 _, n, tries = heapq.heappop(again)
                 return n, tries
-            n = next(fresh, None)
-            return None if n is None else (n, 0)
+            first = next(fresh, None)
+            return None if first is None else (first, 0)
 
         async def lane() -> None:
             while len(self.answered) < self.payments:
@@ -193,7 +196,7 @@ class Sender:
                     self.answered.setdefault(n, time.monotonic())
                     wake.set()
                     continue
-                self.failures[status] += 1
+                self.failures[UNANSWERED.get(status, status)] += 1
                 due = time.monotonic() + min(RESEND_MAX, RESEND_FIRST * 2 ** tries)
                 heapq.heappush(again, (due, n, tries + 1))
                 wake.set()
