@@ -18,9 +18,10 @@ three times: nothing lost, and every email sent twice explained by a crash or a 
 
 Checks (any failure is a PROBLEM, exit 1):
   lost         every payment answered 2xx is recorded, once, and its customer's email was accepted at least once;
-  duplicates   each email accepted more than once (by its notification key) is explained: "crash" (a SIGKILL
-               between its two acceptances), "timeout" (the earlier one was a "late" call) or both; anything else
-               is "unexplained";
+  duplicates   each email accepted more than once (by its notification key) is explained by what happened
+               between its two acceptances: "crash" (a SIGKILL, and paybot audited the re-send as a possible
+               duplicate), "timeout" (the earlier one was a "late" call), "timeout-load" (paybot's client timed out
+               on a call the fake answered in time: a slow machine), or several; anything else is "unexplained";
   the outbox   no message dead or still pending after the drain (every fault injected is transient);
   the database one webhook_events row per event answered, no payment recorded twice, an intact audit chain.
 The last line is `RESULT {json}` with the figures.
@@ -34,6 +35,7 @@ import bisect
 import contextlib
 import heapq
 import json
+import re
 import random
 import shutil
 import sys
@@ -42,6 +44,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,7 @@ from throughput import (  # noqa: E402
 )
 from webhooks import announced_port, cpu_seconds, serve_announced  # noqa: E402
 
-CLIENT_TIMEOUT = 0.5     # paybot's SENDGRID_TIMEOUT_SECONDS here; the fake holds "hang" and "late" calls longer
+CLIENT_TIMEOUT = 1.0     # paybot's SENDGRID_TIMEOUT_SECONDS here; the fake holds "hang" and "late" calls longer
 HOLD = CLIENT_TIMEOUT + 0.5
 REQUEST_TIMEOUT = 10.0   # the webhook sender's, as a platform gives up on a slow answer
 RESEND_FIRST, RESEND_MAX = 0.5, 8.0  # the sender's pause before sending an unanswered event again, doubling
@@ -63,6 +66,7 @@ LANE_PAUSE = 0.2         # and a connection's, after a failure, before it sends 
 #: What RawHttp's errors mean to the sender (a status code stands for itself).
 UNANSWERED = {"ConnectionRefusedError": "refused", "ConnectionResetError": "reset",
               "IndexError": "closed unanswered", "IncompleteReadError": "closed unanswered", "TimeoutError": "timeout"}
+TIMED_OUT = re.compile(r"^(?P<at>\S+ \S+) .*notification (?P<id>\d+) will retry at ")
 #: Delivery settings scaled to a few minutes: retries (2 s, doubling) and a dead worker's lease (60 s) would
 #: otherwise make the drain wait for the unlucky message a quarter of an hour. The retry budget is the default.
 SCALED = {"RETRY_BASE_SECONDS": "0.25", "RETRY_MAX_SECONDS": "8", "WORKER_LEASE_SECONDS": "20",
@@ -232,9 +236,16 @@ async def outbox_depth(database_url: str) -> dict[str, int]:
         await engine.dispose()
 
 
-async def recorded(database_url: str) -> tuple[Counter[str], Counter[str], dict[str, int]]:
-    """Payments per invoice number; the notification keys of the sends paybot itself audited as possible
-    duplicates (a re-send after a crash), how many times each; webhook events by status."""
+@dataclass
+class Recorded:
+    per_invoice: Counter[str]   # payments per invoice number
+    flagged: Counter[str]       # notification key → sends paybot audited as a possible duplicate (after a crash)
+    events: dict[str, int]      # webhook events by status
+    keys: dict[int, str]        # notification id → key
+
+
+async def recorded(database_url: str) -> Recorded:
+    """What the database holds, for the checks."""
     from bot.storage import models
     from bot.storage.engine import create_engine, sessions
 
@@ -255,14 +266,30 @@ async def recorded(database_url: str) -> tuple[Counter[str], Counter[str], dict[
                 models.WebhookEvent.status))).all())
     finally:
         await engine.dispose()
-    return per_invoice, flagged, {str(k): int(v) for k, v in events.items()}
+    return Recorded(per_invoice, flagged, {str(k): int(v) for k, v in events.items()}, keys)
 
 
-def explain(outcomes: list[list[Any]], kills: Sequence[float],
-            flagged: Counter[str]) -> tuple[Counter[str], list[str]]:
-    """Each acceptance after a message's first: "crash" (a SIGKILL since the one before, and paybot audited a re-send
-    of it as a possible duplicate), "timeout" (the one before was accepted but answered too late), "crash+timeout",
-    or "unexplained" (with its key, for the report)."""
+def timeouts_logged(log: Path, ids: dict[int, str]) -> dict[str, list[float]]:
+    """When paybot's SendGrid client gave up on a call, by notification key (its log's "will retry … TimeoutError"
+    lines), on the time.monotonic() scale: a call the fake answered in time can still reach paybot too late on a
+    loaded machine, and that is the same timeout window."""
+    offset = time.time() - time.monotonic()
+    found: dict[str, list[float]] = defaultdict(list)
+    for line in log.read_text(errors="replace").splitlines():
+        if "will retry at" in line and "sendgrid unreachable: TimeoutError" in line:
+            match = TIMED_OUT.search(line)
+            if match and int(match["id"]) in ids:
+                at = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp() - offset
+                found[ids[int(match["id"])]].append(at)
+    return found
+
+
+def explain(outcomes: list[list[Any]], kills: Sequence[float], flagged: Counter[str],
+            timed_out: dict[str, list[float]]) -> tuple[Counter[str], list[str]]:
+    """Each acceptance after a message's first, by what happened since the one before: "crash" (a SIGKILL, and
+    paybot audited a re-send of the message as a possible duplicate), "timeout" (the one before was a "late" call:
+    accepted, answered after paybot's timeout), "timeout-load" (answered in time by the fake, but paybot's client
+    timed out on it: the machine or its event loop was slow), combinations joined by "+", or "unexplained"."""
     accepted: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for at, kind, key, _ in outcomes:
         if kind in ("accepted", "late"):
@@ -271,7 +298,9 @@ def explain(outcomes: list[list[Any]], kills: Sequence[float],
     for key, sends in accepted.items():
         for (before, kind), (after, _) in zip(sends, sends[1:], strict=False):
             crash = bisect.bisect_left(kills, after) > bisect.bisect_left(kills, before) and flagged[key] > 0
-            why = "+".join(w for w, held in (("crash", crash), ("timeout", kind == "late")) if held)
+            slow = kind != "late" and any(before <= t <= after for t in timed_out.get(key, ()))
+            why = "+".join(w for w, held in (("crash", crash), ("timeout", kind == "late"), ("timeout-load", slow))
+                           if held)
             kinds[why or "unexplained"] += 1
             if not why:
                 unexplained.append(key)
@@ -311,14 +340,17 @@ async def soak(args: argparse.Namespace, scratch: Scratch, workdir: Path) -> tup
             cpu = server.cpu_now()
             await server.kill()
         outcomes = await fake_get(fake_port, "/soak/outcomes")
+    if args.keep:
+        (workdir / "outcomes.json").write_text(json.dumps(outcomes))
     took = time.monotonic() - started
     kills = server.kills[:-1]  # the last one ends the run
 
-    per_invoice, flagged, events = await recorded(database_url)
+    db = await recorded(database_url)
+    per_invoice, flagged, events = db.per_invoice, db.flagged, db.events
     accepted_to = {to for _, kind, _, to in outcomes if kind in ("accepted", "late")}
     lost = [n for n in sender.answered if per_invoice[f"INV-{n:06d}"] < 1 or email_of(n) not in accepted_to]
     twice = sorted(number for number, count in per_invoice.items() if count > 1)
-    kinds, unexplained = explain(outcomes, kills, flagged)
+    kinds, unexplained = explain(outcomes, kills, flagged, timeouts_logged(workdir / "paybot.log", db.keys))
     faults = Counter(kind for _, kind, _, _ in outcomes)
     problems = await check_database(database_url, len(sender.answered))
     if lost:
