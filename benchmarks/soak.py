@@ -2,7 +2,7 @@
 three times: nothing lost, and every email sent twice explained by a crash or a timeout window.
 
     .venv/bin/python benchmarks/soak.py [--engine sqlite|postgresql] [--payments 10000] [--fault-rate 0.3]
-                                        [--kills 3] [--seed 14] [--in-flight 64] [--drain-seconds 300]
+                                        [--kills 3] [--seed 14] [--in-flight 64] [--drain-seconds 360]
 
 - The load: signed Stripe `invoice.paid` events, each paying its own seeded invoice (throughput.py's data and
   events), sent closed loop with --in-flight unanswered at most (as fast as paybot answers). What is not answered
@@ -58,7 +58,7 @@ from throughput import (  # noqa: E402
 )
 from webhooks import announced_port, cpu_seconds, serve_announced  # noqa: E402
 
-CLIENT_TIMEOUT = 1.0     # paybot's SENDGRID_TIMEOUT_SECONDS here; the fake holds "hang" and "late" calls longer
+CLIENT_TIMEOUT = 0.75    # paybot's SENDGRID_TIMEOUT_SECONDS here; the fake holds "hang" and "late" calls longer
 HOLD = CLIENT_TIMEOUT + 0.5
 REQUEST_TIMEOUT = 10.0   # the webhook sender's, as a platform gives up on a slow answer
 RESEND_FIRST, RESEND_MAX = 0.5, 8.0  # the sender's pause before sending an unanswered event again, doubling
@@ -437,7 +437,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs of paybot serve during the load (3)")
     parser.add_argument("--seed", type=int, default=14, help="for the kill moments and the faults")
     parser.add_argument("--in-flight", type=int, default=64, help="webhooks unanswered at once, at most (64)")
-    parser.add_argument("--drain-seconds", type=float, default=300.0)
+    parser.add_argument("--drain-seconds", type=float, default=360.0)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (paybot's log, the database)")
     args = parser.parse_args(argv)
