@@ -212,7 +212,7 @@ class Sender:
             http.close()
 
 
-async def crash_thrice(server: Server, sender: Sender, thresholds: Sequence[int]) -> None:
+async def crash_at(server: Server, sender: Sender, thresholds: Sequence[int]) -> None:
     """SIGKILL the server as the number of webhooks answered passes each threshold; start it again at once."""
     for threshold in thresholds:
         while len(sender.answered) < threshold:
@@ -325,7 +325,7 @@ async def soak(args: argparse.Namespace, scratch: Scratch, workdir: Path) -> tup
         await server.start()
         sender = Sender(server.port, args.payments, args.in_flight)
         try:
-            await asyncio.gather(sender.run(), crash_thrice(server, sender, thresholds))
+            await asyncio.gather(sender.run(), crash_at(server, sender, thresholds))
             answered_in = time.monotonic() - started
             print(f"  all {args.payments} answered 2xx after {answered_in:.0f} s; draining", flush=True)
             drain_started, depth = time.monotonic(), {}
