@@ -243,10 +243,10 @@ class DeliveryWorker:
             async with self.db.transaction() as uow:
                 slot = await outbox.reserve(uow.session, limit[0], limit[1], uow.clock())
                 if slot > uow.clock():
-                    # Not an attempt: wait for the slot without spending the retry budget.
+                    # Not an attempt (only `renew` counts one): wait for the slot, retry budget untouched.
                     mine = await outbox.still_mine(uow.session, row.id, self.worker_id)
                     if mine is not None:
-                        mine.status, mine.available_at, mine.attempts = outbox.PENDING, slot, mine.attempts - 1
+                        mine.status, mine.available_at = outbox.PENDING, slot
                     return
         async with self.db.transaction() as uow:
             if not await outbox.renew(uow.session, row.id, self.worker_id, uow.clock(), self._lease):
@@ -272,8 +272,11 @@ class DeliveryWorker:
         result = await self._send(channel, row)
         if note and isinstance(result, Sent):
             self.metrics.possible_duplicates.labels(row.channel).inc()
-        # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first.
-        await self._finish(row, result, note=note, attempt_over=not (isinstance(result, Retry) and result.unknown))
+        # After an answer that may hide an accepted message (a 5xx), the next attempt asks the provider first; so it
+        # does after a re-send that may be a duplicate and failed: the message from before the crash may be there,
+        # and whichever send gets through is flagged.
+        await self._finish(row, result, note=note,
+                           attempt_over=not (isinstance(result, Retry) and (result.unknown or bool(note))))
 
     async def _opted_out(self, row: Notification) -> bool:
         """The recipient said STOP (since this was queued, or on another of their messages): not sent."""
@@ -353,9 +356,11 @@ class DeliveryWorker:
                 uow.audit("notification.sent", **audit, **subject)
                 self.metrics.deliveries.labels(mine.channel, "sent").inc()
                 log.info("notification %s sent via %s to %s", mine.id, mine.channel, redact(mine.recipient))
-            case Retry(reason, after, until) if not self._exhausted(mine, now):
+            case Retry(reason, after, until) if not self._exhausted(mine, now, told=(after, until) != (None, None)):
                 told = None if after is None and until is None else \
                     max(after or 0.0, (until - now).total_seconds() if until else 0.0)
+                if told is not None:  # the provider said when to come back (a rate limit): not a failed attempt
+                    mine.attempts -= 1
                 mine.status, mine.last_error = outbox.PENDING, reason
                 mine.available_at = now + timedelta(seconds=self.backoff(mine.attempts, told))
                 self.metrics.deliveries.labels(mine.channel, "retry").inc()
@@ -375,9 +380,10 @@ class DeliveryWorker:
                 await self.notifier.after_failure(uow, mine,
                                                   once=result.once if isinstance(result, Failed) else None)
 
-    def _exhausted(self, row: Notification, now: datetime) -> bool:
+    def _exhausted(self, row: Notification, now: datetime, *, told: bool = False) -> bool:
+        """Too old, or out of attempts; a wait the provider asked for (`told`) spends no attempt, only time."""
         too_old = (now - row.created_at).total_seconds() >= self.settings.delivery_max_age_seconds
-        return row.attempts >= self.settings.delivery_max_attempts or too_old
+        return too_old or (not told and row.attempts >= self.settings.delivery_max_attempts)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Exactly when the provider asked (Retry-After, a rate-limit reset), whatever the attempt; else exponential

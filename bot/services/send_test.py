@@ -63,7 +63,7 @@ async def send_test(db: Database, notifier: Notifier, worker: DeliveryWorker, cu
                 uow.session, now=now, idempotency_key=f"test:{uuid4().hex}", payment_id=None,
                 channel=route.channel.name, audience=Audience.CUSTOMER.value, purpose=Purpose.RECEIPT.value,
                 recipient=route.recipient, payload=route.channel.render(message),
-                status=outbox.SENDING, attempts=1, claimed_by=worker.worker_id,
+                status=outbox.SENDING, attempts=0, claimed_by=worker.worker_id,
                 lease_until=now + timedelta(seconds=worker.settings.worker_lease_seconds))
             assert notification_id is not None  # a fresh key is never a duplicate
             claimed.append(notification_id)

@@ -39,6 +39,8 @@ async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int
 
 async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str,
                 limit: int) -> list[Notification]:
+    """Due rows, leased to `worker`. Not yet an attempt: a claim whose lease runs out before its send begins (the
+    batch ahead of it was slow) is claimed again without spending the row's retry budget; `renew` counts it."""
     due = or_(
         and_(Notification.status == PENDING, Notification.available_at <= now),
         and_(Notification.status == SENDING, Notification.lease_until < now),
@@ -48,7 +50,7 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worke
     claimed = (
         update(Notification)
         .where(Notification.id.in_(ids.scalar_subquery()))
-        .values(status=SENDING, lease_until=now + lease, claimed_by=worker, attempts=Notification.attempts + 1)
+        .values(status=SENDING, lease_until=now + lease, claimed_by=worker)
         .returning(Notification)
         .execution_options(synchronize_session=False)
     )
@@ -59,13 +61,13 @@ async def renew(session: AsyncSession, notification_id: int, worker: str, now: d
     """Extend this worker's lease right before sending; False if the lease ran out or was taken over (a stalled
     worker must not send what another worker now owns).
 
-    Committed before the send, it also marks the attempt as started: should the worker die before recording the
-    outcome, whoever takes the row over knows the provider may already have it, and since when."""
+    Committed before the send, it also counts the attempt and marks it started: should the worker die before
+    recording the outcome, whoever takes the row over knows the provider may already have it, and since when."""
     renewed = await session.execute(
         update(Notification)
         .where(Notification.id == notification_id, Notification.claimed_by == worker,
                Notification.status == SENDING, Notification.lease_until > now)
-        .values(lease_until=now + lease,
+        .values(lease_until=now + lease, attempts=Notification.attempts + 1,
                 attempt_started_at=func.coalesce(Notification.attempt_started_at,
                                                  literal(now, Notification.attempt_started_at.type)))
         .execution_options(synchronize_session=False))
@@ -81,7 +83,7 @@ async def renew_many(session: AsyncSession, ids: Sequence[int], worker: str, now
         update(Notification)
         .where(Notification.id.in_(ids), Notification.claimed_by == worker,
                Notification.status == SENDING, Notification.lease_until > now)
-        .values(lease_until=now + lease,
+        .values(lease_until=now + lease, attempts=Notification.attempts + 1,
                 attempt_started_at=func.coalesce(Notification.attempt_started_at,
                                                  literal(now, Notification.attempt_started_at.type)))
         .returning(Notification.id)

@@ -14,7 +14,7 @@ from bot.integrations.channels.sendgrid import SendGridSettings
 from bot.integrations.http import Delivery, Sent
 from bot.services.delivery import DeliveryWorker
 from bot.storage import models
-from tests.fakes.sendgrid import API_KEY
+from tests.fakes.sendgrid import API_KEY, errors
 from tests.fakes.sendgrid_events import EventSigner, body, event
 from tests.fakes.slack import rate_limited, slack_error
 from tests.harness import stripe_invoice_event
@@ -127,6 +127,22 @@ async def test_sendgrid_cannot_be_asked_so_the_email_goes_at_most_twice_and_is_c
     assert detail["possible_duplicate"] is True
     assert possible_duplicates(paybot, "sendgrid") == 1
     assert {n.status for n in await paybot.notifications()} == {"sent"}
+
+
+async def test_a_resend_that_fails_after_a_crash_still_flags_the_one_that_gets_through(paybot, sendgrid, clock):
+    # Found by benchmarks/soak.py: the re-send after the crash met a 500, the next attempt went out as a plain send,
+    # and the second email was neither audited nor counted as a possible duplicate.
+    crashed = await crash_mid_send(paybot, clock, "sendgrid")
+    sendgrid.script("/v3/mail/send", errors(500, "Internal Server Error"))
+    await worker(paybot, "survivor").run_once()
+    row = next(n for n in await paybot.notifications() if n.id == crashed.id)
+    assert row.status == "pending" and row.attempt_started_at == crashed.attempt_started_at  # still in doubt
+
+    clock.advance(paybot.runtime.settings.retry_max_seconds)
+    await worker(paybot, "survivor").run_once()
+    assert len(sendgrid.accepted) == 2
+    assert (await sent_details(paybot))[crashed.id]["possible_duplicate"] is True
+    assert possible_duplicates(paybot, "sendgrid") == 1
 
 
 class TestSendGridEventWebhook:

@@ -9,6 +9,7 @@ import pytest
 
 from bot.services.delivery import DeliveryWorker
 from bot.storage import models, outbox
+from tests.fakes import sendgrid as sg
 from tests.fakes.sendgrid import errors, too_many_requests
 from tests.fakes.slack import rate_limited
 from tests.harness import stripe_invoice_event
@@ -73,6 +74,22 @@ async def test_retries_are_bounded_then_dead(paybot, sendgrid, clock):
     assert sendgrid.accepted == []
 
 
+async def test_waits_the_provider_asked_for_spend_no_attempts(paybot, sendgrid, clock):
+    # Found by benchmarks/soak.py: a message that met SendGrid's rate limit a few times among other faults died
+    # of "too many attempts", though a 429 with Retry-After says when to come back, not that the send failed.
+    attempts = paybot.runtime.settings.delivery_max_attempts
+    sendgrid.script("/v3/mail/send", *[sg.errors(429, "too many requests", None, **{"Retry-After": "5"})
+                                       for _ in range(attempts)], sg.errors(500, "Internal Server Error"))
+    await paid(paybot)
+    for _ in range(attempts + 1):
+        await paybot.deliver()
+        clock.advance(paybot.runtime.settings.retry_max_seconds)
+    [receipt] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
+    assert receipt.status == "pending" and receipt.attempts == 1  # the 500 counted; the 429s did not
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
+
+
 async def test_a_crashed_workers_claim_is_taken_over_and_sent_once(paybot, sendgrid, clock):
     await paid(paybot)
     async with paybot.runtime.db.transaction() as uow:  # a worker claims the batch, then dies before sending
@@ -91,6 +108,24 @@ async def test_a_crashed_workers_claim_is_taken_over_and_sent_once(paybot, sendg
     assert len(sendgrid.to("/v3/mail/send")) == 1
     statuses = {n.status for n in await paybot.notifications()}
     assert statuses == {"sent"}
+
+
+async def test_a_claim_that_runs_out_before_its_send_spends_no_attempt(paybot, sendgrid, clock):
+    # Found by benchmarks/soak.py: a batch waiting behind slow sends lost its lease again and again, each claim
+    # counted as an attempt, and the message died of "too many attempts" having been tried only a few times.
+    await paid(paybot)
+    lease = timedelta(seconds=paybot.runtime.settings.worker_lease_seconds)
+    for _ in range(paybot.runtime.settings.delivery_max_attempts):
+        async with paybot.runtime.db.transaction() as uow:
+            assert await outbox.claim(uow.session, now=clock(), lease=lease, worker="slow", limit=10)
+        clock.advance(lease.total_seconds() + 1)
+    sendgrid.script("/v3/mail/send", errors(503, "Service Unavailable"))
+    await paybot.deliver()
+    [receipt] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
+    assert receipt.status == "pending" and receipt.attempts == 1  # one send began: one attempt, seven left
+    clock.advance(paybot.runtime.settings.retry_max_seconds)
+    await paybot.deliver()
+    assert len(sendgrid.accepted) == 1
 
 
 async def test_concurrent_workers_never_send_one_row_twice(paybot, sendgrid):

@@ -10,7 +10,7 @@ import json
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.mail import CustomArg, Mail, ReplyTo
 
@@ -36,6 +36,7 @@ class SendGridSettings(IntegrationSettings):
     base_url: str = "https://api.sendgrid.com"
     event_public_key: SecretStr | None = None  # Mail Settings → Event Webhook → Signature Verification
     event_tolerance_seconds: int = 300
+    timeout_seconds: float = Field(default=15.0, gt=0)  # one Mail Send call, answer included; then retried
 
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -55,7 +56,7 @@ class SendGridChannel:
         self.http = http
         # Built once: every send reuses them (and the session's pooled keep-alive connections).
         self._send_url = f"{settings.base_url.rstrip('/')}/v3/mail/send"
-        self._timeout = aiohttp.ClientTimeout(total=15)
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
 
     def address(self, customer: Customer) -> str | None:
         return customer.email or None
