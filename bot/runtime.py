@@ -53,6 +53,9 @@ WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
 #: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
 PROCESSING_BATCH = 100
+#: Events answered but not yet recorded past which new webhooks wait before they are stored: answering alone
+#: would take the event loop from recording, and the backlog would grow for as long as webhooks pour in.
+PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
 #: Pages of waiting events a worker's sweep records per round, at most, before it delivers again.
 SWEEP_PAGES = 5
 
@@ -79,9 +82,12 @@ class Runtime:
     _swept_to: int = field(default=0, init=False)  # the waiting-events sweep's place in the backlog
 
     def __post_init__(self) -> None:
+        # SQLite has one writer, whose turns go round in the order asked: one batch recording at a time leaves
+        # the delivery worker's transactions a turn in every two or three, four left it one in six.
+        consumers = 1 if self.db.dialect == "sqlite" else PROCESSING_CONCURRENCY
         self.recording = BatchQueue("recording deferred payments", self._process,
-                                    consumers=PROCESSING_CONCURRENCY, capacity=PROCESSING_BACKLOG,
-                                    max_batch=PROCESSING_BATCH)
+                                    consumers=consumers, capacity=PROCESSING_BACKLOG,
+                                    max_batch=PROCESSING_BATCH, high_water=PROCESSING_AHEAD)
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
