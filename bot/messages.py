@@ -114,6 +114,11 @@ def _environment(templates_dir: str | None, surface: Surface = Surface.EMAIL) ->
     )
 
 
+@lru_cache(maxsize=1024)
+def _names(purpose: str, locale: str, part: str) -> tuple[str, ...]:
+    return tuple(template_names(purpose, locale, part))
+
+
 def template_names(purpose: str, locale: str, part: str) -> list[str]:
     """Most specific first: `receipt.es-MX.txt`, `receipt.es.txt`, `receipt.txt`."""
     tag = locale.replace("_", "-")
@@ -166,7 +171,7 @@ def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
 
 def _template(env: Environment, message: Message, part: str) -> Template:
     """The most specific template there is for the message's purpose and reader (see `template_names`)."""
-    names = tuple(template_names(message.purpose.value, message.locale, part))
+    names = _names(message.purpose.value, message.locale, part)
     found = _selected(env, names)
     if found is None:
         raise TemplatesNotFound(list(names))

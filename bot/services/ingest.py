@@ -170,7 +170,7 @@ class Ingest:
         if self.inbox is not None and items:
             try:
                 batch = await self.inbox.in_transaction(lambda connection: recording.record_batch(
-                    connection, items, self.notifier, self.db.audit_keys, self.db.clock))
+                    connection, items, self.notifier, self.db.audit_keys, self.db.clock), background=True)
             except Exception:  # the same events, the general way: slower, same result
                 log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
             else:

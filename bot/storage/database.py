@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from bot.domain.audit import AuditRecord, Keyring
 from bot.domain.money import Money
 from bot.storage import audit
 from bot.storage.engine import create_engine, is_sqlite, sessions
+from bot.storage.turns import Turns
 
 Clock = Callable[[], datetime]
 
@@ -66,7 +66,7 @@ class Database:
         # writer thread) take turns here, first come first served, instead of in SQLite's busy handler, which
         # sleeps up to 100 ms between tries and let a busy writer starve the others (the delivery worker behind
         # a stream of webhooks).
-        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_turn = Turns() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, *, audit_keys: Keyring = Keyring()) -> Database:
@@ -90,9 +90,10 @@ class Database:
                 await session.rollback()
                 raise
 
-    def write_turn(self) -> AbstractAsyncContextManager[Any]:
-        """This process's turn to write (SQLite); on PostgreSQL, at once (row locks do the ordering)."""
-        return self._write_turn if self._write_turn is not None else nullcontext()
+    def write_turn(self, *, background: bool = False) -> AbstractAsyncContextManager[Any]:
+        """This process's turn to write (SQLite; `background`: after every other writer waiting); on PostgreSQL,
+        at once (row locks do the ordering)."""
+        return self._write_turn.turn(background=background) if self._write_turn is not None else nullcontext()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
