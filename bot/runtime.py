@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
 from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
-from bot.storage import audit
+from bot.storage import audit, outbox
 from bot.storage.connect import open_database
 from bot.storage.database import Clock, Database, utcnow
 
@@ -56,6 +57,10 @@ PROCESSING_BATCH = 100
 #: Events answered but not yet recorded past which new webhooks wait before they are stored: answering alone
 #: would take the event loop from recording, and the backlog would grow for as long as webhooks pour in.
 PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
+#: Messages due and not yet sent past which recording waits for the delivery worker (looking again every
+#: DELIVERY_LOOK seconds, for DELIVERY_PATIENCE at most): recording faster than delivery would only move the
+#: backlog into the outbox, and while recording waits so do new webhooks (`PROCESSING_AHEAD`).
+DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE = 1000, 0.05, 1.0
 #: Pages of waiting events a worker's sweep records per round, at most, before it delivers again.
 SWEEP_PAGES = 5
 
@@ -98,9 +103,23 @@ class Runtime:
         self.recording.offer((row_id, received))  # full: the event waits in the database for a worker's sweep
 
     async def _process(self, items: list[tuple[int, Received]]) -> None:
+        await self._delivery_caught_up()
         recorded = await self.ingest.process_many(items)  # what fails is logged, and a worker's sweep records it
         if recorded.notification_ids:
             self.worker.wake()
+
+    async def _delivery_caught_up(self) -> None:
+        """Until fewer than DELIVERY_AHEAD messages are due, or DELIVERY_PATIENCE has passed. A provider that is
+        down holds nothing up for long: its messages wait for their retry (not due), and the patience is short."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + DELIVERY_PATIENCE
+        while True:
+            async with self.db.read() as session:
+                if await outbox.due(session, self.db.clock(), DELIVERY_AHEAD) < DELIVERY_AHEAD:
+                    return
+            if loop.time() >= give_up:
+                return
+            await asyncio.sleep(DELIVERY_LOOK)
 
     async def process_waiting(self) -> None:
         """At most SWEEP_PAGES pages a round, from where the last round stopped: the worker delivers between rounds

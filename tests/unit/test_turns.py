@@ -46,3 +46,21 @@ async def test_writers_in_a_hurry_keep_their_order_and_background_work_goes_when
     await asyncio.gather(write("a"), write("b", background=True), write("c"))
     await write("d", background=True)
     assert order == ["a", "c", "b", "d"]
+
+
+async def test_writers_that_keep_coming_do_not_starve_background_work():
+    turns, order = Turns(), list[str]()
+
+    async def stream() -> None:
+        for n in range(50):
+            async with turns.turn():
+                order.append(f"webhooks {n}")
+                await asyncio.sleep(0)
+
+    async def recording() -> None:
+        await asyncio.sleep(0)  # once the stream has begun
+        async with turns.turn(background=True):
+            order.append("recording")
+
+    await asyncio.gather(stream(), recording())
+    assert order.index("recording") < 5
