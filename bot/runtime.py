@@ -60,7 +60,7 @@ PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
 #: Messages due and not yet sent past which recording waits for the delivery worker (looking again every
 #: DELIVERY_LOOK seconds, for DELIVERY_PATIENCE at most): recording faster than delivery would only move the
 #: backlog into the outbox, and while recording waits so do new webhooks (`PROCESSING_AHEAD`).
-DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE = 1000, 0.05, 1.0
+DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE = 1000, 0.05, 0.5
 #: Pages of waiting events a worker's sweep records per round, at most, before it delivers again.
 SWEEP_PAGES = 5
 
