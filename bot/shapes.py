@@ -33,7 +33,7 @@ _MARKER = re.compile(f"\ue000{_NONCE}:(\\d+)\ue001")
 _PURE = (nodes.Name, nodes.Const, nodes.TemplateData, nodes.Concat, nodes.Compare, nodes.Operand, nodes.BinExpr,
          nodes.UnaryExpr, nodes.CondExpr, nodes.Filter, nodes.Test, nodes.Getattr, nodes.Getitem, nodes.Slice,
          nodes.Tuple, nodes.List, nodes.Dict, nodes.Pair)
-#: Falsy values told apart in a key by type and value (`0` prints differently from `False` and `""`).
+#: Falsy values, told apart in a key by type and representation (`0` prints differently from `False` and `""`).
 _FALSY = (type(None), str, bool, int, float, Decimal)
 
 
@@ -55,7 +55,7 @@ def render(template: Template, data: Mapping[str, Any]) -> str:
     if plan is None:
         return template.render(data)
     try:
-        key = (*((type(data[n]), data[n]) for n in plan.keyed), *(_truth(data[n]) for n in plan.filled))
+        key = (*(_exactly(data[n]) for n in plan.keyed), *(_truth(data[n]) for n in plan.filled))
         shape = plan.shapes.get(key)
     except (KeyError, TypeError):  # a missing value (Jinja says which), one that cannot be a key
         return template.render(data)
@@ -75,7 +75,12 @@ def _truth(value: Any) -> Any:
         return True
     if not isinstance(value, _FALSY):
         raise TypeError(f"a falsy {type(value).__name__} is not told apart in a key")
-    return type(value), value
+    return _exactly(value)
+
+
+def _exactly(value: Any) -> tuple[type, str]:
+    """A value as it reads: equal values may not (`0` and `False`, `Decimal("0")` and `Decimal("0.00")`)."""
+    return type(value), repr(value)
 
 
 def _shape(template: Template, plan: Plan, data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

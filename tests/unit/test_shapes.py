@@ -148,3 +148,13 @@ def test_a_missing_value_fails_as_jinja_fails() -> None:
     del data["amount"]
     with pytest.raises(UndefinedError, match="amount"):
         shapes.render(template, data)
+
+
+def test_equal_values_that_read_differently_are_different_shapes(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    template = operator_env(tmp_path, mine_txt="{{ balance ~ '' }}|{{ credit }}").get_template("mine.txt")
+    data = datas()[0][1]
+    for balance, credit in ((Decimal("0"), 0), (Decimal("0.00"), False), (0.0, 0), (-0.0, "")):
+        assert shapes.render(template, data | {"balance": balance, "credit": credit}) == \
+            template.render(data | {"balance": balance, "credit": credit})
