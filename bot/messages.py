@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import (ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined, Template,
                     TemplatesNotFound, select_autoescape)
 
-from bot import text as surfaces
+from bot import shapes, text as surfaces
 from bot.domain import sms
 from bot.domain.business import Business
 from bot.domain.parties import Customer
@@ -114,6 +114,11 @@ def _environment(templates_dir: str | None, surface: Surface = Surface.EMAIL) ->
     )
 
 
+@lru_cache(maxsize=1024)
+def _names(purpose: str, locale: str, part: str) -> tuple[str, ...]:
+    return tuple(template_names(purpose, locale, part))
+
+
 def template_names(purpose: str, locale: str, part: str) -> list[str]:
     """Most specific first: `receipt.es-MX.txt`, `receipt.es.txt`, `receipt.txt`."""
     tag = locale.replace("_", "-")
@@ -135,7 +140,7 @@ def render(message: Message, surface: Surface = Surface.EMAIL) -> Rendered:
     Raises whatever a template or the reader's locale raises (an unknown locale, a template error): the caller
     records that as a failed notification."""
     email, data = _environment(message.wording.templates_dir), template_data(message)
-    subject = surfaces.line(_template(email, message, "subject.txt").render(data))
+    subject = surfaces.line(shapes.render(_template(email, message, "subject.txt"), data))
     if message.test:
         subject = f"[TEST] {subject}"
     text = _marked(message, _words(message, Surface.EMAIL, data))
@@ -145,7 +150,7 @@ def render(message: Message, surface: Surface = Surface.EMAIL) -> Rendered:
             html_template = _template(email, message, "html")
         except TemplatesNotFound:
             pass
-    html = (html_template.render(data) if html_template is not None
+    html = (shapes.render(html_template, data) if html_template is not None
             else email.get_template("text.html").render(text=text))
     if surface is Surface.SLACK:
         text = surfaces.Mrkdwn(_marked(message, _words(message, surface, data)))  # every value went through `finalize`
@@ -160,12 +165,13 @@ def _marked(message: Message, words: str) -> str:
 def _words(message: Message, surface: Surface, data: dict[str, Any]) -> str:
     if message.text_override:
         return _ESCAPE[surface](message.text_override).strip()
-    return _template(_environment(message.wording.templates_dir, surface), message, "txt").render(data).strip()
+    return shapes.render(_template(_environment(message.wording.templates_dir, surface), message, "txt"),
+                         data).strip()
 
 
 def _template(env: Environment, message: Message, part: str) -> Template:
     """The most specific template there is for the message's purpose and reader (see `template_names`)."""
-    names = tuple(template_names(message.purpose.value, message.locale, part))
+    names = _names(message.purpose.value, message.locale, part)
     found = _selected(env, names)
     if found is None:
         raise TemplatesNotFound(list(names))
@@ -237,5 +243,5 @@ def _short_words(message: Message, part: str, data: dict[str, Any]) -> str:
         words = surfaces.line(message.text_override)
     else:
         env = _environment(message.wording.templates_dir, Surface.SHORT)
-        words = " ".join(_template(env, message, part).render(data).split())
+        words = " ".join(shapes.render(_template(env, message, part), data).split())
     return TEST_MARK + words if message.test else words

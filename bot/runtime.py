@@ -36,7 +36,7 @@ from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
 from bot.services.workqueue import BatchQueue
 from bot.settings import Settings, setting_errors
-from bot.storage import audit, wakeup
+from bot.storage import audit, outbox, wakeup
 from bot.storage.connect import open_database, problem, unavailable
 from bot.storage.database import Clock, Database, utcnow
 
@@ -58,6 +58,13 @@ WAITING_SWEEP, ABANDONED_AFTER = timedelta(seconds=1), timedelta(seconds=30)
 PROCESSING_CONCURRENCY, PROCESSING_BACKLOG = 4, 10_000
 #: Deferred events recorded in one transaction, at most (`Ingest.process_many`).
 PROCESSING_BATCH = 100
+#: Events answered but not yet recorded past which new webhooks wait before they are stored: answering alone
+#: would take the event loop from recording, and the backlog would grow for as long as webhooks pour in.
+PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
+#: Messages due and not yet sent past which recording waits for the delivery worker (looking again every
+#: DELIVERY_LOOK seconds, for DELIVERY_PATIENCE at most): recording faster than delivery would only move the
+#: backlog into the outbox, and while recording waits so do new webhooks (`PROCESSING_AHEAD`).
+DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE = 1000, 0.05, 0.5
 
 
 @dataclass
@@ -82,10 +89,12 @@ class Runtime:
     _swept_to: int = field(default=0, init=False)  # the waiting-events sweep's place in the backlog
 
     def __post_init__(self) -> None:
+        # SQLite has one writer, whose turns go round in the order asked: one batch recording at a time leaves
+        # the delivery worker's transactions a turn in every two or three, four left it one in six.
+        consumers = 1 if self.db.dialect == "sqlite" else PROCESSING_CONCURRENCY
         self.recording = BatchQueue("recording deferred payments", self._process,
-                                    consumers=1 if self.db.dialect == "sqlite" else PROCESSING_CONCURRENCY,
-                                    capacity=PROCESSING_BACKLOG,
-                                    max_batch=PROCESSING_BATCH)
+                                    consumers=consumers, capacity=PROCESSING_BACKLOG,
+                                    max_batch=PROCESSING_BATCH, high_water=PROCESSING_AHEAD)
 
     def confirm_soon(self) -> None:
         """Verify events stored unconfirmed now, after their request was answered, so the customer hears at once."""
@@ -96,6 +105,7 @@ class Runtime:
         self.recording.offer((row_id, received))  # full: the event waits in the database for a worker's sweep
 
     async def _process(self, items: list[tuple[int, Received]]) -> None:
+        await self._delivery_caught_up()
         recorded = await self.ingest.process_many(items)  # what fails is logged, and a worker's sweep records it
         if recorded.notification_ids:
             self.worker.wake()
@@ -123,6 +133,19 @@ class Runtime:
                     else:
                         log.exception("recording waiting webhooks failed")
                 await first_of(wake, stop, timeout=WAITING_SWEEP.total_seconds())
+
+    async def _delivery_caught_up(self) -> None:
+        """Until fewer than DELIVERY_AHEAD messages are due, or DELIVERY_PATIENCE has passed. A provider that is
+        down holds nothing up for long: its messages wait for their retry (not due), and the patience is short."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + DELIVERY_PATIENCE
+        while True:
+            async with self.db.read() as session:
+                if await outbox.due(session, self.db.clock(), DELIVERY_AHEAD) < DELIVERY_AHEAD:
+                    return
+            if loop.time() >= give_up:
+                return
+            await asyncio.sleep(DELIVERY_LOOK)
 
     async def process_waiting(self) -> None:
         """Every waiting event, page by page from where the last round stopped (and round to the start)."""

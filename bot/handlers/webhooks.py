@@ -83,6 +83,9 @@ async def receive(request: web.Request) -> web.StreamResponse:
             return error(503, f"could not read the payment's details yet: {exc}")
         try:
             if runtime.settings.ingest_mode == "deferred":
+                if runtime.process_here and received.payments and not (received.confirm_later or
+                                                                       received.resolve_later):
+                    await runtime.recording.room()  # recording keeps pace: while it is behind, the platform holds on
                 recorded = await runtime.ingest.accept(name, req, received, process_here=runtime.process_here)
             else:
                 recorded = await runtime.ingest.record(name, req, received)

@@ -108,9 +108,10 @@ class Inbox:
         return await self.in_transaction(lambda connection: write_batch(connection, rows, records,
                                                                         self.db.audit_keys))
 
-    async def in_transaction(self, work: Callable[[Connection], T]) -> T:
+    async def in_transaction(self, work: Callable[[Connection], T], *, background: bool = False) -> T:
         """`work` in one transaction on a synchronous connection: on SQLite on the writer thread (the whole
-        transaction one hop, serialised with the group commits), elsewhere through the async engine."""
+        transaction one hop, serialised with the group commits; `background`: after every other writer waiting,
+        see `Database.write_turn`), elsewhere through the async engine."""
         if self._sync is not None and self._thread is not None:
             engine = self._sync
 
@@ -118,7 +119,7 @@ class Inbox:
                 with engine.begin() as connection:
                     return work(connection)
 
-            async with self.db.write_turn():
+            async with self.db.write_turn(background=background):
                 return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
         async with self.db.engine.begin() as connection:
             return await connection.run_sync(work)

@@ -1,5 +1,6 @@
 """A bounded in-memory queue drained by a fixed number of consumer tasks: work a request leaves behind for after
-its answer, without a task per request. Full, it refuses (`offer` is False) and the caller's fallback applies."""
+its answer, without a task per request. Full, it refuses (`offer` is False) and the caller's fallback applies.
+Past its `high_water` mark, callers that can wait (`room`) hold back until the consumers catch up."""
 
 from __future__ import annotations
 
@@ -13,12 +14,36 @@ T = TypeVar("T")
 
 
 class WorkQueue(Generic[T]):
-    def __init__(self, name: str, handle: Callable[[T], Awaitable[None]], *, consumers: int, capacity: int) -> None:
+    def __init__(self, name: str, handle: Callable[[T], Awaitable[None]], *, consumers: int, capacity: int,
+                 high_water: int | None = None) -> None:
         self.name = name
         self.handle = handle
         self.consumers = consumers
+        self.high_water = high_water
         self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=capacity)
         self._tasks: list[asyncio.Task[None]] = []
+        self._unfinished = 0  # offered, not yet handled
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def backlog(self) -> int:
+        """Items offered and not yet handled (waiting, or being handled)."""
+        return self._unfinished
+
+    async def room(self) -> None:
+        """Return once fewer than `high_water` items are unfinished: a producer that can wait (a webhook not yet
+        stored, its platform holding on) lets the consumers catch up instead of growing the backlog."""
+        while self.high_water is not None and self._unfinished >= self.high_water:
+            self._room.clear()
+            await self._room.wait()
+
+    def _done(self, count: int = 1) -> None:
+        self._unfinished -= count
+        for _ in range(count):
+            self._queue.task_done()
+        if self.high_water is None or self._unfinished < self.high_water:
+            self._room.set()
 
     def offer(self, item: T) -> bool:
         """Queue `item` unless the queue is full; never blocks."""
@@ -26,6 +51,7 @@ class WorkQueue(Generic[T]):
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             return False
+        self._unfinished += 1
         if not self._tasks:  # started on first use: the event loop is the one serving requests
             self._tasks = [asyncio.create_task(self._consume()) for _ in range(self.consumers)]
         return True
@@ -38,7 +64,7 @@ class WorkQueue(Generic[T]):
             except Exception:  # nobody to raise to; `handle` says what its fallback is
                 log.exception("%s: an item failed", self.name)
             finally:
-                self._queue.task_done()
+                self._done()
 
     async def join(self) -> None:
         """Wait until everything queued so far is handled."""
@@ -56,8 +82,8 @@ class BatchQueue(WorkQueue[T]):
     """A WorkQueue whose consumers take everything waiting, up to `max_batch`, and handle it at once."""
 
     def __init__(self, name: str, handle_many: Callable[[list[T]], Awaitable[None]], *, consumers: int,
-                 capacity: int, max_batch: int) -> None:
-        super().__init__(name, self._unused, consumers=consumers, capacity=capacity)
+                 capacity: int, max_batch: int, high_water: int | None = None) -> None:
+        super().__init__(name, self._unused, consumers=consumers, capacity=capacity, high_water=high_water)
         self.handle_many = handle_many
         self.max_batch = max_batch
 
@@ -74,5 +100,4 @@ class BatchQueue(WorkQueue[T]):
             except Exception:  # nobody to raise to; `handle_many` says what its fallback is
                 log.exception("%s: a batch of %d failed", self.name, len(batch))
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._done(len(batch))

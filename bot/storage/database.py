@@ -15,6 +15,7 @@ from bot.domain.audit import AuditRecord, Keyring
 from bot.domain.money import Money
 from bot.storage import audit
 from bot.storage.engine import create_engine, is_sqlite, sessions
+from bot.storage.turns import Turns
 
 Clock = Callable[[], datetime]
 SQLITE_BUSY_RETRY = 0.1  # seconds: the longest sleep of SQLite's busy handler between two tries at a lock
@@ -70,7 +71,7 @@ class Database:
         # writer thread) take turns here, first come first served, instead of in SQLite's busy handler, which
         # sleeps up to 100 ms between tries and let a busy writer starve the others (the delivery worker behind
         # a stream of webhooks).
-        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_turn = Turns() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, *, audit_keys: Keyring = Keyring()) -> Database:
@@ -102,9 +103,10 @@ class Database:
         if self._write_turn is not None:
             await asyncio.sleep(SQLITE_BUSY_RETRY)
 
-    def write_turn(self) -> AbstractAsyncContextManager[Any]:
-        """This process's turn to write (SQLite); on PostgreSQL, at once (row locks do the ordering)."""
-        return self._write_turn if self._write_turn is not None else nullcontext()
+    def write_turn(self, *, background: bool = False) -> AbstractAsyncContextManager[Any]:
+        """This process's turn to write (SQLite; `background`: after every other writer waiting); on PostgreSQL,
+        at once (row locks do the ordering)."""
+        return self._write_turn.turn(background=background) if self._write_turn is not None else nullcontext()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -234,3 +234,42 @@ async def test_workers_hear_of_events_left_for_them_at_once(paybot, sendgrid, mo
         await task
     [event] = await paybot.rows(models.WebhookEvent)
     assert event.status == "processed"
+
+async def test_while_the_outbox_is_behind_recording_waits_and_new_webhooks_wait_for_recording(paybot, sendgrid,
+                                                                                             slack, monkeypatch):
+    from bot import runtime as runtime_module
+    from bot.storage import outbox
+
+    monkeypatch.setattr(runtime_module, "DELIVERY_AHEAD", 1)  # one message due is already behind
+    monkeypatch.setattr(runtime_module, "DELIVERY_PATIENCE", 20.0)  # does not run out here
+    paybot.runtime.recording.high_water = 1  # one event answered and not recorded: the next webhook waits
+    looks, looked_again = [], asyncio.Event()
+    due = outbox.due
+
+    async def counted(*args):  # type: ignore[no-untyped-def]
+        looks.append(await due(*args))
+        if len(looks) >= 3:
+            looked_again.set()
+        return looks[-1]
+    monkeypatch.setattr(outbox, "due", counted)
+
+    await paybot.add_customer()
+    for n in range(3):
+        await paybot.add_invoice(f"INV-{n}", "10.00")
+    events = [stripe_invoice_event(f"evt_{n}", number=f"INV-{n}", amount_paid=1000) for n in range(3)]
+    assert (await paybot.post_stripe(events[0])).status == 200
+    await paybot.runtime.settle()
+    assert len(await paybot.rows(models.Payment)) == 1  # nothing was due: recorded at once
+
+    assert (await paybot.post_stripe(events[1])).status == 200  # stored and answered; its recording waits
+    third = asyncio.create_task(paybot.post_stripe(events[2]))
+    await asyncio.wait_for(looked_again.wait(), 30)  # it looked, and looked again: the first one's messages wait
+    assert len(await paybot.rows(models.Payment)) == 1
+    assert not third.done() and len(await paybot.rows(models.WebhookEvent)) == 2  # not even stored yet
+
+    await paybot.runtime.worker.run_once()  # the worker sends the first payment's email and card
+    assert (await asyncio.wait_for(third, 30)).status == 200
+    while paybot.runtime.recording.backlog:  # each payment's messages sent lets the next one be recorded
+        await paybot.runtime.worker.run_once()
+    await paybot.deliver()
+    assert len(await paybot.rows(models.Payment)) == 3 and len(sendgrid.accepted) == 3
