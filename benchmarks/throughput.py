@@ -41,9 +41,10 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func, insert, select
@@ -620,6 +621,7 @@ async def main(args: argparse.Namespace) -> int:
     scratch = Scratch(workdir, args.engine)
     modes = ["inline", "deferred"] if args.ingest_mode == "both" else [args.ingest_mode]
     failed = False
+    result: dict[str, Any] = {"engine": args.engine, "workers": args.workers, "load_before": load_average()}
     try:
         invoices = int(args.latency_rate * args.latency_seconds + args.rate * args.seconds) + 100
         print(f"{args.engine}; load average {load_average()}; seeding {invoices} customers and invoices", flush=True)
@@ -629,6 +631,7 @@ async def main(args: argparse.Namespace) -> int:
             await scratch.template("outbox", 0, args.deliveries)
         bare = await ceiling(args) if "ceiling" not in args.skip else float("nan")
         print(f"bare aiohttp ceiling: {bare:.0f} req/s", flush=True)
+        result["ceiling"] = bare
         for mode in modes:
             if "latency" not in args.skip:
                 lat = await latency(args, scratch, workdir, mode)
@@ -637,6 +640,7 @@ async def main(args: argparse.Namespace) -> int:
                       f"{lat.answered}/{lat.offered} answered 2xx, answer p50 {lat.answer_p50:.1f} ms p99 "
                       f"{lat.answer_p99:.1f} ms; webhook → SendGrid p50 {lat.e2e_p50:.1f} ms p99 {lat.e2e_p99:.1f} ms "
                       f"({lat.acknowledged} acknowledged)\n  stages: {lat.stages}", flush=True)
+                result[f"{mode}_latency"] = asdict(lat)
                 if lat.problems:
                     print(f"  PROBLEMS: {'; '.join(lat.problems)}")
                     failed = True
@@ -653,6 +657,7 @@ async def main(args: argparse.Namespace) -> int:
                       f"  server CPU per acknowledged payment: {t.cpu_ms:.2f} ms (whole run)"
                       + (f", {t.cpu_ms_window:.2f} ms (window)" if t.acked_rate * t.seconds >= 100 else ""),
                       flush=True)
+                result[f"{mode}_throughput"] = asdict(t)
                 if t.problems:
                     print(f"  PROBLEMS: {'; '.join(t.problems)}")
                     failed = True
@@ -662,6 +667,7 @@ async def main(args: argparse.Namespace) -> int:
                   f"{d.rate:.0f}/s over {d.seconds:.1f} s; worker CPU {d.cpu_ms:.2f} ms each; "
                   f"{d.repeats} accepted twice", flush=True)
             failed |= bool(d.repeats)
+            result["delivery"] = asdict(d)
         if "scaleout" not in args.skip and args.engine == "postgresql":  # SQLite: one process writes
             so = await scaleout(args, scratch, workdir)
             print(f"\nscale-out: {args.deliveries} emails, SendGrid taking {args.provider_ms:g} ms a call, "
@@ -670,10 +676,13 @@ async def main(args: argparse.Namespace) -> int:
                   f"  two workers {so.two.rate:.0f}/s over {so.two.seconds:.1f} s ({so.two.cpu_ms:.2f} ms CPU each)\n"
                   f"  two / one: {so.two.rate / so.one.rate:.2f}x; "
                   f"{so.one.repeats + so.two.repeats} accepted twice", flush=True)
+            result["scaleout"] = asdict(so) | {"ratio": so.two.rate / so.one.rate}
             if so.problems:
                 print(f"  PROBLEMS: {'; '.join(so.problems)}")
                 failed = True
         print(f"\nload average at the end: {load_average()}")
+        result["load_after"], result["failed"] = load_average(), failed
+        print("RESULT " + json.dumps(result, default=str))  # for benchmarks/goals.py
     finally:
         await scratch.drop()
         shutil.rmtree(workdir, ignore_errors=True)
