@@ -183,6 +183,20 @@ async def test_stop_opts_out_for_good_and_start_opts_back_in(paybot, twilio, sen
     assert "consent.opted_in" in await paybot.audit_kinds()
 
 
+async def test_spanish_keywords_count_as_twilio_counts_them(paybot, twilio, sendgrid):
+    """Twilio enforces only its English keywords by default: a bare PARAR changes nothing (Twilio would still
+    deliver our texts), while PARAR configured in Advanced Opt-Out arrives as OptOutType=STOP and opts out."""
+    await texted(paybot, twilio, channels=("sms", "email"))
+    assert (await inbound(paybot, "PARAR")).status == 200
+    assert await paybot.rows(models.Consent) == []
+    assert (await inbound(paybot, "PARAR", OptOutType="STOP")).status == 200
+    [consent] = await paybot.rows(models.Consent)
+    assert (consent.opted_out, consent.reason) == (True, "replied STOP")
+    assert (await inbound(paybot, "SÍ", OptOutType="START")).status == 200
+    [consent] = await paybot.rows(models.Consent)
+    assert consent.opted_out is False
+
+
 async def test_opt_out_survives_a_restart(paybot, twilio, settings_for, configs, aiohttp_client, clock):
     from bot.app import create_app
     from bot.keys import RUNTIME
