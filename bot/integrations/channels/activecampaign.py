@@ -20,13 +20,11 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import Field, SecretStr
 
-from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, given, secret, settings_config
 from bot.integrations.channels.base import Payload
-from bot.integrations.channels.crm import CrmApi, Stop, errors_reason, host_of, payment_facts, shared_limit
+from bot.integrations.channels.crm import CrmApi, CrmChannel, Stop, errors_reason, host_of, shared_limit
 from bot.integrations.checks import Finding, problem
 from bot.integrations.http import Delivery, Failed, Sent
-from bot.messages import Message
 from bot.settings import Settings as CoreSettings
 
 WON = 1  # deal status: 0 open, 1 won, 2 lost
@@ -50,7 +48,7 @@ class ActiveCampaignSettings(IntegrationSettings):
         return super().missing() + none
 
 
-class ActiveCampaignChannel:
+class ActiveCampaignChannel(CrmChannel):
     name: ClassVar[str] = "activecampaign"
     serves: ClassVar[str] = "activecampaign"
     Settings: ClassVar[type[IntegrationSettings]] = ActiveCampaignSettings
@@ -62,12 +60,6 @@ class ActiveCampaignChannel:
                           token_setting="ACTIVECAMPAIGN_API_TOKEN", token=token, reason=errors_reason,
                           idempotent=False)
         self._tag_id: str | None = None  # looked up (or created) once per process
-
-    def address(self, customer: Customer) -> str | None:
-        return customer.email or None
-
-    def render(self, message: Message) -> Payload:
-        return payment_facts(message)
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         calls = 1 + (2 if self.settings.deal_stage else 0)

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict
 
+from bot.domain.parties import Customer
 from bot.integrations.channels.base import Payload
 from bot.integrations.checks import Finding, ok, problem
 from bot.integrations.http import RETRYABLE, Failed, Retry, retry_hint
@@ -69,6 +70,17 @@ def payment_facts(message: Message) -> Payload:
         "text": words.text,
         "test": message.test,
     }
+
+
+class CrmChannel:
+    """What every CRM channel does alike: it reaches a customer at their email, and queues the payment's facts
+    (`payment_facts`), which the CRM's own templates and workflows turn into words."""
+
+    def address(self, customer: Customer) -> str | None:
+        return customer.email or None
+
+    def render(self, message: Message) -> Payload:
+        return payment_facts(message)
 
 
 def number(amount: str | Decimal) -> str:

@@ -23,14 +23,12 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from pydantic import Field, SecretStr, field_validator
 
-from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, given, secret, settings_config
 from bot.integrations.channels.base import Payload, StatusUpdate
-from bot.integrations.channels.crm import (resend_is_safe, Answer, CrmApi, Stop, errors_reason, fingerprint, header,
-                                           payment_facts, shared_limit)
+from bot.integrations.channels.crm import (Answer, CrmApi, CrmChannel, Stop, errors_reason, fingerprint, header,
+                                           resend_is_safe, shared_limit)
 from bot.integrations.checks import Finding
 from bot.integrations.http import Delivery, Failed, Retry, Sent, retry_hint
-from bot.messages import Message
 from bot.settings import Settings as CoreSettings
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
@@ -72,7 +70,7 @@ class HubSpotSettings(IntegrationSettings):
         return super().missing() + either
 
 
-class HubSpotChannel:
+class HubSpotChannel(CrmChannel):
     name: ClassVar[str] = "hubspot"
     serves: ClassVar[str] = "hubspot"
     Settings: ClassVar[type[IntegrationSettings]] = HubSpotSettings
@@ -86,12 +84,6 @@ class HubSpotChannel:
                           token_setting="HUBSPOT_ACCESS_TOKEN", token=token, reason=_reason, wait=self._wait)
 
     find_sent = resend_is_safe  # the CRM de-duplicates on our key
-
-    def address(self, customer: Customer) -> str | None:
-        return customer.email or None
-
-    def render(self, message: Message) -> Payload:
-        return payment_facts(message)
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         calls = 2 if self.settings.email_id else 1

@@ -17,13 +17,12 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import SecretStr
 
-from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
-from bot.integrations.channels.crm import resend_is_safe, CrmApi, Stop, errors_reason, fingerprint, number, payment_facts, shared_limit
+from bot.integrations.channels.crm import (CrmApi, CrmChannel, Stop, errors_reason, fingerprint, number,
+                                           resend_is_safe, shared_limit)
 from bot.integrations.checks import Finding
 from bot.integrations.http import Delivery, Failed, Sent
-from bot.messages import Message
 from bot.settings import Settings as CoreSettings
 
 EVENT_NAME = "payment-received"
@@ -41,7 +40,7 @@ class IntercomSettings(IntegrationSettings):
     version: str = "2.14"                      # Intercom-Version: the API version paybot was written against
 
 
-class IntercomChannel:
+class IntercomChannel(CrmChannel):
     name: ClassVar[str] = "intercom"
     serves: ClassVar[str] = "intercom"
     Settings: ClassVar[type[IntegrationSettings]] = IntercomSettings
@@ -54,12 +53,6 @@ class IntercomChannel:
             token_setting="INTERCOM_ACCESS_TOKEN", token=token, reason=errors_reason)
 
     find_sent = resend_is_safe  # the CRM de-duplicates on our key
-
-    def address(self, customer: Customer) -> str | None:
-        return customer.email or None
-
-    def render(self, message: Message) -> Payload:
-        return payment_facts(message)
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         return shared_limit(self.name, fingerprint(secret(self.settings.access_token)), CALLS, PER_SECOND)

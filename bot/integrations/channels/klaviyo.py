@@ -16,13 +16,12 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import SecretStr
 
-from bot.domain.parties import Customer
 from bot.integrations.base import IntegrationSettings, secret, settings_config
 from bot.integrations.channels.base import Payload
-from bot.integrations.channels.crm import resend_is_safe, CrmApi, Stop, errors_reason, fingerprint, number, payment_facts, shared_limit
+from bot.integrations.channels.crm import (CrmApi, CrmChannel, Stop, errors_reason, fingerprint, number,
+                                           resend_is_safe, shared_limit)
 from bot.integrations.checks import Finding
 from bot.integrations.http import Delivery, Sent
-from bot.messages import Message
 from bot.settings import Settings as CoreSettings
 
 EVENTS = "/api/events"
@@ -40,7 +39,7 @@ class KlaviyoSettings(IntegrationSettings):
     revision: str = "2026-07-15"      # the API revision paybot was written against
 
 
-class KlaviyoChannel:
+class KlaviyoChannel(CrmChannel):
     name: ClassVar[str] = "klaviyo"
     serves: ClassVar[str] = "klaviyo"
     Settings: ClassVar[type[IntegrationSettings]] = KlaviyoSettings
@@ -54,12 +53,6 @@ class KlaviyoChannel:
             reason=errors_reason, content_type="application/vnd.api+json")
 
     find_sent = resend_is_safe  # the CRM de-duplicates on our key
-
-    def address(self, customer: Customer) -> str | None:
-        return customer.email or None
-
-    def render(self, message: Message) -> Payload:
-        return payment_facts(message)
 
     def rate_limit(self, payload: Payload) -> tuple[str, float] | None:
         return shared_limit(self.name, fingerprint(secret(self.settings.api_key)), 1, PER_SECOND)
