@@ -89,6 +89,10 @@ class Verification:
     key_ids: tuple[str, ...]  # the keys the trail switched to, in order
     anchors: tuple[Anchor, ...]  # the published anchors the trail matched
 
+    @classmethod
+    def of(cls, check: ChainCheck, broken: Broken | None) -> Verification:
+        return cls(check.count, broken, check.first_keyed, tuple(check.key_ids), tuple(check.anchored))
+
 
 #: Entries per page when the trail is read whole: a page is one statement and one list in memory, so a million
 #: entries are read in constant memory and at about the speed of one statement.
@@ -107,13 +111,19 @@ async def verify(session: AsyncSession, keys: Keyring = Keyring(), anchors: Sequ
 
     The head is read first and the chain up to it, in pages (Core rows, keyset on seq): entries appended meanwhile
     are after it, and change nothing of what is proven."""
-    check = ChainCheck(keys=keys, anchors=tuple(anchors))
     connection = await session.connection()  # Core rows, without the ORM's result machinery (a quarter of the cost)
-    head = (await connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
-    broken = await _walk(connection, check, 0, head.seq, page)
-    if broken is None:
-        broken = check.finish(head.seq, head.hash)
-    return Verification(check.count, broken, check.first_keyed, tuple(check.key_ids), tuple(check.anchored))
+    return await _walk_whole(connection, await _head(connection), keys, anchors, page)
+
+
+async def _head(connection: AsyncConnection) -> Row[int, str]:
+    return (await connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
+
+
+async def _walk_whole(connection: AsyncConnection, head: Row[int, str], keys: Keyring, anchors: Sequence[Anchor],
+                      page: int) -> Verification:
+    check = ChainCheck(keys=keys, anchors=tuple(anchors))
+    broken = await _walk(connection, check, 0, head.seq, page) or check.finish(head.seq, head.hash)
+    return Verification.of(check, broken)
 
 
 async def _walk(connection: AsyncConnection, check: ChainCheck, after: int, last: int, page: int) -> Broken | None:
@@ -176,12 +186,9 @@ async def verify_in_parallel(database_url: str, keys: Keyring = Keyring(), ancho
     engine = create_engine(database_url, read_only=True)
     try:
         async with engine.connect() as connection:
-            head = (await connection.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1))).one()
+            head = await _head(connection)
             if processes < 2 or head.seq < PARALLEL_FROM:
-                check = ChainCheck(keys=keys, anchors=tuple(anchors))
-                broken = await _walk(connection, check, 0, head.seq, page) or check.finish(head.seq, head.hash)
-                return Verification(check.count, broken, check.first_keyed, tuple(check.key_ids),
-                                    tuple(check.anchored))
+                return await _walk_whole(connection, head, keys, anchors, page)
             size = -(-head.seq // processes)
             stretches = [await _stretch(connection, first, min(first + size - 1, head.seq), head.seq)
                          for first in range(1, head.seq + 1, size)]
@@ -199,10 +206,8 @@ async def verify_in_parallel(database_url: str, keys: Keyring = Keyring(), ancho
         check.key_ids += result.key_ids
         check.anchored += result.anchored
         if result.broken is not None:
-            return Verification(check.count, result.broken, check.first_keyed, tuple(check.key_ids),
-                                tuple(check.anchored))
-    broken = check.finish(head.seq, head.hash)
-    return Verification(check.count, broken, check.first_keyed, tuple(check.key_ids), tuple(check.anchored))
+            return Verification.of(check, result.broken)
+    return Verification.of(check, check.finish(head.seq, head.hash))
 
 
 async def _stretch(connection: AsyncConnection, first: int, last: int, head: int) -> Stretch:
