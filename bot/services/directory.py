@@ -462,6 +462,7 @@ async def _import(db: Database, data: bytes | str, kind: _Kind, *, dry_run: bool
             uow.audit("directory.imported", detail={"what": f"{kind.what}s", "imported": report.imported,
                                                     "created": report.created, "updated": report.updated,
                                                     "unchanged": report.unchanged, "rejected": len(report.errors)})
+        await db.analyze(kind.table.name, models.ExternalRef.__tablename__)
     return report
 
 

@@ -144,7 +144,7 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
         conditions.append(sql.invoice_key(models.Invoice.number).in_(numbers))
     if invoice_refs:
         conditions.append(models.Invoice.number.in_(entities_known_as("invoice", invoice_refs)))
-    invoice_rows = list(connection.execute(select(models.Invoice).where(or_(*conditions))
+    invoice_rows = list(connection.execute(select(models.Invoice).where(sql.any_of(models.Invoice.id, conditions))
                                            .order_by(models.Invoice.id).with_for_update())) if conditions else []
     customer_refs = {k.customer_external_id for k in all_keys if k.customer_external_id}
     emails = {k.email for k in all_keys if k.email}
@@ -156,7 +156,8 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
         customer_conditions.append(models.Customer.email.in_(emails))
     if phones:
         customer_conditions.append(models.Customer.phone.in_(phones))
-    customer_rows = list(connection.execute(select(models.Customer).where(or_(*customer_conditions))))
+    customer_rows = list(connection.execute(select(models.Customer).where(
+        sql.any_of(models.Customer.id, customer_conditions))))
     refs: dict[tuple[str, str], dict[str, str]] = {}
     wanted = {("invoice", r.number) for r in invoice_rows} | {("customer", c.id) for c in customer_rows}
     if wanted:  # by entity_id alone, which is indexed (a row-value IN is not, on SQLite)

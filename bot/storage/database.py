@@ -103,6 +103,15 @@ class Database:
         if self._write_turn is not None:
             await asyncio.sleep(SQLITE_BUSY_RETRY)
 
+    async def analyze(self, *tables: str) -> None:
+        """Refresh PostgreSQL's statistics of `tables` after a bulk load. Until autovacuum gets to it (a minute or
+        more), the planner sees the tables as they were and picks whole-table scans for the matching lookups;
+        SQLite plans from its indexes alone."""
+        if self.dialect == "postgresql":
+            async with self.engine.begin() as conn:
+                for table in tables:
+                    await conn.execute(text(f"ANALYZE {table}"))
+
     def write_turn(self, *, background: bool = False) -> AbstractAsyncContextManager[Any]:
         """This process's turn to write (SQLite; `background`: after every other writer waiting); on PostgreSQL,
         at once (row locks do the ordering)."""

@@ -84,13 +84,14 @@ async def candidates(session: AsyncSession, keys: LookupKeys, *, customer_invoic
         customer_conditions.append(Customer.phone == keys.phone)
     if customer_conditions and customer_invoices:
         # The customer's open invoices are candidates for the "customer + amount" rule.
-        customer_ids = select(Customer.id).where(or_(*customer_conditions))
+        customer_ids = select(Customer.id).where(sql.any_of(Customer.id, customer_conditions))
         invoice_conditions.append(and_(Invoice.customer_id.in_(customer_ids),
                                        Invoice.paid_minor < Invoice.amount_minor))
-    rows = list(await session.scalars(select(Invoice).where(or_(*invoice_conditions)))) if invoice_conditions else []
+    rows = list(await session.scalars(select(Invoice).where(sql.any_of(Invoice.id, invoice_conditions)))) \
+        if invoice_conditions else []
     if rows:  # the invoices' customers, beside those the keys name
         customer_conditions.append(Customer.id.in_({r.customer_id for r in rows}))
-    customers = list(await session.scalars(select(Customer).where(or_(*customer_conditions)))) \
+    customers = list(await session.scalars(select(Customer).where(sql.any_of(Customer.id, customer_conditions)))) \
         if customer_conditions else []
     refs = await external_ids_of(session, {"invoice": [r.number for r in rows], "customer": [c.id for c in customers]})
     return Candidates(invoices=[to_invoice(r, refs["invoice"][r.number]) for r in rows],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Table
+from collections.abc import Sequence
+
+from sqlalchemy import ColumnElement, String, Table, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +26,15 @@ def insert_or_ignore(executor: AsyncSession | Connection, model: type[Declarativ
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (insert(model) if values is None else insert(model).values(values)).on_conflict_do_nothing()
     return statement.returning(model.id) if hasattr(model, "id") and values is not None else statement
+
+
+def any_of(key: QueryableAttribute[Any], conditions: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """`or_(*conditions)` in a form PostgreSQL answers from indexes: the rows whose primary `key` one of the
+    conditions selects, a SELECT per condition. PostgreSQL reads an OR holding an `IN (subquery)` by scanning the
+    whole table (108 ms against 0.3 ms for two of 64,000 invoices); SQLite answers both forms from its indexes."""
+    if len(conditions) == 1:
+        return conditions[0]
+    return key.in_(union_all(*(select(key).where(condition) for condition in conditions)))
 
 
 class invoice_key(GenericFunction[str]):
