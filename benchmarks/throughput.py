@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 
 # The sibling benchmarks (run from the repository root: this directory is on sys.path) and the fake SendGrid.
@@ -192,6 +192,9 @@ class Scratch:
             await migrate.upgrade(engine)
             async with engine.begin() as conn:
                 await conn.run_sync(seed_rows, invoices, deliveries)
+            if self.engine == "postgresql":  # as `paybot import` leaves them (`Database.analyze`)
+                async with engine.begin() as conn:
+                    await conn.execute(text("ANALYZE"))
         finally:
             await engine.dispose()
 
@@ -260,6 +263,26 @@ class Paybot:
         return sum(cpu_seconds(pid) for pid in self.pids)
 
 
+async def wait_listening(database_url: str, workers: int) -> None:
+    """Until `workers` processes LISTEN for stored events (each does once it has started; PostgreSQL only)."""
+    from bot.storage.engine import create_engine
+
+    engine = create_engine(database_url)
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            async with engine.connect() as conn:
+                listening = (await conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query LIKE 'LISTEN%paybot_inbox%'"))).scalar_one()
+            if listening >= workers:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+    raise RuntimeError(f"{workers} workers did not come up (see the log)")
+
+
 @contextlib.asynccontextmanager
 async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ingest_mode: str, *,
                  provider_ms: float = 0.0, web_process: bool = True, workers: int = 0,
@@ -292,6 +315,8 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
             pids.append(process.pid)
             if args.profile_with:  # each worker under a profiler of its own (name its report by its pid)
                 stack.push_async_callback(interrupt, process)
+        if workers:  # as deployed: the workers are up before the first payment arrives
+            await wait_listening(database_url, workers)
         try:
             yield Paybot(port, pids, sendgrid_port, logs)
         finally:
