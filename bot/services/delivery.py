@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from bot.integrations.channels import CHANNELS
 from bot.integrations.channels.base import CannotTell, Channel, ConsentChange, FindsSent
@@ -34,9 +34,9 @@ from bot.services import receipts
 from bot.services.delivery_status import record_consent
 from bot.services.notify import Notifier, redact
 from bot.settings import Settings
-from bot.storage import consent, outbox, wakeup
+from bot.storage import audit, consent, outbox, wakeup
 from bot.storage.connect import problem, unavailable
-from bot.storage.database import Database, UnitOfWork
+from bot.storage.database import Database, UnitOfWork, audit_record
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
@@ -183,13 +183,14 @@ class DeliveryWorker:
     async def _claim(self, limit: int) -> Claim:
         """Claim due rows. In the same transaction, the plain sends among them (see `_plain`) are marked started
         (they go out right after the commit), and those whose recipient said STOP are set aside."""
-        async with self.db.transaction() as uow:
-            rows = await outbox.claim(uow.session, now=uow.clock(), worker=self.worker_id, lease=self._lease,
-                                      limit=limit)
-            plain = [row for row in rows if self._plain(row)]
-            out = await self._opted_out_of(uow.session, [row for row in plain if row.audience == "customer"])
-            send = [row for row in plain if row.id not in out]
-            await outbox.renew_many(uow.session, [row.id for row in send], self.worker_id, uow.clock(), self._lease)
+        return await self.db.run(partial(self._claim_rows, limit=limit, now=self.db.clock()))
+
+    def _claim_rows(self, connection: Connection, *, limit: int, now: datetime) -> Claim:
+        rows = outbox.claim(connection, now=now, worker=self.worker_id, lease=self._lease, limit=limit)
+        plain = [row for row in rows if self._plain(row)]
+        out = self._opted_out_of(connection, [row for row in plain if row.audience == "customer"])
+        send = [row for row in plain if row.id not in out]
+        outbox.renew_many(connection, [row.id for row in send], self.worker_id, now, self._lease)
         return Claim(send, [row for row in plain if row.id in out], [row for row in rows if row not in plain])
 
     async def _deliver_claimed(self, claim: Claim) -> None:
@@ -213,18 +214,18 @@ class DeliveryWorker:
                                        return_exceptions=True)
         # A send that raised leaves its row "attempt started", as a crash would: whoever takes it over asks first;
         # so does an answer that may hide an accepted message (a 5xx).
-        async with self.db.transaction() as uow:
-            await self._record_all(uow, skipped + [
-                (row, result, {}, not (isinstance(result, Retry) and result.unknown))
-                for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)])
+        await self._record_all(skipped + [
+            (row, result, {}, not (isinstance(result, Retry) and result.unknown))
+            for row, result in zip(rows, results, strict=True) if not isinstance(result, BaseException)])
         raise_first(results)
 
-    async def _opted_out_of(self, session: AsyncSession, rows: list[Notification]) -> set[int]:
+    @staticmethod
+    def _opted_out_of(connection: Connection, rows: list[Notification]) -> set[int]:
         """`_opted_out` for a group of rows, in one query: the ids of those whose recipient said STOP."""
         kinds = {row.id: CHANNELS[row.channel].serves for row in rows if row.channel in CHANNELS}
         if not kinds:
             return set()
-        out = await consent.opted_out_of(session, {(kinds[row.id], row.recipient) for row in rows if row.id in kinds})
+        out = consent.opted_out_of(connection, {(kinds[row.id], row.recipient) for row in rows if row.id in kinds})
         return {row.id for row in rows if (kinds.get(row.id), row.recipient) in out}
 
     async def _send(self, channel: Channel, row: Notification) -> Delivery:
@@ -300,44 +301,56 @@ class DeliveryWorker:
                       attempt_over: bool = True) -> None:
         """Record the outcome. `attempt_over=False` keeps the "attempt started" mark: the provider could not yet
         say whether an earlier attempt reached it, so the next attempt must ask again."""
-        async with self.db.transaction() as uow:
-            await self._record_all(uow, [(row, result, note or {}, attempt_over)])
+        await self._record_all([(row, result, note or {}, attempt_over)])
 
-    async def _record_all(self, uow: UnitOfWork,
-                          outcomes: Sequence[tuple[Notification, Delivery, Mapping[str, Any], bool]]) -> None:
-        """Record the outcome of each send in one transaction (the rows locked in one statement). Sends accepted
-        (the common case) are Core statements, one for all; the rest go through the ORM (`_record`)."""
+    async def _record_all(self, outcomes: Sequence[tuple[Notification, Delivery, Mapping[str, Any], bool]]) -> None:
+        """Record the outcome of each send: the accepted ones (the common case) in one transaction of Core
+        statements, one hop on SQLite (`_record_sent`); the rest in one transaction through the ORM (`_record`)."""
         sent = [(row, result, note) for row, result, note, attempt_over in outcomes
                 if isinstance(result, Sent) and attempt_over]
         rest = [outcome for outcome in outcomes if not (isinstance(outcome[1], Sent) and outcome[3])]
-        sent_ids = await outbox.lock_mine(uow.session, [row.id for row, *_ in sent], self.worker_id)
-        mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in rest], self.worker_id)
-        subjects = await receipts.subjects_of(uow.session, [
-            row.payment_id for row in [*(row for row, *_ in sent if row.id in sent_ids), *mine_by_id.values()]
-            if row.payment_id is not None])
-        for row, *_ in outcomes:
-            if row.id not in sent_ids and row.id not in mine_by_id:
-                log.warning("notification %s was taken over by another worker before we recorded it", row.id)
-        await self._record_sent(uow, [(row, result, note) for row, result, note in sent if row.id in sent_ids],
-                                subjects)
-        for row, result, note, attempt_over in rest:
-            if (mine := mine_by_id.get(row.id)) is not None:
-                await self._record(uow, mine, result, note, attempt_over, subjects.get(mine.payment_id or 0, {}))
+        taken_over = [row for row, *_ in rest]
+        if sent:
+            recorded = await self.db.run(partial(self._record_sent, sent=sent, now=self.db.clock()))
+            taken_over += [row for row, *_ in sent if row.id not in recorded]
+            for row, *_ in sent:
+                if row.id in recorded:
+                    self.metrics.deliveries.labels(row.channel, "sent").inc()
+                    log.info("notification %s sent via %s to %s", row.id, row.channel, redact(row.recipient))
+        if rest:
+            async with self.db.transaction() as uow:
+                mine_by_id = await outbox.all_still_mine(uow.session, [row.id for row, *_ in rest], self.worker_id)
+                payment_ids = [row.payment_id for row in mine_by_id.values() if row.payment_id is not None]
+                subjects = await uow.session.run_sync(lambda sync: receipts.subjects_of(sync.connection(), payment_ids))
+                for row, result, note, attempt_over in rest:
+                    if (mine := mine_by_id.get(row.id)) is not None:
+                        await self._record(uow, mine, result, note, attempt_over,
+                                           subjects.get(mine.payment_id or 0, {}))
+            taken_over = [row for row in taken_over if row.id not in mine_by_id]
+        for row in taken_over:
+            log.warning("notification %s was taken over by another worker before we recorded it", row.id)
 
-    async def _record_sent(self, uow: UnitOfWork, sent: Sequence[tuple[Notification, Sent, Mapping[str, Any]]],
-                           subjects: Mapping[int, dict[str, Any]]) -> None:
-        """`_record` for accepted sends of rows locked by `outbox.lock_mine`, in one statement."""
-        await outbox.mark_sent(uow.session, [(row.id, result.provider_id, result.status) for row, result, _ in sent],
-                               uow.clock())
+    def _record_sent(self, connection: Connection, *, sent: Sequence[tuple[Notification, Sent, Mapping[str, Any]]],
+                     now: datetime) -> set[int]:
+        """Accepted sends of rows this worker's claim still holds: marked sent in one statement, audited; returns
+        their ids (the others were taken over meanwhile)."""
+        mine = outbox.lock_mine(connection, [row.id for row, *_ in sent], self.worker_id)
+        sent = [(row, result, note) for row, result, note in sent if row.id in mine]
+        if not sent:
+            return mine
+        subjects = receipts.subjects_of(connection, [row.payment_id for row, *_ in sent if row.payment_id is not None])
+        outbox.mark_sent(connection, [(row.id, result.provider_id, result.status) for row, result, _ in sent], now)
+        records = []
         for row, result, note in sent:
             detail: dict[str, Any] = {"notification_id": row.id, "purpose": row.purpose, "attempts": row.attempts,
                                       **note}
             if result.status is not None:  # what the provider's acceptance means (a CRM: event queued, …)
                 detail["delivered"] = result.status
             detail["provider_id"] = result.provider_id
-            uow.audit("notification.sent", channel=row.channel, detail=detail, **subjects.get(row.payment_id or 0, {}))
-            self.metrics.deliveries.labels(row.channel, "sent").inc()
-            log.info("notification %s sent via %s to %s", row.id, row.channel, redact(row.recipient))
+            records.append(audit_record(now, "notification.sent", channel=row.channel, detail=detail,
+                                        **subjects.get(row.payment_id or 0, {})))
+        audit.append_rows(connection, records, self.db.audit_keys)
+        return mine
 
     async def _record(self, uow: UnitOfWork, mine: Notification, result: Delivery, note: Mapping[str, Any],
                       attempt_over: bool, subject: dict[str, Any]) -> None:

@@ -3,18 +3,15 @@ and each request is answered only after the commit that holds its event.
 
 One writer task drains the queue: while it waits for a commit, newcomers gather, and the next transaction takes
 them all. At low load a batch is one event and nothing waits; under load a commit serves hundreds. On SQLite the
-batch is written by a thread of its own in one hop (the async driver would make each statement a round trip).
+batch is written in one hop to the database's writer thread (`Database.run`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
@@ -22,12 +19,9 @@ from sqlalchemy.engine import Connection
 from bot.domain.audit import AuditRecord, Keyring
 from bot.storage import audit, models, wakeup
 from bot.storage.database import Database
-from bot.storage.engine import create_sqlite_writer
 from bot.storage.sql import insert_or_ignore
 
 log = logging.getLogger(__name__)
-WRITER_SWITCH_INTERVAL = 0.001  # seconds; measured: 26 % → 29 % of the bare handler (benchmarks/README.md)
-T = TypeVar("T")
 Item = tuple[dict[str, Any], dict[str, Any], "asyncio.Future[Stored]"]
 #: The status of an event stored for the workers to record (`paybot serve --no-worker`), and the channel that
 #: wakes them when one is committed.
@@ -66,13 +60,6 @@ class Inbox:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[Item] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        sqlite = db.dialect == "sqlite"
-        self._sync = create_sqlite_writer(db.engine.url.render_as_string(hide_password=False)) if sqlite else None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybot-inbox") if sqlite else None
-        if sqlite:
-            # The writer thread needs the GIL for moments between SQLite calls; under load the event loop never
-            # lets go of it, and the default 5 ms switch interval would stretch every group commit by that much.
-            sys.setswitchinterval(min(sys.getswitchinterval(), WRITER_SWITCH_INTERVAL))
 
     async def store(self, values: dict[str, Any], audit_fields: dict[str, Any]) -> Stored:
         """Store one `webhook_events` row (and its `webhook.received` audit entry); returns after the commit."""
@@ -105,30 +92,10 @@ class Inbox:
     async def _write(self, batch: list[Item]) -> list[Stored]:
         rows = [values for values, _, _ in batch]
         records = [AuditRecord(kind="webhook.received", at=self.db.clock(), **fields) for _, fields, _ in batch]
-        return await self.in_transaction(lambda connection: write_batch(connection, rows, records,
-                                                                        self.db.audit_keys))
-
-    async def in_transaction(self, work: Callable[[Connection], T], *, background: bool = False) -> T:
-        """`work` in one transaction on a synchronous connection: on SQLite on the writer thread (the whole
-        transaction one hop, serialised with the group commits; `background`: after every other writer waiting,
-        see `Database.write_turn`), elsewhere through the async engine."""
-        if self._sync is not None and self._thread is not None:
-            engine = self._sync
-
-            def in_thread() -> T:
-                with engine.begin() as connection:
-                    return work(connection)
-
-            async with self.db.write_turn(background=background):
-                return await asyncio.get_running_loop().run_in_executor(self._thread, in_thread)
-        async with self.db.engine.begin() as connection:
-            return await connection.run_sync(work)
+        return await self.db.run(lambda connection: write_batch(connection, rows, records, self.db.audit_keys))
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._queue.join()  # everything handed in is written (or has failed) before we stop
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
-        if self._thread is not None and self._sync is not None:
-            self._thread.shutdown(wait=True)
-            self._sync.dispose()

@@ -175,8 +175,7 @@ class Ingest:
         done, left = Recorded(), list(items)
         if self.inbox is not None and items:
             try:
-                batch = await self.inbox.in_transaction(lambda connection: self._record_batch(connection, items),
-                                                       background=True)
+                batch = await self.db.run(lambda connection: self._record_batch(connection, items), background=True)
             except Exception:  # the same events, the general way: slower, same result
                 log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
             else:

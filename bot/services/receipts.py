@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.matching import Settlement
@@ -49,15 +50,16 @@ async def subject_of(session: AsyncSession, notification: models.Notification) -
     """Invoice, customer and amount of a notification's payment, for its audit entries."""
     if notification.payment_id is None:
         return {}
-    return (await subjects_of(session, [notification.payment_id])).get(notification.payment_id, {})
+    payment_id = notification.payment_id
+    return (await session.run_sync(lambda sync: subjects_of(sync.connection(), [payment_id]))).get(payment_id, {})
 
 
-async def subjects_of(session: AsyncSession, payment_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+def subjects_of(connection: Connection, payment_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """`subject_of` for many payments in one query (a worker records a whole batch of sends at once)."""
     wanted = set(payment_ids)
     if not wanted:
         return {}
-    rows = await session.execute(
+    rows = connection.execute(
         select(models.Payment.id, models.Payment.customer_id, models.Payment.currency, models.Payment.amount_minor,
                models.Invoice.number)
         .outerjoin(models.Invoice, models.Invoice.id == models.Payment.invoice_id)

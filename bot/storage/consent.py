@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.models import Consent
@@ -30,10 +31,10 @@ async def change(session: AsyncSession, channel: str, address: str, *, opted_out
     return True
 
 
-async def opted_out_of(session: AsyncSession, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
+def opted_out_of(connection: Connection, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """`opted_out` for many (channel, address) pairs in one query: those opted out."""
     if not wanted:
         return set()
-    rows = await session.execute(select(Consent.channel, Consent.address).where(
+    rows = connection.execute(select(Consent.channel, Consent.address).where(
         Consent.opted_out.is_(True), Consent.address.in_({address for _, address in wanted})))
     return {(channel, address) for channel, address in rows if (channel, address) in wanted}

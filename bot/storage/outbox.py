@@ -2,6 +2,9 @@
 
 On PostgreSQL workers claim with `FOR UPDATE SKIP LOCKED`, so any number run side by side; a row whose lease ran
 out (its worker died) is due again. SQLite ignores the locking clause: there one process writes at a time.
+
+A delivery's common path (claim, renew, record the sends) is written for a synchronous connection: the worker runs
+each of its transactions in one hop (`Database.run`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, func, literal, or_, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.storage.models import Notification, RateSlot
 from bot.storage.sql import insert_or_ignore
@@ -37,8 +42,8 @@ async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int
     return queued
 
 
-async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worker: str,
-                limit: int) -> list[Notification]:
+def claim(connection: Connection, *, now: datetime, lease: timedelta, worker: str,
+          limit: int) -> list[Notification]:
     """Due rows, leased to `worker`. Not yet an attempt: a claim whose lease runs out before its send begins (the
     batch ahead of it was slow) is claimed again without spending the row's retry budget; `renew` counts it."""
     due = or_(
@@ -54,7 +59,8 @@ async def claim(session: AsyncSession, *, now: datetime, lease: timedelta, worke
         .returning(Notification)
         .execution_options(synchronize_session=False)
     )
-    return list((await session.scalars(claimed)).all())
+    with Session(bind=connection) as session:  # its instances outlive it, detached, every column loaded
+        return list(session.scalars(claimed).all())
 
 
 async def renew(session: AsyncSession, notification_id: int, worker: str, now: datetime, lease: timedelta) -> bool:
@@ -74,20 +80,19 @@ async def renew(session: AsyncSession, notification_id: int, worker: str, now: d
     return bool(renewed.rowcount)  # type: ignore[attr-defined]
 
 
-async def renew_many(session: AsyncSession, ids: Sequence[int], worker: str, now: datetime,
-                     lease: timedelta) -> set[int]:
+def renew_many(connection: Connection, ids: Sequence[int], worker: str, now: datetime,
+               lease: timedelta) -> set[int]:
     """`renew` for a batch of rows in one statement; the ids it renewed (the others must not be sent)."""
     if not ids:
         return set()
-    renewed = await session.execute(
-        update(Notification)
-        .where(Notification.id.in_(ids), Notification.claimed_by == worker,
-               Notification.status == SENDING, Notification.lease_until > now)
-        .values(lease_until=now + lease, attempts=Notification.attempts + 1,
-                attempt_started_at=func.coalesce(Notification.attempt_started_at,
-                                                 literal(now, Notification.attempt_started_at.type)))
-        .returning(Notification.id)
-        .execution_options(synchronize_session=False))
+    renewed = connection.execute(
+        update(NOTIFICATIONS)
+        .where(NOTIFICATIONS.c.id.in_(ids), NOTIFICATIONS.c.claimed_by == worker,
+               NOTIFICATIONS.c.status == SENDING, NOTIFICATIONS.c.lease_until > now)
+        .values(lease_until=now + lease, attempts=NOTIFICATIONS.c.attempts + 1,
+                attempt_started_at=func.coalesce(NOTIFICATIONS.c.attempt_started_at,
+                                                 literal(now, NOTIFICATIONS.c.attempt_started_at.type)))
+        .returning(NOTIFICATIONS.c.id))
     return set(renewed.scalars())
 
 
@@ -101,23 +106,23 @@ async def all_still_mine(session: AsyncSession, ids: Sequence[int], worker: str)
     return {row.id: row for row in rows}
 
 
-async def lock_mine(session: AsyncSession, ids: Sequence[int], worker: str) -> set[int]:
+def lock_mine(connection: Connection, ids: Sequence[int], worker: str) -> set[int]:
     """`all_still_mine` when only the ids are needed: those this worker's claim still holds, locked."""
     if not ids:
         return set()
-    rows = await session.execute(
+    rows = connection.execute(
         select(NOTIFICATIONS.c.id).where(NOTIFICATIONS.c.id.in_(ids), NOTIFICATIONS.c.claimed_by == worker,
                                          NOTIFICATIONS.c.status == SENDING).with_for_update())
     return set(rows.scalars())
 
 
-async def mark_sent(session: AsyncSession, sent: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
+def mark_sent(connection: Connection, sent: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
     """Record rows locked by `lock_mine` as sent, (id, provider id, delivery status if the provider told one), in
     one executemany: the attempt is over."""
     if not sent:
         return
     table = NOTIFICATIONS
-    await session.execute(
+    connection.execute(
         update(table).where(table.c.id == bindparam("sent_id")).values(
             status=SENT, sent_at=now, last_error=None, attempt_started_at=None,
             provider_id=bindparam("sent_provider_id"),

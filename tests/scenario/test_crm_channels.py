@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -449,8 +450,9 @@ async def test_a_worker_dying_mid_send_is_resent_without_a_duplicate_event(paybo
     await paybot.add_customer(channels=("klaviyo",))
     await pay(paybot)
     rt = paybot.runtime
-    async with rt.db.transaction() as uow:  # a worker claims the row, marks the attempt started, sends, dies
-        claimed = await outbox.claim(uow.session, now=clock(), lease=timedelta(seconds=60), worker="doomed", limit=10)
+    # a worker claims the row, marks the attempt started, sends, dies
+    claimed = await rt.db.run(partial(outbox.claim, now=clock(), lease=timedelta(seconds=60), worker="doomed",
+                                      limit=10))
     [row] = [r for r in claimed if r.channel == "klaviyo"]
     async with rt.db.transaction() as uow:
         assert await outbox.renew(uow.session, row.id, "doomed", clock(), timedelta(seconds=60))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 
 import pytest
 
@@ -92,8 +93,9 @@ async def test_waits_the_provider_asked_for_spend_no_attempts(paybot, sendgrid, 
 
 async def test_a_crashed_workers_claim_is_taken_over_and_sent_once(paybot, sendgrid, clock):
     await paid(paybot)
-    async with paybot.runtime.db.transaction() as uow:  # a worker claims the batch, then dies before sending
-        claimed = await outbox.claim(uow.session, now=clock(), lease=timedelta(seconds=60), worker="doomed", limit=10)
+    # a worker claims the batch, then dies before sending
+    claimed = await paybot.runtime.db.run(partial(outbox.claim, now=clock(), lease=timedelta(seconds=60),
+                                                  worker="doomed", limit=10))
     assert len(claimed) == 2
 
     assert await paybot.deliver() == 0  # the lease still holds: nobody else may take it
@@ -116,8 +118,7 @@ async def test_a_claim_that_runs_out_before_its_send_spends_no_attempt(paybot, s
     await paid(paybot)
     lease = timedelta(seconds=paybot.runtime.settings.worker_lease_seconds)
     for _ in range(paybot.runtime.settings.delivery_max_attempts):
-        async with paybot.runtime.db.transaction() as uow:
-            assert await outbox.claim(uow.session, now=clock(), lease=lease, worker="slow", limit=10)
+        assert await paybot.runtime.db.run(partial(outbox.claim, now=clock(), lease=lease, worker="slow", limit=10))
         clock.advance(lease.total_seconds() + 1)
     sendgrid.script("/v3/mail/send", errors(503, "Service Unavailable"))
     await paybot.deliver()
@@ -255,9 +256,8 @@ async def test_a_send_whose_row_was_taken_over_meanwhile_is_not_recorded_over_th
         async def send(self, payload, *, key: str):  # type: ignore[no-untyped-def]
             result = await rt.channels["sendgrid"].send(payload, key=key)
             clock.advance(rt.settings.worker_lease_seconds + 1)
-            async with rt.db.transaction() as uow:
-                taken = await outbox.claim(uow.session, now=clock(), lease=timedelta(seconds=60), worker="b",
-                                           limit=10)
+            taken = await rt.db.run(partial(outbox.claim, now=clock(), lease=timedelta(seconds=60), worker="b",
+                                            limit=10))
             assert "sendgrid" in [row.channel for row in taken]
             return result
 
