@@ -63,8 +63,10 @@ PROCESSING_BATCH = 100
 PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
 #: Messages due and not yet sent past which recording waits for the delivery worker (looking again every
 #: DELIVERY_LOOK seconds, for DELIVERY_PATIENCE at most): recording faster than delivery would only move the
-#: backlog into the outbox, and while recording waits so do new webhooks (`PROCESSING_AHEAD`).
-DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE = 1000, 0.05, 0.5
+#: backlog into the outbox, and while recording waits so do new webhooks (`PROCESSING_AHEAD`). Counted again only
+#: once recording has queued the room the last count left, or DELIVERY_RECOUNT seconds later: the count was most
+#: of a small batch's time on a busy event loop.
+DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE, DELIVERY_RECOUNT = 1000, 0.05, 0.5, 1.0
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Runtime:
     process_here: bool = True  # deferred payments recorded by this process (false for `serve --no-worker`)
     recording: BatchQueue[tuple[int, Received]] = field(init=False)
     _swept_to: int = field(default=0, init=False)  # the waiting-events sweep's place in the backlog
+    _delivery_room: int = field(default=0, init=False)  # messages recording may queue before counting again
+    _recount_at: float = field(default=0.0, init=False)  # and the event loop's time it counts again anyway
 
     def __post_init__(self) -> None:
         # SQLite has one writer, whose turns go round in the order asked: one batch recording at a time leaves
@@ -107,6 +111,7 @@ class Runtime:
     async def _process(self, items: list[tuple[int, Received]]) -> None:
         await self._delivery_caught_up()
         recorded = await self.ingest.process_many(items)  # what fails is logged, and a worker's sweep records it
+        self._delivery_room -= len(recorded.notification_ids)
         if recorded.notification_ids:
             self.worker.wake()
 
@@ -138,11 +143,15 @@ class Runtime:
         """Until fewer than DELIVERY_AHEAD messages are due, or DELIVERY_PATIENCE has passed. A provider that is
         down holds nothing up for long: its messages wait for their retry (not due), and the patience is short."""
         loop = asyncio.get_running_loop()
+        if self._delivery_room > 0 and loop.time() < self._recount_at:
+            return
         give_up = loop.time() + DELIVERY_PATIENCE
         while True:
             async with self.db.read() as session:
-                if await outbox.due(session, self.db.clock(), DELIVERY_AHEAD) < DELIVERY_AHEAD:
-                    return
+                due = await outbox.due(session, self.db.clock(), DELIVERY_AHEAD)
+            if due < DELIVERY_AHEAD:
+                self._delivery_room, self._recount_at = DELIVERY_AHEAD - due, loop.time() + DELIVERY_RECOUNT
+                return
             if loop.time() >= give_up:
                 return
             await asyncio.sleep(DELIVERY_LOOK)
