@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.domain.audit import AuditRecord, Keyring
@@ -64,24 +65,39 @@ class UnitOfWork:
 
 
 class SQLiteWriter:
-    """A synchronous engine on the SQLite file and the one thread that writes with it: a whole transaction is one
-    hop there, where the async driver makes every statement a hop of its own (and between two hops the event loop
-    serves requests while this process's one writer stays held)."""
+    """Synchronous engines on the SQLite file: a whole transaction is one call, where the async driver makes
+    every statement a hop to its thread and back (and between two hops the event loop serves requests while this
+    process's one writer stays held). The call runs on the event loop itself: a transaction of Core statements
+    is a few milliseconds of CPU, which a thread would spend too, waiting for the GIL at every statement. Only
+    when another process holds the lock (an import, a command) does it run on a thread, to wait there."""
 
     def __init__(self, url: str) -> None:
-        self.engine = create_sqlite_writer(url)
+        self.at_once = create_sqlite_writer(url, wait=False)
+        self.patient = create_sqlite_writer(url)
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybot-writer")
-        # The writer thread needs the GIL for moments between SQLite calls; under load the event loop never lets
-        # go of it, and the default 5 ms switch interval would stretch every transaction by that much.
+        # SQLite's threads (this one, and the async driver's) need the GIL for moments between SQLite calls; under
+        # load the event loop never lets go of it, and the default 5 ms switch interval stretches each such moment.
         sys.setswitchinterval(min(sys.getswitchinterval(), WRITER_SWITCH_INTERVAL))
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.begin() as connection:
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        with self.at_once.connect() as connection:
+            try:
+                transaction = connection.begin()  # BEGIN IMMEDIATE: the write lock at once, or "database is locked"
+            except OperationalError:  # (anything else is raised again by the thread's try)
+                pass
+            else:
+                with transaction:
+                    return work(connection)
+        return await asyncio.get_running_loop().run_in_executor(self.thread, self._run_patiently, work)
+
+    def _run_patiently(self, work: Callable[[Connection], T]) -> T:
+        with self.patient.begin() as connection:
             return work(connection)
 
     def close(self) -> None:
         self.thread.shutdown(wait=True)
-        self.engine.dispose()
+        self.at_once.dispose()
+        self.patient.dispose()
 
 
 class Database:
@@ -141,16 +157,17 @@ class Database:
 
     async def run(self, work: Callable[[Connection], T], *, background: bool = False) -> T:
         """`work` in one transaction on a synchronous connection, for the hot paths written in Core statements: on
-        SQLite in one hop to `SQLiteWriter`'s thread, in this process's turn to write (`background`: see
-        `write_turn`); on PostgreSQL through the async engine, a round trip per statement as ever."""
+        SQLite in one call (`SQLiteWriter`), in this process's turn to write (`background`: see `write_turn`); on
+        PostgreSQL through the async engine, a round trip per statement as ever."""
         if self._write_turn is None or self.engine.url.database in (None, "", ":memory:"):
             async with self.engine.begin() as connection:
                 return await connection.run_sync(work)
         if self._writer is None:
             self._writer = SQLiteWriter(self.engine.url.render_as_string(hide_password=False))
-        writer = self._writer
         async with self.write_turn(background=background):
-            return await asyncio.get_running_loop().run_in_executor(writer.thread, writer.run, work)
+            result = await self._writer.run(work)
+        await asyncio.sleep(0)  # a write that did not wait never let the event loop turn: a loop of them starves it
+        return result
 
     def write_turn(self, *, background: bool = False) -> AbstractAsyncContextManager[Any]:
         """This process's turn to write (SQLite; `background`: after every other writer waiting); on PostgreSQL,

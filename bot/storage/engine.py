@@ -66,16 +66,17 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
     return engine
 
 
-def create_sqlite_writer(url: str) -> Engine:
-    """A synchronous engine on the same SQLite file, for a thread that writes a whole batch in one hop (the async
-    driver makes every statement a round trip to its own thread). Set up exactly as the async writer."""
+def create_sqlite_writer(url: str, *, wait: bool = True) -> Engine:
+    """A synchronous engine on the same SQLite file, to write a whole transaction in one call (the async driver
+    makes every statement a round trip to its own thread). Set up exactly as the async writer; `wait=False`: a
+    lock held by another process fails the BEGIN at once instead of waiting."""
     engine = sa_create_engine(make_url(url).set(drivername="sqlite"), pool_size=1, max_overflow=0,
-                              connect_args={"timeout": 30})
-    sqlite_setup(engine)
+                              connect_args={"timeout": 30 if wait else 0})
+    sqlite_setup(engine, busy_timeout_ms=30_000 if wait else 0)
     return engine
 
 
-def sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
+def sqlite_setup(engine: Engine, *, read_only: bool = False, busy_timeout_ms: int = 30_000) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         # WAL lets readers run beside the writer; NORMAL keeps durability across process crashes without an
@@ -85,7 +86,7 @@ def sqlite_setup(engine: Engine, *, read_only: bool = False) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
