@@ -263,10 +263,14 @@ class Paybot:
         return sum(cpu_seconds(pid) for pid in self.pids)
 
 
-async def wait_listening(database_url: str, workers: int) -> None:
-    """Until `workers` processes LISTEN for stored events (each does once it has started; PostgreSQL only)."""
+async def wait_listening(database_url: str, workers: int, ingest_mode: str) -> None:
+    """Until `workers` processes LISTEN for what they work on (each does once it has started): stored events in
+    deferred ingest, else queued messages. PostgreSQL only: on SQLite a worker shares nothing to listen on."""
     from bot.storage.engine import create_engine
 
+    if not database_url.startswith("postgresql"):
+        return
+    channel = "paybot_inbox" if ingest_mode == "deferred" else "paybot_outbox"
     engine = create_engine(database_url)
     deadline = time.monotonic() + START_TIMEOUT
     try:
@@ -274,7 +278,7 @@ async def wait_listening(database_url: str, workers: int) -> None:
             async with engine.connect() as conn:
                 listening = (await conn.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND query LIKE 'LISTEN%paybot_inbox%'"))).scalar_one()
+                    "AND query LIKE :listen"), {"listen": f"LISTEN%{channel}%"})).scalar_one()
             if listening >= workers:
                 return
             await asyncio.sleep(0.1)
@@ -316,7 +320,7 @@ async def paybot(args: argparse.Namespace, database_url: str, workdir: Path, ing
             if args.profile_with:  # each worker under a profiler of its own (name its report by its pid)
                 stack.push_async_callback(interrupt, process)
         if workers:  # as deployed: the workers are up before the first payment arrives
-            await wait_listening(database_url, workers)
+            await wait_listening(database_url, workers, ingest_mode)
         try:
             yield Paybot(port, pids, sendgrid_port, logs)
         finally:
