@@ -305,7 +305,7 @@ class DeliveryWorker:
 
     async def _record_all(self, outcomes: Sequence[tuple[Notification, Delivery, Mapping[str, Any], bool]]) -> None:
         """Record the outcome of each send: the accepted ones (the common case) in one transaction of Core
-        statements, one hop on SQLite (`_record_sent`); the rest in one transaction through the ORM (`_record`)."""
+        statements, one call on SQLite (`_record_sent`); the rest in one transaction through the ORM (`_record`)."""
         sent = [(row, result, note) for row, result, note, attempt_over in outcomes
                 if isinstance(result, Sent) and attempt_over]
         rest = [outcome for outcome in outcomes if not (isinstance(outcome[1], Sent) and outcome[3])]

@@ -3,7 +3,7 @@ and each request is answered only after the commit that holds its event.
 
 One writer task drains the queue: while it waits for a commit, newcomers gather, and the next transaction takes
 them all. At low load a batch is one event and nothing waits; under load a commit serves hundreds. On SQLite the
-batch is written in one hop to the database's writer thread (`Database.run`).
+batch is written in one call (`Database.run`), not a hop to the async driver's thread per statement.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ On PostgreSQL workers claim with `FOR UPDATE SKIP LOCKED`, so any number run sid
 out (its worker died) is due again. SQLite ignores the locking clause: there one process writes at a time.
 
 A delivery's common path (claim, renew, record the sends) is written for a synchronous connection: the worker runs
-each of its transactions in one hop (`Database.run`).
+each of its transactions in one call (`Database.run`).
 """
 
 from __future__ import annotations
