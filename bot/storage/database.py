@@ -114,7 +114,10 @@ class Database:
         # sleeps up to 100 ms between tries and let a busy writer starve the others (the delivery worker behind
         # a stream of webhooks).
         self._write_turn = Turns() if engine.dialect.name == "sqlite" else None
-        self._writer: SQLiteWriter | None = None  # made at the first `run` (most commands never need one)
+        # A file's synchronous writer for `run`, made at the first call (most commands never need one); an
+        # in-memory database is another database on every connection, so there `run` goes through the engine.
+        self._writes_file = self._write_turn is not None and engine.url.database not in (None, "", ":memory:")
+        self._writer: SQLiteWriter | None = None
 
     @classmethod
     def open(cls, url: str, clock: Clock = utcnow, *, audit_keys: Keyring = Keyring()) -> Database:
@@ -159,7 +162,7 @@ class Database:
         """`work` in one transaction on a synchronous connection, for the hot paths written in Core statements: on
         SQLite in one call (`SQLiteWriter`), in this process's turn to write (`background`: see `write_turn`); on
         PostgreSQL through the async engine, a round trip per statement as ever."""
-        if self._write_turn is None or self.engine.url.database in (None, "", ":memory:"):
+        if not self._writes_file:
             async with self.engine.begin() as connection:
                 return await connection.run_sync(work)
         if self._writer is None:
