@@ -23,10 +23,10 @@ from bot.metrics import Metrics
 from bot.services import status_poll
 from bot.services.anchors import Anchors
 from bot.services.check import summary
-from bot.services.delivery import DeliveryWorker
+from bot.services.delivery import DeliveryWorker, Handover
 from bot.services import inbox
 from bot.services.inbox import Inbox
-from bot.services.ingest import Ingest
+from bot.services.ingest import Ingest, Recorded
 from bot.services.notify import Notifier
 from bot.services.refusals import PRUNE_EVERY, WINDOW, Refusals
 from bot.services.staff.escalations import Escalations
@@ -110,9 +110,15 @@ class Runtime:
 
     async def _process(self, items: list[tuple[int, Received]]) -> None:
         await self._delivery_caught_up()
-        recorded = await self.ingest.process_many(items)  # what fails is logged, and a worker's sweep records it
-        self._delivery_room -= len(recorded.notification_ids)
-        if recorded.notification_ids:
+        with self.worker.sending_at_once() as handover:
+            recorded = await self.ingest.process_many(items, handover)  # what fails is logged, and a sweep records it
+            self._queued(recorded, handover)
+
+    def _queued(self, recorded: Recorded, handover: Handover) -> None:
+        """After a commit that queued messages: those it claimed go to the worker, which looks for the rest."""
+        handover.claimed = recorded.claimed
+        self._delivery_room -= len(recorded.notification_ids) - len(recorded.claimed)
+        if len(recorded.notification_ids) > len(recorded.claimed):
             self.worker.wake()
 
     async def run_worker(self, stop: asyncio.Event) -> None:
@@ -159,10 +165,10 @@ class Runtime:
     async def process_waiting(self) -> None:
         """Every waiting event, page by page from where the last round stopped (and round to the start)."""
         while True:
-            recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, self._swept_to,
-                                                         limit=PROCESSING_BATCH)
-            if recorded.notification_ids:
-                self.worker.wake()
+            with self.worker.sending_at_once() as handover:
+                recorded = await self.ingest.process_waiting(self.db.clock() - ABANDONED_AFTER, self._swept_to,
+                                                             limit=PROCESSING_BATCH, handover=handover)
+                self._queued(recorded, handover)
             self._swept_to = recorded.last_seen or 0
             if recorded.last_seen is None:  # the end of the backlog: the next round starts from the beginning
                 return
@@ -185,6 +191,7 @@ class Runtime:
         if self.ingest.inbox is not None:
             await self.ingest.inbox.close()
         await self.recording.close()
+        await self.worker.finish_sending()  # what recording claimed for it as the worker stopped
         await self.verifier.close()
         try:
             await self.refusals.flush()  # the last window's counts, not lost at a restart

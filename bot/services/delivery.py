@@ -16,9 +16,10 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
-from dataclasses import dataclass
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -52,6 +53,17 @@ class PeriodicJob:
     next_at: datetime | None = None
 
 
+@dataclass
+class Handover:
+    """Messages claimed for `worker` by the transaction that queues them (`outbox.claimed_at_once`): those
+    `sendable(channel, payload)`, as many as `take(n)` grants of n. `claimed`: those it claimed, once committed."""
+    worker: str
+    lease: timedelta
+    sendable: Callable[[str, dict[str, Any]], bool]
+    take: Callable[[int], int]
+    claimed: list[Notification] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """Rows claimed in one transaction: `send` marked started (they go out now), `skip` (their recipient opted
@@ -77,6 +89,10 @@ class DeliveryWorker:
         self.periodic: list[PeriodicJob] = []
         self._wake = asyncio.Event()
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self._running = False  # the claiming loop runs (`run`): sends may be handed to it
+        self._sending: set[asyncio.Future[None]] = set()  # claims being sent and recorded
+        self._in_flight = 0  # rows claimed by `_sending` (or taken by a `Handover`), not yet recorded
+        self._room = threading.Lock()  # over `_in_flight`: a hand-over's transaction may run on another thread
 
     def every(self, name: str, interval: timedelta, job: Callable[[], Awaitable[None]]) -> None:
         """Run `job` about every `interval`, beside the deliveries (renewals, catch-up sweeps, re-escalations)."""
@@ -103,21 +119,11 @@ class DeliveryWorker:
         """Claims go on while earlier claims' sends are out (at most WORKER_CONCURRENCY rows in flight): a row
         queued now is sent at once, not after the slowest send of the claim before it."""
         failures = 0  # rounds failed in a row: each waits twice as long as the last, up to OUTAGE_MAX_SECONDS
-        claims: set[asyncio.Task[None]] = set()
-        in_flight = 0  # rows claimed by `claims`, not yet recorded
-
-        def finished(task: asyncio.Task[None], rows: int) -> None:
-            nonlocal in_flight
-            claims.discard(task)
-            in_flight -= rows
-            if not task.cancelled() and task.exception() is not None:
-                log.error("delivering a claim failed; its rows are taken over when their lease runs out",
-                          exc_info=task.exception())
-
+        self._running = True
         try:
             while not stop.is_set():
                 self._wake.clear()  # before looking: a wake-up during this round must lead to another round
-                limit = self._claim_limit(in_flight)
+                limit = self._claim_limit(self._in_flight)
                 claimed = Claim([], [], [])
                 try:
                     if limit:
@@ -136,22 +142,65 @@ class DeliveryWorker:
                         await asyncio.wait_for(stop.wait(), delay)
                     continue
                 if claimed:
-                    task = asyncio.create_task(self._deliver_claimed(claimed))
-                    claims.add(task)
-                    in_flight += len(claimed)
-                    task.add_done_callback(partial(finished, rows=len(claimed)))
+                    self._start(self._deliver_claimed(claimed), len(claimed))
                 more_due = bool(limit) and len(claimed) == limit
-                if more_due and self._claim_limit(in_flight):
+                if more_due and self._claim_limit(self._in_flight):
                     continue
                 # Wait for new work, a stop, the poll; or, if more may be due than we could take, a free slot.
                 waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-                _, pending = await asyncio.wait(waiters | (set(claims) if not limit or more_due else set()),
+                _, pending = await asyncio.wait(waiters | (set(self._sending) if not limit or more_due else set()),
                                                 timeout=self.settings.worker_poll_seconds,
                                                 return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters & pending:
                     waiter.cancel()
         finally:  # what is out is finished and recorded before we stop
-            await asyncio.gather(*claims, return_exceptions=True)
+            self._running = False
+            await self.finish_sending()
+
+    def _start(self, sends: Awaitable[None], rows: int) -> None:
+        """Send (and record) `rows` claimed rows in a task of their own, counted in flight until it ends."""
+        task = asyncio.ensure_future(sends)
+        self._sending.add(task)
+        with self._room:
+            self._in_flight += rows
+        task.add_done_callback(partial(self._finished, rows=rows))
+
+    async def finish_sending(self) -> None:
+        """Wait until every claim started is sent and recorded."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _finished(self, task: asyncio.Future[None], rows: int) -> None:
+        self._sending.discard(task)
+        with self._room:
+            self._in_flight -= rows
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivering a claim failed; its rows are taken over when their lease runs out",
+                      exc_info=task.exception())
+
+    @contextmanager
+    def sending_at_once(self) -> Iterator[Handover]:
+        """Recording claims the messages it queues for this worker (while it runs), in its own transaction: `send`
+        them after that commit, with no claim of their own and no wait for this worker's next look. The room it
+        takes counts in WORKER_CONCURRENCY from the moment it is taken; what goes unsent is given back at the end."""
+        granted = 0
+
+        def take(rows: int) -> int:  # in the recording transaction: on SQLite's writer thread, at times
+            nonlocal granted
+            with self._room:
+                room = min(rows, self._claim_limit(self._in_flight)) if self._running else 0
+                self._in_flight += room
+            granted += room
+            return room
+        handover = Handover(self.worker_id, self._lease, self._sendable, take)
+        try:
+            yield handover
+        finally:
+            with self._room:
+                self._in_flight -= granted
+            if handover.claimed:
+                self._start(self._deliver_together(handover.claimed, []), len(handover.claimed))
+            elif granted:
+                self.wake()  # the room was held from the claims: they may have waited for it
 
     def _claim_limit(self, in_flight: int) -> int:
         """Rows to claim now: no more than WORKER_BATCH, nor than the sends WORKER_CONCURRENCY leaves free."""
@@ -202,8 +251,12 @@ class DeliveryWorker:
             await self.deliver(row)
 
     def _plain(self, row: Notification) -> bool:
-        channel = self.channels.get(row.channel)
-        return channel is not None and row.attempt_started_at is None and channel.rate_limit(row.payload) is None
+        return row.attempt_started_at is None and self._sendable(row.channel, row.payload)
+
+    def _sendable(self, channel_name: str, payload: dict[str, Any]) -> bool:
+        """A plain send: the channel is here and no rate limit holds the message to a slot."""
+        channel = self.channels.get(channel_name)
+        return channel is not None and channel.rate_limit(payload) is None
 
     async def _deliver_together(self, rows: list[Notification], opted_out: list[Notification]) -> None:
         """Send `rows` (claimed and marked started by `_claim`) side by side; record their outcomes, and the

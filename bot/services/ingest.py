@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from multidict import CIMultiDict
@@ -36,6 +36,9 @@ from bot.services.receipts import receipt_of
 from bot.storage import models, repo, unverified
 from bot.storage.database import Database, UnitOfWork
 from bot.storage.sql import insert_or_ignore
+
+if TYPE_CHECKING:
+    from bot.services.delivery import Handover
 
 log = logging.getLogger(__name__)
 PROCESSED, IGNORED, DUPLICATE = "processed", "ignored", "duplicate"
@@ -60,6 +63,7 @@ class Recorded:
     last_seen: int | None = None  # a sweep's last event row id, to page through a backlog
     payment_ids: list[int] = field(default_factory=list)
     notification_ids: list[int] = field(default_factory=list)
+    claimed: list[models.Notification] = field(default_factory=list)  # queued claimed for a `Handover`'s worker
 
 
 def event_values(source: str, request: InboundRequest, received: Received, status: str,
@@ -168,14 +172,15 @@ class Ingest:
             event.status = PROCESSED
             return await self._record_payments(uow, row_id, received.payments)
 
-    async def process_many(self, items: Sequence[tuple[int, Received]]) -> Recorded:
+    async def process_many(self, items: Sequence[tuple[int, Received]], handover: Handover | None = None) -> Recorded:
         """`process` for many stored events: those of the common case together, in one transaction of Core
         statements (`bot.services.recording`), the rest one by one. An event that fails is logged and left waiting
-        (a worker's sweep takes it up again)."""
+        (a worker's sweep takes it up again). `handover`: the batch queues the messages it has room for claimed."""
         done, left = Recorded(), list(items)
         if self.inbox is not None and items:
             try:
-                batch = await self.db.run(lambda connection: self._record_batch(connection, items), background=True)
+                batch = await self.db.run(lambda connection: self._record_batch(connection, items, handover=handover),
+                                          background=True)
             except Exception:  # the same events, the general way: slower, same result
                 log.warning("recording %d events together failed; one by one instead", len(items), exc_info=True)
             else:
@@ -183,15 +188,16 @@ class Ingest:
         return await self._one_by_one(left, done)
 
     def _record_batch(self, connection: Connection, items: Sequence[tuple[int, Received]],
-                      locked: bool = False) -> recording.Batch:
+                      locked: bool = False, handover: Handover | None = None) -> recording.Batch:
         return recording.record_batch(connection, items, self.notifier, self.db.audit_keys, self.db.clock,
-                                      locked=locked)
+                                      locked=locked, handover=handover)
 
     @staticmethod
     def _took(done: Recorded, batch: recording.Batch) -> list[tuple[int, Received]]:
         """What a batch recorded, added to `done`; returns what it left for the general path."""
         done.payment_ids += batch.payment_ids
         done.notification_ids += batch.notification_ids
+        done.claimed += batch.claimed
         return batch.left
 
     async def _one_by_one(self, items: Sequence[tuple[int, Received]], done: Recorded) -> Recorded:
@@ -205,7 +211,8 @@ class Ingest:
             done.notification_ids += result.notification_ids
         return done
 
-    async def process_waiting(self, abandoned_before: datetime, after_id: int = 0, limit: int = 50) -> Recorded:
+    async def process_waiting(self, abandoned_before: datetime, after_id: int = 0, limit: int = 50,
+                              handover: Handover | None = None) -> Recorded:
         """Events left for a worker, and those their web process accepted but never got to (it died, or its
         backlog overflowed): read them again and record them. One page of `limit`, from `after_id` on.
 
@@ -219,14 +226,14 @@ class Ingest:
         if self.inbox is None or self.db.dialect != "postgresql":
             async with self.db.read() as session:
                 rows = list(await session.execute(waiting))
-            done = await self.process_many(await self._readable(rows))
+            done = await self.process_many(await self._readable(rows), handover)
         else:
             done, items = Recorded(), None
             try:
                 async with self.db.engine.begin() as connection:
                     rows = list(await connection.execute(waiting.with_for_update(skip_locked=True)))
                     items = await self._readable(rows)
-                    left = self._took(done, await connection.run_sync(self._record_batch, items, True))
+                    left = self._took(done, await connection.run_sync(self._record_batch, items, True, handover))
             except Exception:
                 if items is None:  # the claim itself failed (the database is away): the caller's retry
                     raise

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
@@ -35,6 +35,9 @@ from bot.services.receipts import receipt_of
 from bot.storage import audit, models, outbox, repo, sql
 from bot.storage.database import audit_record
 
+if TYPE_CHECKING:
+    from bot.services.delivery import Handover
+
 Item = tuple[int, Received]  # a stored event's row id, and the event as its source read it
 UNRECORDED = ("accepted", "received")  # bot.services.ingest.ACCEPTED, RECEIVED: stored, payments not yet recorded
 
@@ -45,6 +48,7 @@ class Batch:
     left: list[Item] = field(default_factory=list)      # for the general path
     payment_ids: list[int] = field(default_factory=list)
     notification_ids: list[int] = field(default_factory=list)
+    claimed: list[models.Notification] = field(default_factory=list)  # queued claimed, for the `Handover`'s worker
 
 
 @dataclass
@@ -68,8 +72,9 @@ def table(model: type[Any]) -> Table:
 
 
 def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifier, keys: Keyring,
-                 clock: Callable[[], datetime], *, locked: bool = False) -> Batch:
-    """`locked`: this transaction already holds the events' rows, locked and still waiting (a worker's claim)."""
+                 clock: Callable[[], datetime], *, locked: bool = False, handover: Handover | None = None) -> Batch:
+    """`locked`: this transaction already holds the events' rows, locked and still waiting (a worker's claim).
+    `handover`: the messages it has room for are queued claimed by its worker, which sends them after the commit."""
     batch = Batch()
     simple = [(row_id, received) for row_id, received in items if len(received.payments) == 1
               and plain_kind(received.payments[0])]
@@ -109,7 +114,7 @@ def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifi
         claimed = claim(connection, [p.row_id for p in plans])
         plans = [p for p in plans if p.row_id in claimed]  # the rest were recorded by someone else meanwhile
     if plans:
-        write(connection, plans, notifier, keys, clock(), batch)
+        write(connection, plans, notifier, keys, clock(), batch, handover)
     return batch
 
 
@@ -228,7 +233,7 @@ def claim(connection: Connection, row_ids: Sequence[int]) -> set[int]:
 
 
 def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: Keyring, now: datetime,
-          batch: Batch) -> None:
+          batch: Batch, handover: Handover | None = None) -> None:
     from bot.services.ingest import quoted  # the general path's own helper (ingest imports this module)
 
     for plan in plans:
@@ -274,14 +279,33 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
         batch.payment_ids.append(payment_id)
         batch.done.append(plan.row_id)
     if queued:
+        rows = claimed_for(handover, [row for _, row, _ in queued], now)
         notifications = table(models.Notification)
         notification_ids = [row_id for (row_id,) in connection.execute(
-            insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True),
-            [row for _, row, _ in queued])]
+            insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True), rows)]
         for (index, _, record), notification_id in zip(queued, notification_ids, strict=True):
             records[index] = replace(record, detail={"notification_id": notification_id, **record.detail})
         batch.notification_ids += notification_ids
-        if connection.dialect.name == "postgresql":  # as `outbox.enqueue`: listening workers look at once
+        batch.claimed = [models.Notification(id=notification_id, **row)
+                         for notification_id, row in zip(notification_ids, rows, strict=True)
+                         if row["status"] == outbox.SENDING]
+        if len(batch.claimed) < len(rows) and connection.dialect.name == "postgresql":
+            # as `outbox.enqueue`: listening workers look at once
             connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": outbox.CHANNEL})
     audit.append_rows(connection, records, keys)
+
+
+def claimed_for(handover: Handover | None, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """`rows`, the plain sends among them claimed by the handover's worker, as many as it has room for."""
+    if handover is None:
+        return rows
+    sendable = [handover.sendable(row["channel"], row["payload"]) for row in rows]
+    room = handover.take(sum(sendable))
+    out = []
+    for row, plain in zip(rows, sendable, strict=True):
+        claimed = plain and room > 0
+        out.append(outbox.claimed_at_once(row, now=now, lease=handover.lease,
+                                          worker=handover.worker if claimed else None))
+        room -= claimed
+    return out
 

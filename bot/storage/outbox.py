@@ -42,6 +42,16 @@ async def enqueue(session: AsyncSession, *, now: datetime, **fields: Any) -> int
     return queued
 
 
+def claimed_at_once(row: dict[str, Any], *, now: datetime, lease: timedelta, worker: str | None) -> dict[str, Any]:
+    """A row to queue already claimed by `worker`, its first attempt started, as `claim` and `renew_many` leave
+    one: the commit that queues it is the claim, and the worker sends it right after (`delivery.Handover`).
+    With no worker, the row as queued for any (with the same columns, for an executemany beside claimed rows)."""
+    if worker is None:
+        return row | {"claimed_by": None, "lease_until": None, "attempt_started_at": None}
+    return row | {"status": SENDING, "claimed_by": worker, "lease_until": now + lease, "attempts": 1,
+                  "attempt_started_at": now}
+
+
 def claim(connection: Connection, *, now: datetime, lease: timedelta, worker: str,
           limit: int) -> list[Notification]:
     """Due rows, leased to `worker`. Not yet an attempt: a claim whose lease runs out before its send begins (the
