@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table
@@ -37,9 +38,8 @@ def write_batch(connection: Connection, rows: list[dict[str, Any]], records: lis
                 keys: Keyring) -> list[Stored]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch (executemany), then the audit entries of the
     events that were new."""
-    table = cast(Table, models.WebhookEvent.__table__)
-    statement = insert_or_ignore(connection, table, None).returning(table.c.id, table.c.source, table.c.event_id)
-    ids = {(source, event_id): row_id for row_id, source, event_id in connection.execute(statement, rows)}
+    ids = {(source, event_id): row_id
+           for row_id, source, event_id in connection.execute(new_events(connection.dialect.name), rows)}
     results, new = [], []
     for row, record in zip(rows, records, strict=True):
         # A key twice in one batch was inserted once: the first asking gets the row, the rest are duplicates.
@@ -52,6 +52,13 @@ def write_batch(connection: Connection, rows: list[dict[str, Any]], records: lis
     if new:  # last: the chain's head stays locked until the commit
         audit.append_rows(connection, new, keys)
     return results
+
+
+@cache
+def new_events(dialect: str) -> Any:
+    """The batch's INSERT, built once per engine kind (building it cost as much as running it)."""
+    table = cast(Table, models.WebhookEvent.__table__)
+    return insert_or_ignore(dialect, table, None).returning(table.c.id, table.c.source, table.c.event_id)
 
 
 class Inbox:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from multidict import CIMultiDict
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,6 +84,16 @@ def received_audit(source: str, received: Received) -> dict[str, Any]:
 #: What reading a stored event again takes (`stored_request`), and its id.
 WAITING_COLUMNS = (models.WebhookEvent.id, models.WebhookEvent.source, models.WebhookEvent.event_id,
                    models.WebhookEvent.received_at, models.WebhookEvent.body, models.WebhookEvent.headers)
+
+
+# A page of the events waiting to be recorded (`Ingest.process_waiting`); built once, for every worker's every look.
+WAITING_PAGE = select(*WAITING_COLUMNS).where(
+    or_(models.WebhookEvent.status == RECEIVED,
+        and_(models.WebhookEvent.status == ACCEPTED, models.WebhookEvent.received_at < bindparam(
+            "abandoned_before", type_=models.WebhookEvent.received_at.type))),
+    models.WebhookEvent.id > bindparam("after_id"),
+).order_by(models.WebhookEvent.id).limit(bindparam("page"))
+WAITING_PAGE_UNCLAIMED = WAITING_PAGE.with_for_update(skip_locked=True)  # PostgreSQL: none that another worker holds
 
 
 def stored_request(row: Any) -> InboundRequest:
@@ -218,20 +228,16 @@ class Ingest:
 
         On PostgreSQL the page is claimed: read `FOR UPDATE SKIP LOCKED` in the transaction that records it, so
         workers sweeping side by side each read, parse and record pages of their own instead of one page twice."""
-        waiting = select(*WAITING_COLUMNS).where(
-            or_(models.WebhookEvent.status == RECEIVED,
-                and_(models.WebhookEvent.status == ACCEPTED, models.WebhookEvent.received_at < abandoned_before)),
-            models.WebhookEvent.id > after_id,
-        ).order_by(models.WebhookEvent.id).limit(limit)
+        page = {"abandoned_before": abandoned_before, "after_id": after_id, "page": limit}
         if self.inbox is None or self.db.dialect != "postgresql":
             async with self.db.read() as session:
-                rows = list(await session.execute(waiting))
+                rows = list(await session.execute(WAITING_PAGE, page))
             done = await self.process_many(await self._readable(rows), handover)
         else:
             done, items = Recorded(), None
             try:
                 async with self.db.engine.begin() as connection:
-                    rows = list(await connection.execute(waiting.with_for_update(skip_locked=True)))
+                    rows = list(await connection.execute(WAITING_PAGE_UNCLAIMED, page))
                     items = await self._readable(rows)
                     left = self._took(done, await connection.run_sync(self._record_batch, items, True, handover))
             except Exception:

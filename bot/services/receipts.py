@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,10 +59,13 @@ def subjects_of(connection: Connection, payment_ids: Iterable[int]) -> dict[int,
     wanted = set(payment_ids)
     if not wanted:
         return {}
-    rows = connection.execute(
-        select(models.Payment.id, models.Payment.customer_id, models.Payment.currency, models.Payment.amount_minor,
-               models.Invoice.number)
-        .outerjoin(models.Invoice, models.Invoice.id == models.Payment.invoice_id)
-        .where(models.Payment.id.in_(wanted)))
+    rows = connection.execute(SUBJECTS, {"ids": list(wanted)})
     return {payment_id: {"invoice": number, "customer_id": customer_id, "amount": Money(currency, minor)}
             for payment_id, customer_id, currency, minor, number in rows}
+
+
+SUBJECTS = select(  # built once: every batch of sends is audited with it
+    models.Payment.id, models.Payment.customer_id, models.Payment.currency, models.Payment.amount_minor,
+    models.Invoice.number,
+).outerjoin(models.Invoice, models.Invoice.id == models.Payment.invoice_id).where(
+    models.Payment.id.in_(bindparam("ids", expanding=True)))

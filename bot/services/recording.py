@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from types import SimpleNamespace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from bot.domain import matching, parties
@@ -32,7 +33,7 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.integrations.sources.base import Received
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
-from bot.storage import audit, models, outbox, repo, sql
+from bot.storage import audit, consent, models, outbox, repo, sql
 from bot.storage.database import audit_record
 
 if TYPE_CHECKING:
@@ -82,10 +83,7 @@ def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifi
     if simple and not locked:
         # Ours to record: still waiting, and not being recorded by another worker this moment (PostgreSQL skips
         # the rows another transaction holds; that one records them). SQLite has one writer: no lock clause.
-        events = table(models.WebhookEvent)
-        ours = set(connection.execute(select(events.c.id).where(
-            events.c.id.in_([row_id for row_id, _ in simple]), events.c.status.in_(UNRECORDED))
-            .with_for_update(skip_locked=True)).scalars())
+        ours = set(connection.execute(STILL_WAITING, {"ids": [row_id for row_id, _ in simple]}).scalars())
         simple = [(row_id, received) for row_id, received in simple if row_id in ours]
     if not simple:
         return batch
@@ -104,9 +102,7 @@ def record_batch(connection: Connection, items: Sequence[Item], notifier: Notifi
         keys_taken.add(plan.key)
         plans.append(plan)
     if plans:  # an earlier report of the same money may be this one again: the general path decides
-        earlier = {key for (key,) in connection.execute(select(models.Payment.fingerprint).where(
-            models.Payment.fingerprint.in_(keys_taken), models.Payment.kind == PaymentKind.PAYMENT.value,
-            models.Payment.duplicate_of.is_(None)))}
+        earlier = set(connection.execute(EARLIER_REPORTS, {"keys": list(keys_taken)}).scalars())
         by_row = dict(simple)
         batch.left += [(p.row_id, by_row[p.row_id]) for p in plans if p.key in earlier]
         plans = [p for p in plans if p.key not in earlier]
@@ -143,33 +139,20 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
     `repo.candidates(customer_invoices=False)` finds them for one event; invoices locked (in id order)."""
     all_keys = [matching.lookup_keys(event) for event in events]
     numbers = set().union(*(k.invoice_numbers for k in all_keys))
-    invoice_refs = {k.invoice_external_id for k in all_keys if k.invoice_external_id}
-    conditions = []
-    if numbers:
-        conditions.append(sql.invoice_key(models.Invoice.number).in_(numbers))
-    if invoice_refs:
-        conditions.append(models.Invoice.number.in_(entities_known_as("invoice", invoice_refs)))
-    invoice_rows = list(connection.execute(select(models.Invoice).where(sql.any_of(models.Invoice.id, conditions))
-                                           .order_by(models.Invoice.id).with_for_update())) if conditions else []
-    customer_refs = {k.customer_external_id for k in all_keys if k.customer_external_id}
-    emails = {k.email for k in all_keys if k.email}
-    phones = {k.phone for k in all_keys if k.phone}
-    customer_conditions = [models.Customer.id.in_({r.customer_id for r in invoice_rows})]
-    if customer_refs:
-        customer_conditions.append(models.Customer.id.in_(entities_known_as("customer", customer_refs)))
-    if emails:
-        customer_conditions.append(models.Customer.email.in_(emails))
-    if phones:
-        customer_conditions.append(models.Customer.phone.in_(phones))
-    customer_rows = list(connection.execute(select(models.Customer).where(
-        sql.any_of(models.Customer.id, customer_conditions))))
+    invoice_refs = by_source({k.invoice_external_id for k in all_keys if k.invoice_external_id})
+    invoice_rows = list(connection.execute(invoices_named(bool(numbers), tuple(invoice_refs)), {
+        "numbers": list(numbers), **refs_params("invoice", invoice_refs)})) if numbers or invoice_refs else []
+    customer_refs = by_source({k.customer_external_id for k in all_keys if k.customer_external_id})
+    emails = list({k.email for k in all_keys if k.email})
+    phones = list({k.phone for k in all_keys if k.phone})
+    customer_rows = list(connection.execute(customers_named(tuple(customer_refs), bool(emails), bool(phones)), {
+        "ids": list({r.customer_id for r in invoice_rows}), "emails": emails, "phones": phones,
+        **refs_params("customer", customer_refs)}))
     refs: dict[tuple[str, str], dict[str, str]] = {}
     wanted = {("invoice", r.number) for r in invoice_rows} | {("customer", c.id) for c in customer_rows}
     if wanted:  # by entity_id alone, which is indexed (a row-value IN is not, on SQLite)
-        columns = models.ExternalRef.entity, models.ExternalRef.entity_id, models.ExternalRef.source, \
-            models.ExternalRef.external_id
-        for entity, entity_id, source, external_id in connection.execute(select(*columns).where(
-                models.ExternalRef.entity_id.in_({entity_id for _, entity_id in wanted}))):
+        for entity, entity_id, source, external_id in connection.execute(
+                EXTERNAL_IDS, {"ids": list({entity_id for _, entity_id in wanted})}):
             if (entity, entity_id) in wanted:
                 refs.setdefault((entity, entity_id), {})[source] = external_id
     # Core rows carry the same attributes as the ORM instances `repo` converts.
@@ -180,14 +163,71 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
                    for c in customer_rows])
 
 
-def entities_known_as(entity: str, refs: set[tuple[str, str]]) -> Any:
-    """The ids of the customers or invoices a platform knows by these ids, per source on the unique index."""
-    by_source: dict[str, set[str]] = {}
-    for source, external_id in refs:
-        by_source.setdefault(source, set()).add(external_id)
+# The hot path's statements are built once (per shape) with their lists as expanding parameters: building one
+# and deriving its cache key cost twice as much as executing it.
+_waiting = table(models.WebhookEvent)
+STILL_WAITING = select(_waiting.c.id).where(_waiting.c.id.in_(bindparam("ids", expanding=True)),
+                                            _waiting.c.status.in_(UNRECORDED)).with_for_update(skip_locked=True)
+TAKEN = update(_waiting).where(_waiting.c.id.in_(bindparam("ids", expanding=True)), _waiting.c.status.in_(UNRECORDED)) \
+    .values(status="processed").returning(_waiting.c.id)
+EARLIER_REPORTS = select(models.Payment.fingerprint).where(
+    models.Payment.fingerprint.in_(bindparam("keys", expanding=True)), models.Payment.kind == PaymentKind.PAYMENT.value,
+    models.Payment.duplicate_of.is_(None))
+EXTERNAL_IDS = select(models.ExternalRef.entity, models.ExternalRef.entity_id, models.ExternalRef.source,
+                      models.ExternalRef.external_id).where(models.ExternalRef.entity_id.in_(bindparam("ids", expanding=True)))
+_payments, _invoices, _notifications = table(models.Payment), table(models.Invoice), table(models.Notification)
+NEW_PAYMENTS = insert(_payments).returning(_payments.c.id, sort_by_parameter_order=True)
+PAID = update(_invoices).where(_invoices.c.id == bindparam("invoice_id")) \
+    .values(paid_minor=_invoices.c.paid_minor + bindparam("paid"))
+NEW_NOTIFICATIONS = insert(_notifications).returning(_notifications.c.id, sort_by_parameter_order=True)
+
+
+def by_source(refs: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """(source, id) pairs grouped by source, sources in name order (the statement's shape)."""
+    grouped: dict[str, list[str]] = {}
+    for source, external_id in sorted(refs):
+        grouped.setdefault(source, []).append(external_id)
+    return grouped
+
+
+def refs_params(entity: str, refs: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {f"{entity}_refs_{n}": ids for n, ids in enumerate(refs.values())}
+
+
+@lru_cache(maxsize=64)
+def invoices_named(by_number: bool, ref_sources: tuple[str, ...]) -> Select[Any]:
+    """The invoices named by number (`numbers`) or by a platform's ids (`invoice_refs_N`, one per source), locked
+    in id order."""
+    conditions = []
+    if by_number:
+        conditions.append(sql.invoice_key(models.Invoice.number).in_(bindparam("numbers", expanding=True)))
+    if ref_sources:
+        conditions.append(models.Invoice.number.in_(entities_known_as("invoice", ref_sources)))
+    return select(models.Invoice).where(sql.any_of(models.Invoice.id, conditions)) \
+        .order_by(models.Invoice.id).with_for_update()
+
+
+@lru_cache(maxsize=64)
+def customers_named(ref_sources: tuple[str, ...], by_email: bool, by_phone: bool) -> Select[Any]:
+    """The customers with these `ids`, or known to a platform by `customer_refs_N`, or with these `emails` or
+    `phones`."""
+    conditions = [models.Customer.id.in_(bindparam("ids", expanding=True))]
+    if ref_sources:
+        conditions.append(models.Customer.id.in_(entities_known_as("customer", ref_sources)))
+    if by_email:
+        conditions.append(models.Customer.email.in_(bindparam("emails", expanding=True)))
+    if by_phone:
+        conditions.append(models.Customer.phone.in_(bindparam("phones", expanding=True)))
+    return select(models.Customer).where(sql.any_of(models.Customer.id, conditions))
+
+
+def entities_known_as(entity: str, sources: tuple[str, ...]) -> Select[Any]:
+    """The ids of the customers or invoices a platform knows by the ids `<entity>_refs_N` of `sources[N]`, per
+    source on the unique index."""
     return select(models.ExternalRef.entity_id).where(models.ExternalRef.entity == entity, or_(*(
-        and_(models.ExternalRef.source == source, models.ExternalRef.external_id.in_(ids))
-        for source, ids in by_source.items())))
+        and_(models.ExternalRef.source == source,
+             models.ExternalRef.external_id.in_(bindparam(f"{entity}_refs_{n}", expanding=True)))
+        for n, source in enumerate(sources))))
 
 
 def candidates_of(event: PaymentEvent, found: Found) -> tuple[matching.Candidates, dict[str, int]]:
@@ -226,10 +266,7 @@ def planned(row_id: int, event: PaymentEvent, found: Found) -> Plan | None:
 
 
 def claim(connection: Connection, row_ids: Sequence[int]) -> set[int]:
-    events = table(models.WebhookEvent)
-    claimed = connection.execute(update(events).where(events.c.id.in_(row_ids), events.c.status.in_(UNRECORDED))
-                                 .values(status="processed").returning(events.c.id))
-    return {row_id for (row_id,) in claimed}
+    return set(connection.execute(TAKEN, {"ids": list(row_ids)}).scalars())
 
 
 def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: Keyring, now: datetime,
@@ -246,19 +283,11 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
             match_reason=plan.match.reason, settlement=outcome.settlement.value,
             balance_minor=outcome.balance.minor, fingerprint=plan.key, duplicate_of=None,
             payer_email=event.payer_email, payer_name=event.payer_name, details=dict(event.details) | quoted(event))
-    payments = table(models.Payment)
-    ids = [row_id for (row_id,) in connection.execute(
-        insert(payments).returning(payments.c.id, sort_by_parameter_order=True), [p.payment for p in plans])]
-    invoices = table(models.Invoice)
-    connection.execute(update(invoices).where(invoices.c.id == bindparam("invoice_id"))
-                       .values(paid_minor=invoices.c.paid_minor + bindparam("paid")),
-                       [{"invoice_id": p.invoice_id, "paid": p.amount.minor} for p in plans])
+    ids = list(connection.execute(NEW_PAYMENTS, [p.payment for p in plans]).scalars())
+    connection.execute(PAID, [{"invoice_id": p.invoice_id, "paid": p.amount.minor} for p in plans])
 
     wanted = {pair for plan in plans if plan.customer for pair in notifier.addresses(plan.customer)}
-    opted_out = {(channel, address) for channel, address in connection.execute(
-        select(models.Consent.channel, models.Consent.address).where(
-            models.Consent.opted_out.is_(True), models.Consent.address.in_({a for _, a in wanted})))
-        if (channel, address) in wanted} if wanted else set()
+    opted_out = consent.opted_out_of(connection, wanted)
     records: list[AuditRecord] = []
     queued: list[tuple[int, dict[str, Any], AuditRecord]] = []  # (index in records, outbox row, audit to finish)
     for plan, payment_id in zip(plans, ids, strict=True):
@@ -280,9 +309,7 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
         batch.done.append(plan.row_id)
     if queued:
         rows = claimed_for(handover, [row for _, row, _ in queued], now)
-        notifications = table(models.Notification)
-        notification_ids = [row_id for (row_id,) in connection.execute(
-            insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True), rows)]
+        notification_ids = list(connection.execute(NEW_NOTIFICATIONS, rows).scalars())
         for (index, _, record), notification_id in zip(queued, notification_ids, strict=True):
             records[index] = replace(record, detail={"notification_id": notification_id, **record.detail})
         batch.notification_ids += notification_ids

@@ -13,7 +13,7 @@ from multiprocessing import get_context
 from typing import Any
 
 import orjson
-from sqlalchemy import String, insert, select, type_coerce, update
+from sqlalchemy import String, bindparam, insert, select, type_coerce, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -51,8 +51,7 @@ def append_rows(connection: Connection, records: Sequence[AuditRecord], keys: Ke
     """`append` for a synchronous connection (and the one implementation behind both; `at` stamps a marker when
     there are no records). A chain keyed with another key (or none) first gets a marker switching it to
     `keys.current`: every entry after it is keyed."""
-    head = connection.execute(select(AuditHead.seq, AuditHead.hash, AuditHead.key_id)
-                              .where(AuditHead.id == 1).with_for_update()).one()
+    head = connection.execute(HEAD_LOCKED).one()
     current = keys.current
     if head.key_id is not None and current is None:
         raise AuditKeyMissing(f"the audit trail is keyed (key {head.key_id}) but AUDIT_KEY is not set")
@@ -68,9 +67,15 @@ def append_rows(connection: Connection, records: Sequence[AuditRecord], keys: Ke
         rows.append({"seq": seq, "prev_hash": prev, "hash": digest, **_columns(record)})
         prev = digest
     # Core statements: the trail is append-only, no ORM identity needed (and an executemany is one round trip).
-    connection.execute(insert(AuditEntry), rows)
-    connection.execute(update(AuditHead).where(AuditHead.id == 1).values(
-        seq=seq, hash=prev, key_id=current.id if current else None))
+    connection.execute(NEW_ENTRIES, rows)
+    connection.execute(HEAD_MOVED, {"to_seq": seq, "to_hash": prev, "to_key_id": current.id if current else None})
+
+
+# Built once: appending is on every hot path, and building a statement cost more than running it.
+HEAD_LOCKED = select(AuditHead.seq, AuditHead.hash, AuditHead.key_id).where(AuditHead.id == 1).with_for_update()
+NEW_ENTRIES = insert(AuditEntry)
+HEAD_MOVED = update(AuditHead).where(AuditHead.id == 1).values(
+    seq=bindparam("to_seq"), hash=bindparam("to_hash"), key_id=bindparam("to_key_id"))
 
 
 def _columns(record: AuditRecord) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,9 @@ def opted_out_of(connection: Connection, wanted: set[tuple[str, str]]) -> set[tu
     """`opted_out` for many (channel, address) pairs in one query: those opted out."""
     if not wanted:
         return set()
-    rows = connection.execute(select(Consent.channel, Consent.address).where(
-        Consent.opted_out.is_(True), Consent.address.in_({address for _, address in wanted})))
+    rows = connection.execute(OPTED_OUT, {"addresses": list({address for _, address in wanted})})
     return {(channel, address) for channel, address in rows if (channel, address) in wanted}
+
+
+OPTED_OUT = select(Consent.channel, Consent.address).where(  # built once: it is on the hot path
+    Consent.opted_out.is_(True), Consent.address.in_(bindparam("addresses", expanding=True)))

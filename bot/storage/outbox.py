@@ -95,14 +95,7 @@ def renew_many(connection: Connection, ids: Sequence[int], worker: str, now: dat
     """`renew` for a batch of rows in one statement; the ids it renewed (the others must not be sent)."""
     if not ids:
         return set()
-    renewed = connection.execute(
-        update(NOTIFICATIONS)
-        .where(NOTIFICATIONS.c.id.in_(ids), NOTIFICATIONS.c.claimed_by == worker,
-               NOTIFICATIONS.c.status == SENDING, NOTIFICATIONS.c.lease_until > now)
-        .values(lease_until=now + lease, attempts=NOTIFICATIONS.c.attempts + 1,
-                attempt_started_at=func.coalesce(NOTIFICATIONS.c.attempt_started_at,
-                                                 literal(now, NOTIFICATIONS.c.attempt_started_at.type)))
-        .returning(NOTIFICATIONS.c.id))
+    renewed = connection.execute(RENEWED, {"ids": list(ids), "worker": worker, "now": now, "until": now + lease})
     return set(renewed.scalars())
 
 
@@ -120,10 +113,7 @@ def lock_mine(connection: Connection, ids: Sequence[int], worker: str) -> set[in
     """`all_still_mine` when only the ids are needed: those this worker's claim still holds, locked."""
     if not ids:
         return set()
-    rows = connection.execute(
-        select(NOTIFICATIONS.c.id).where(NOTIFICATIONS.c.id.in_(ids), NOTIFICATIONS.c.claimed_by == worker,
-                                         NOTIFICATIONS.c.status == SENDING).with_for_update())
-    return set(rows.scalars())
+    return set(connection.execute(LOCKED_MINE, {"ids": list(ids), "worker": worker}).scalars())
 
 
 def mark_sent(connection: Connection, sent: Sequence[tuple[int, str | None, str | None]], now: datetime) -> None:
@@ -131,15 +121,27 @@ def mark_sent(connection: Connection, sent: Sequence[tuple[int, str | None, str 
     one executemany: the attempt is over."""
     if not sent:
         return
-    table = NOTIFICATIONS
-    connection.execute(
-        update(table).where(table.c.id == bindparam("sent_id")).values(
-            status=SENT, sent_at=now, last_error=None, attempt_started_at=None,
-            provider_id=bindparam("sent_provider_id"),
-            delivery_status=func.coalesce(bindparam("sent_status", type_=table.c.delivery_status.type),
-                                          table.c.delivery_status)),
-        [{"sent_id": id_, "sent_provider_id": provider_id, "sent_status": status}
-         for id_, provider_id, status in sent])
+    connection.execute(MARKED_SENT, [{"sent_id": id_, "sent_provider_id": provider_id, "sent_status": status,
+                                      "sent_at_": now} for id_, provider_id, status in sent])
+
+
+# A delivery's common path, its statements built once (building one cost more than running it).
+_table = NOTIFICATIONS
+RENEWED = update(_table).where(
+    _table.c.id.in_(bindparam("ids", expanding=True)), _table.c.claimed_by == bindparam("worker"),
+    _table.c.status == SENDING, _table.c.lease_until > bindparam("now", type_=_table.c.lease_until.type),
+).values(lease_until=bindparam("until", type_=_table.c.lease_until.type), attempts=_table.c.attempts + 1,
+         attempt_started_at=func.coalesce(_table.c.attempt_started_at,
+                                          bindparam("now", type_=_table.c.attempt_started_at.type))
+         ).returning(_table.c.id)
+LOCKED_MINE = select(_table.c.id).where(_table.c.id.in_(bindparam("ids", expanding=True)),
+                                        _table.c.claimed_by == bindparam("worker"),
+                                        _table.c.status == SENDING).with_for_update()
+MARKED_SENT = update(_table).where(_table.c.id == bindparam("sent_id")).values(
+    status=SENT, sent_at=bindparam("sent_at_", type_=_table.c.sent_at.type), last_error=None,
+    attempt_started_at=None, provider_id=bindparam("sent_provider_id"),
+    delivery_status=func.coalesce(bindparam("sent_status", type_=_table.c.delivery_status.type),
+                                  _table.c.delivery_status))
 
 
 async def still_mine(session: AsyncSession, notification_id: int, worker: str) -> Notification | None:
