@@ -222,7 +222,7 @@ class RawHttp:
         head = "".join([f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n",
                         *(f"{name}: {value}\r\n" for name, value in headers.items()), "\r\n"])
         try:
-            reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = self._reusable() or await asyncio.open_connection("127.0.0.1", self.port)
         except OSError as exc:
             return type(exc).__name__
         try:
@@ -235,6 +235,16 @@ class RawHttp:
         else:
             writer.close()
         return status
+
+    def _reusable(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The most recently used idle connection the server has not closed (it closes those idle for longer than
+        its keep-alive timeout, as a real sender's client finds out before it writes, not after)."""
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
 
     @staticmethod
     async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> tuple[str, bool]:

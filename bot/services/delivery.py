@@ -259,8 +259,8 @@ class DeliveryWorker:
         return channel is not None and channel.rate_limit(payload) is None
 
     async def _deliver_together(self, rows: list[Notification], opted_out: list[Notification]) -> None:
-        """Send `rows` (claimed and marked started by `_claim`) side by side; record their outcomes, and the
-        opted-out rows as skipped, in one transaction."""
+        """Send `rows` (claimed and marked started: by `_claim`, or so queued by recording) side by side; record
+        their outcomes, and the opted-out rows as skipped, in one transaction."""
         skipped = [(row, Failed(f"{redact(row.recipient)} opted out of {CHANNELS[row.channel].serves}"),
                     {"skipped": "opted out"}, True) for row in opted_out]
         results = await asyncio.gather(*(self._send(self.channels[row.channel], row) for row in rows),

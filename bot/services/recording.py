@@ -165,16 +165,16 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
 
 # The hot path's statements are built once (per shape) with their lists as expanding parameters: building one
 # and deriving its cache key cost twice as much as executing it.
-_waiting = table(models.WebhookEvent)
-STILL_WAITING = select(_waiting.c.id).where(_waiting.c.id.in_(bindparam("ids", expanding=True)),
-                                            _waiting.c.status.in_(UNRECORDED)).with_for_update(skip_locked=True)
-TAKEN = update(_waiting).where(_waiting.c.id.in_(bindparam("ids", expanding=True)), _waiting.c.status.in_(UNRECORDED)) \
-    .values(status="processed").returning(_waiting.c.id)
+_events = table(models.WebhookEvent)
+_unrecorded = (_events.c.id.in_(bindparam("ids", expanding=True)), _events.c.status.in_(UNRECORDED))
+STILL_WAITING = select(_events.c.id).where(*_unrecorded).with_for_update(skip_locked=True)
+TAKEN = update(_events).where(*_unrecorded).values(status="processed").returning(_events.c.id)
 EARLIER_REPORTS = select(models.Payment.fingerprint).where(
-    models.Payment.fingerprint.in_(bindparam("keys", expanding=True)), models.Payment.kind == PaymentKind.PAYMENT.value,
-    models.Payment.duplicate_of.is_(None))
+    models.Payment.fingerprint.in_(bindparam("keys", expanding=True)),
+    models.Payment.kind == PaymentKind.PAYMENT.value, models.Payment.duplicate_of.is_(None))
 EXTERNAL_IDS = select(models.ExternalRef.entity, models.ExternalRef.entity_id, models.ExternalRef.source,
-                      models.ExternalRef.external_id).where(models.ExternalRef.entity_id.in_(bindparam("ids", expanding=True)))
+                      models.ExternalRef.external_id).where(
+    models.ExternalRef.entity_id.in_(bindparam("ids", expanding=True)))
 _payments, _invoices, _notifications = table(models.Payment), table(models.Invoice), table(models.Notification)
 NEW_PAYMENTS = insert(_payments).returning(_payments.c.id, sort_by_parameter_order=True)
 PAID = update(_invoices).where(_invoices.c.id == bindparam("invoice_id")) \
