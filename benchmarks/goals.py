@@ -5,8 +5,8 @@ other, and prints each goal beside its figure.
 
 - `throughput.py` on SQLite (deferred ingest, `paybot serve`): the bare-aiohttp ceiling, latency at 200/s,
   acknowledged payments/s and CPU per payment at 1,000/s for 60 s, deliveries/s with a 100 ms provider;
-- `throughput.py --engine postgresql --workers 2`: the same on PostgreSQL (one web, two workers), and scale-out
-  (two workers against one);
+- `throughput.py --engine postgresql --workers 2 --rate 1500`: the same on PostgreSQL (one web, two workers; 1,500
+  payments/s offered, the goal there), and scale-out (two workers against one);
 - `large_data.py`: a 100,000-invoice import under webhooks, `find`/`status`, `audit verify` and `audit export` at
   1,000,000 audit entries;
 - `soak.py`: 10,000 payments, 30 % provider faults, three SIGKILLs.
@@ -43,7 +43,7 @@ RUNS = (
     Run("throughput", "throughput.py", ("--ingest-mode", "deferred"),
         ("--seconds", "20", "--latency-seconds", "10", "--deliveries", "2000")),
     Run("postgresql", "throughput.py", ("--engine", "postgresql", "--workers", "2", "--ingest-mode", "deferred",
-                                        "--skip", "ceiling,delivery"),
+                                        "--rate", "1500", "--skip", "ceiling,delivery"),
         ("--seconds", "20", "--latency-seconds", "10", "--deliveries", "2000")),
     Run("large", "large_data.py", (), ("--rows", "20000", "--entries", "200000", "--small-entries", "20000")),
     Run("soak", "soak.py", (), ("--payments", "2000")),
@@ -61,6 +61,13 @@ class Goal:
 
 def _backlog_growth(t: Result) -> float:
     return (t["backlog_end"] - t["backlog_start"]) / t["seconds"]
+
+
+def _keeps_pace(t: Result, rate: float) -> bool:
+    """`rate`/s offered was acknowledged at `rate`/s: offered at exactly the goal's rate, the rate measured over the
+    window is the goal's give or take the window's edges (999.6 or 1,000.1 a second); the backlog says whether
+    paybot keeps pace."""
+    return t["offered"] >= rate * 0.995 and t["acked_rate"] >= rate * 0.995 and _backlog_growth(t) <= 10
 
 
 def _max_query_ms(r: Result) -> float:
@@ -81,7 +88,7 @@ GOALS = (
          "≥ 1,000/s, flat",
          lambda r: f"{r['deferred_throughput']['acked_rate']:.0f}/s "
                    f"({_backlog_growth(r['deferred_throughput']):+.0f}/s); ceiling {r['ceiling']:.0f} req/s",
-         lambda r: r["deferred_throughput"]["acked_rate"] >= 1000 and _backlog_growth(r["deferred_throughput"]) <= 10),
+         lambda r: _keeps_pace(r["deferred_throughput"], 1000)),
     Goal("throughput", "SQLite: server CPU per acknowledged payment", "≤ 0.5 ms",
          lambda r: f"{r['deferred_throughput']['cpu_ms']:.2f} ms",
          lambda r: r["deferred_throughput"]["cpu_ms"] <= 0.5),
@@ -91,11 +98,12 @@ GOALS = (
     Goal("throughput", "deliveries/s, one worker, provider 100 ms a call (sent twice)", "≥ 500/s, 0",
          lambda r: f"{r['delivery']['rate']:.0f}/s ({r['delivery']['repeats']})",
          lambda r: r["delivery"]["rate"] >= 500 and r["delivery"]["repeats"] == 0),
-    Goal("postgresql", "PostgreSQL, web + 2 workers: payments acknowledged/s at 1,000/s offered", "≥ 1,500/s",
+    Goal("postgresql", "PostgreSQL, web + 2 workers: payments acknowledged/s at 1,500/s offered (backlog growth)",
+         "≥ 1,500/s, flat",
          lambda r: f"{r['deferred_throughput']['acked_rate']:.0f}/s "
-                   f"({_backlog_growth(r['deferred_throughput']):+.0f}/s), "
-                   f"{r['deferred_throughput']['cpu_ms']:.2f} ms CPU each",
-         lambda r: r["deferred_throughput"]["acked_rate"] >= 1500),
+                   f"({_backlog_growth(r['deferred_throughput']):+.0f}/s; {r['deferred_throughput']['offered']:.0f}/s "
+                   f"sent), {r['deferred_throughput']['cpu_ms']:.2f} ms CPU each",
+         lambda r: _keeps_pace(r["deferred_throughput"], 1500)),
     Goal("postgresql", "PostgreSQL: webhook → provider p50 / p99 at 200/s", "p99 < 100 ms",
          lambda r: f"{r['deferred_latency']['e2e_p50']:.0f} / {r['deferred_latency']['e2e_p99']:.0f} ms",
          lambda r: r["deferred_latency"]["e2e_p99"] < 100),
