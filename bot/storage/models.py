@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
-                        false)
+                        false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.storage.sql import invoice_key
@@ -17,13 +17,20 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
+#: The statuses of stored events whose payments are not yet recorded (bot.services.ingest: ACCEPTED, RECEIVED).
+WAITING_STATUSES = "status IN ('received', 'accepted')"
+
+
 class WebhookEvent(Base):
     """Every accepted webhook, raw; the unique (source, event_id) is what makes redelivery harmless."""
 
     __tablename__ = "webhook_events"
     __table_args__ = (UniqueConstraint("source", "event_id", name="uq_webhook_source_event"),
                       Index("ix_webhook_events_status_source", "status", "source"),
-                      Index("ix_webhook_events_status_received", "status", "received_at"))
+                      Index("ix_webhook_events_status_received", "status", "received_at"),
+                      # PostgreSQL: the workers' page of events to record (`ingest.WAITING_PAGE`); see its migration.
+                      Index("ix_webhook_events_waiting", "id",
+                            postgresql_where=text(WAITING_STATUSES)).ddl_if(dialect="postgresql"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     source: Mapped[str] = mapped_column(String(40))
