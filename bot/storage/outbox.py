@@ -122,7 +122,7 @@ def mark_sent(connection: Connection, sent: Sequence[tuple[int, str | None, str 
     if not sent:
         return
     connection.execute(MARKED_SENT, [{"sent_id": id_, "sent_provider_id": provider_id, "sent_status": status,
-                                      "sent_at_": now} for id_, provider_id, status in sent])
+                                      "sent_now": now} for id_, provider_id, status in sent])
 
 
 # A delivery's common path, its statements built once (building one cost more than running it).
@@ -138,7 +138,7 @@ LOCKED_MINE = select(_table.c.id).where(_table.c.id.in_(bindparam("ids", expandi
                                         _table.c.claimed_by == bindparam("worker"),
                                         _table.c.status == SENDING).with_for_update()
 MARKED_SENT = update(_table).where(_table.c.id == bindparam("sent_id")).values(
-    status=SENT, sent_at=bindparam("sent_at_", type_=_table.c.sent_at.type), last_error=None,
+    status=SENT, sent_at=bindparam("sent_now", type_=_table.c.sent_at.type), last_error=None,
     attempt_started_at=None, provider_id=bindparam("sent_provider_id"),
     delivery_status=func.coalesce(bindparam("sent_status", type_=_table.c.delivery_status.type),
                                   _table.c.delivery_status))
