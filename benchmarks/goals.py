@@ -11,7 +11,7 @@ other, and prints each goal beside its figure.
   1,000,000 audit entries;
 - `soak.py`: 10,000 payments, 30 % provider faults, three SIGKILLs.
 
-About 11 minutes on a quiet 2-core machine (`--quick`: shorter loads and smaller data, for a smoke test;
+About 13 minutes on a quiet 2-core machine (`--quick`: shorter loads and smaller data, for a smoke test;
 its figures are not the goals'). Each benchmark's own output is passed through as it runs; the exit status is 1
 when a benchmark reported a PROBLEM (lost, duplicated or corrupted data), not when a speed goal is missed.
 """
