@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.domain import matching, parties
@@ -33,14 +33,14 @@ from bot.domain.payments import PaymentEvent, PaymentKind
 from bot.integrations.sources.base import Received
 from bot.services.notify import Notifier
 from bot.services.receipts import receipt_of
-from bot.storage import audit, consent, models, outbox, repo, sql
+from bot.storage import audit, consent, models, outbox, repo, sql, wakeup
 from bot.storage.database import audit_record
 
 if TYPE_CHECKING:
     from bot.services.delivery import Handover
 
 Item = tuple[int, Received]  # a stored event's row id, and the event as its source read it
-UNRECORDED = ("accepted", "received")  # bot.services.ingest.ACCEPTED, RECEIVED: stored, payments not yet recorded
+UNRECORDED = models.UNRECORDED  # stored, payments not yet recorded
 
 
 @dataclass
@@ -316,9 +316,8 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
         batch.claimed = [models.Notification(id=notification_id, **row)
                          for notification_id, row in zip(notification_ids, rows, strict=True)
                          if row["status"] == outbox.SENDING]
-        if len(batch.claimed) < len(rows) and connection.dialect.name == "postgresql":
-            # as `outbox.enqueue`: listening workers look at once
-            connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": outbox.CHANNEL})
+        if len(batch.claimed) < len(rows):  # as `outbox.enqueue`: listening workers look at once
+            wakeup.notify(connection, outbox.CHANNEL)
     audit.append_rows(connection, records, keys)
 
 

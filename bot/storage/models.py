@@ -18,7 +18,8 @@ class Base(DeclarativeBase):
 
 
 #: The statuses of stored events whose payments are not yet recorded (bot.services.ingest: ACCEPTED, RECEIVED).
-WAITING_STATUSES = "status IN ('received', 'accepted')"
+UNRECORDED = ("accepted", "received")
+WAITING_STATUSES = "status IN ({})".format(", ".join(f"'{status}'" for status in UNRECORDED))
 
 
 class WebhookEvent(Base):
