@@ -176,10 +176,12 @@ EXTERNAL_IDS = select(models.ExternalRef.entity, models.ExternalRef.entity_id, m
                       models.ExternalRef.external_id).where(
     models.ExternalRef.entity_id.in_(bindparam("ids", expanding=True)))
 _payments, _invoices, _notifications = table(models.Payment), table(models.Invoice), table(models.Notification)
-NEW_PAYMENTS = insert(_payments).returning(_payments.c.id, sort_by_parameter_order=True)
+# RETURNING each row's id beside a key of our own: asked to return them in the rows' order instead, SQLAlchemy
+# sends SQLite one INSERT per row; this way a batch is one multi-row INSERT on both engines.
+NEW_PAYMENTS = insert(_payments).returning(_payments.c.webhook_event_id, _payments.c.id)
 PAID = update(_invoices).where(_invoices.c.id == bindparam("invoice_id")) \
     .values(paid_minor=_invoices.c.paid_minor + bindparam("paid"))
-NEW_NOTIFICATIONS = insert(_notifications).returning(_notifications.c.id, sort_by_parameter_order=True)
+NEW_NOTIFICATIONS = insert(_notifications).returning(_notifications.c.idempotency_key, _notifications.c.id)
 
 
 def by_source(refs: set[tuple[str, str]]) -> dict[str, list[str]]:
@@ -283,7 +285,8 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
             match_reason=plan.match.reason, settlement=outcome.settlement.value,
             balance_minor=outcome.balance.minor, fingerprint=plan.key, duplicate_of=None,
             payer_email=event.payer_email, payer_name=event.payer_name, details=dict(event.details) | quoted(event))
-    ids = list(connection.execute(NEW_PAYMENTS, [p.payment for p in plans]).scalars())
+    payment_ids: dict[int, int] = dict(connection.execute(NEW_PAYMENTS, [p.payment for p in plans]).all())
+    ids = [payment_ids[p.row_id] for p in plans]
     connection.execute(PAID, [{"invoice_id": p.invoice_id, "paid": p.amount.minor} for p in plans])
 
     wanted = {pair for plan in plans if plan.customer for pair in notifier.addresses(plan.customer)}
@@ -309,7 +312,8 @@ def write(connection: Connection, plans: list[Plan], notifier: Notifier, keys: K
         batch.done.append(plan.row_id)
     if queued:
         rows = claimed_for(handover, [row for _, row, _ in queued], now)
-        notification_ids = list(connection.execute(NEW_NOTIFICATIONS, rows).scalars())
+        by_key: dict[str, int] = dict(connection.execute(NEW_NOTIFICATIONS, rows).all())
+        notification_ids = [by_key[row["idempotency_key"]] for row in rows]
         for (index, _, record), notification_id in zip(queued, notification_ids, strict=True):
             records[index] = replace(record, detail={"notification_id": notification_id, **record.detail})
         batch.notification_ids += notification_ids
