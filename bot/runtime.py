@@ -34,7 +34,7 @@ from bot.services.connections import Connections
 from bot.services.oauth import TokenStore
 from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
-from bot.services.workqueue import BatchQueue
+from bot.services.workqueue import BatchQueue, first_of
 from bot.settings import Settings, setting_errors
 from bot.storage import audit, outbox, wakeup
 from bot.storage.connect import open_database, problem, unavailable
@@ -199,14 +199,6 @@ class Runtime:
             log.exception("flushing refusal summaries at shutdown failed")
         await self.http.close()
         await self.db.dispose()
-
-
-async def first_of(*events: asyncio.Event, timeout: float) -> None:
-    """Wait until one of `events` is set, or `timeout` seconds."""
-    waiters = {asyncio.ensure_future(event.wait()) for event in events}
-    _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in pending:
-        waiter.cancel()
 
 
 def integration_settings(configs: Mapping[str, IntegrationSettings] | None, name: str,

@@ -34,6 +34,7 @@ from bot.metrics import Metrics
 from bot.services import receipts
 from bot.services.delivery_status import record_consent
 from bot.services.notify import Notifier, redact
+from bot.services.workqueue import first_of
 from bot.settings import Settings
 from bot.storage import audit, consent, outbox, wakeup
 from bot.storage.connect import problem, unavailable
@@ -91,6 +92,7 @@ class DeliveryWorker:
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self._running = False  # the claiming loop runs (`run`): sends may be handed to it
         self._sending: set[asyncio.Future[None]] = set()  # claims being sent and recorded
+        self._freed = asyncio.Event()  # room in WORKER_CONCURRENCY was given back
         self._in_flight = 0  # rows claimed by `_sending` (or taken by a `Handover`), not yet recorded
         self._room = threading.Lock()  # over `_in_flight`: a hand-over's transaction may run on another thread
 
@@ -122,11 +124,12 @@ class DeliveryWorker:
         self._running = True
         try:
             while not stop.is_set():
-                self._wake.clear()  # before looking: a wake-up during this round must lead to another round
+                self._freed.clear()  # before counting the room: room freed during this round leads to another
                 limit = self._claim_limit(self._in_flight)
                 claimed = Claim([], [], [])
                 try:
                     if limit:
+                        self._wake.clear()  # before looking: a wake-up during this round must lead to another round
                         claimed = await self._claim(limit)
                     failures = 0
                 except Exception as exc:  # the loop must outlive any one bad row or database outage
@@ -146,13 +149,13 @@ class DeliveryWorker:
                 more_due = bool(limit) and len(claimed) == limit
                 if more_due and self._claim_limit(self._in_flight):
                     continue
-                # Wait for new work, a stop, the poll; or, if more may be due than we could take, a free slot.
-                waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-                _, pending = await asyncio.wait(waiters | (set(self._sending) if not limit or more_due else set()),
-                                                timeout=self.settings.worker_poll_seconds,
-                                                return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters & pending:
-                    waiter.cancel()
+                # With more due than we could take (or new work we had no room to look for): wait for room. Else
+                # for new work. Room alone is no reason to look: the hand-overs fill it with what they queue, and
+                # a look would find nothing.
+                wanted = self._freed if more_due or (not limit and self._wake.is_set()) else self._wake
+                await first_of(wanted, stop, timeout=self.settings.worker_poll_seconds)
+                if not (wanted.is_set() or stop.is_set()):
+                    self._wake.set()  # the poll (a retry come due): look as soon as there is room
         finally:  # what is out is finished and recorded before we stop
             self._running = False
             await self.finish_sending()
@@ -173,6 +176,7 @@ class DeliveryWorker:
         self._sending.discard(task)
         with self._room:
             self._in_flight -= rows
+        self._freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivering a claim failed; its rows are taken over when their lease runs out",
                       exc_info=task.exception())
@@ -199,8 +203,8 @@ class DeliveryWorker:
                 self._in_flight -= granted
             if handover.claimed:
                 self._start(self._deliver_together(handover.claimed, []), len(handover.claimed))
-            elif granted:
-                self.wake()  # the room was held from the claims: they may have waited for it
+            if granted > len(handover.claimed):
+                self._freed.set()  # room held from the claims, unused: they may have waited for it
 
     def _claim_limit(self, in_flight: int) -> int:
         """Rows to claim now: no more than WORKER_BATCH, nor than the sends WORKER_CONCURRENCY leaves free."""

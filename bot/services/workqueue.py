@@ -13,6 +13,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+async def first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until one of `events` is set, or `timeout` seconds."""
+    waiters = {asyncio.ensure_future(event.wait()) for event in events}
+    _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
+
+
 class WorkQueue(Generic[T]):
     def __init__(self, name: str, handle: Callable[[T], Awaitable[None]], *, consumers: int, capacity: int,
                  high_water: int | None = None) -> None:
