@@ -18,6 +18,7 @@ from bot.storage import outbox
 from tests.harness import Paybot, stripe_invoice_event
 from tests.scenario.test_batch_recording import waiting
 from tests.scenario.test_crash_window import possible_duplicates, sent_details
+from tests.scenario.test_processes import until
 
 
 @pytest.fixture
@@ -131,3 +132,30 @@ async def test_the_room_taken_counts_in_worker_concurrency_until_given_back(payb
                 assert second.take(5) == 1  # WORKER_CONCURRENCY=3
                 assert worker._claim_limit(worker._in_flight) == 0  # nor may the worker's own claims take more
         assert worker._in_flight == 0  # nothing was claimed: the room is back
+
+
+async def test_a_message_queued_while_the_room_is_full_is_claimed_once_there_is_room(
+        aiohttp_client, settings_for, configs, clock, sendgrid):
+    # No poll within the test: only the wake-up, kept until there is room to act on it, can make the worker look.
+    app = create_app(settings_for(ingest_mode="deferred", worker_concurrency=3, worker_poll_seconds=3600),
+                     configs=configs, clock=clock, run_worker=False)
+    paybot = Paybot(client=await aiohttp_client(app), runtime=app[RUNTIME], clock=clock)
+    await paybot.add_customer()
+    await paybot.add_invoice()
+    assert (await paybot.post_stripe(stripe_invoice_event())).status == 200
+    worker = paybot.runtime.worker
+    async with running_worker(worker):
+        with worker.sending_at_once() as full:
+            assert full.take(3) == 3  # recordings in progress hold all of WORKER_CONCURRENCY
+            await paybot.runtime.ingest.process_many(await waiting(paybot))  # queued, not claimed
+            worker.wake()
+            for _ in range(5):  # the worker sees the wake-up, and no room to claim in
+                await asyncio.sleep(0)
+        await until(lambda: sendgrid_accepted(sendgrid), "the email claimed and sent")
+
+    [email] = [n for n in await paybot.notifications() if n.channel == "sendgrid"]
+    assert email.status == "sent" and email.claimed_by == worker.worker_id
+
+
+async def sendgrid_accepted(sendgrid) -> bool:  # type: ignore[no-untyped-def]
+    return bool(sendgrid.accepted)
