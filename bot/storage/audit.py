@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from datetime import datetime
 from multiprocessing import get_context
 from typing import Any
 
-import orjson
 from sqlalchemy import String, bindparam, insert, select, type_coerce, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -20,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.domain.audit import (FIELDS, GENESIS, KEYED, Anchor, AuditRecord, Broken, ChainCheck, Keyring, chain_hash,
                               marker)
 from bot.errors import ConfigError
-from bot.storage.engine import create_engine
+from bot.storage.engine import create_engine, json_value
 from bot.storage.models import AuditEntry, AuditHead
 
 EXPORT_FIELDS = ("seq", "at", "kind", "actor", "source", "channel", "invoice", "customer_id", "amount",
@@ -102,7 +100,7 @@ class Verification:
 #: Entries per page when the trail is read whole: a page is one statement and one list in memory, so a million
 #: entries are read in constant memory and at about the speed of one statement.
 PAGE = 10_000
-#: The trail's columns as the chain check reads them; `detail` as stored text, decoded by orjson (`_decoded`).
+#: The trail's columns as the chain check reads them; `detail` as stored text, decoded as JSON columns are (`_decoded`).
 _CHAIN = (AuditEntry.seq, AuditEntry.prev_hash, AuditEntry.hash, *(getattr(AuditEntry, name) for name in FIELDS[:-1]),
           type_coerce(AuditEntry.detail, String))
 assert FIELDS[-1] == "detail"
@@ -151,14 +149,8 @@ def _decoded(rows: Sequence[Row[Any]]) -> Iterator[tuple[Any, ...]]:
 
 
 def _detail(stored: Any) -> Any:
-    """`detail` as stored text (SQLite) decoded by orjson, six times json's speed for the same values; asyncpg
-    hands it over decoded already."""
-    if not isinstance(stored, str):
-        return stored
-    try:
-        return orjson.loads(stored)
-    except orjson.JSONDecodeError:  # what orjson declines (an integer beyond 64 bits), json reads
-        return json.loads(stored)
+    """`detail` as stored text (SQLite), decoded as every JSON column is; asyncpg hands it over decoded already."""
+    return json_value(stored) if isinstance(stored, str) else stored
 
 
 @dataclass(frozen=True, slots=True)

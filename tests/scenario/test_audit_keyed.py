@@ -92,6 +92,18 @@ async def test_deferred_ingest_chains_its_group_commits_with_the_key(
     assert code == 0 and "KEYED: entries 1-" in out
 
 
+async def test_an_entry_holding_an_integer_beyond_64_bits_verifies_intact(
+        aiohttp_client, settings_for, configs, clock, capsys, monkeypatch, database_url):
+    """A platform's numeric id past 64 bits, in an entry's detail: read back as the integer it is, not a float
+    (which would fail its hash and report an untouched trail as broken)."""
+    bot = await make_paybot(aiohttp_client, settings_for, configs, clock, audit_key=KEY)
+    await some_history(bot, "evt_1")
+    async with bot.runtime.db.transaction() as uow:
+        uow.audit("staff.note", detail={"platform_id": 2 ** 70, "ids": [10 ** 30, 1]})
+    code, out = await verify(capsys, monkeypatch, database_url)
+    assert code == 0 and "BROKEN" not in out
+
+
 async def test_the_same_edit_on_an_unkeyed_trail_passes_and_verify_says_what_that_means(
         paybot, capsys, monkeypatch, database_url):
     await some_history(paybot, "evt_1")
