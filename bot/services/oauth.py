@@ -177,12 +177,16 @@ class Access:
         self.source = source
         self.app = app
         self._seed = seed
+        self._seeding = asyncio.Lock()
 
     async def _seeded(self) -> None:
-        if self._seed is not None:
-            tenant, token = self._seed
-            self._seed = None
-            await self.store.seed(self.source, tenant, token)
+        # Everyone waits for the seed to commit: a caller that went past it would find no tenant, and the event
+        # it resolves would be recorded as from a company paybot is not connected to.
+        async with self._seeding:
+            if self._seed is not None:
+                tenant, token = self._seed
+                await self.store.seed(self.source, tenant, token)
+                self._seed = None
 
     async def token(self, tenant: str) -> str:
         await self._seeded()

@@ -109,3 +109,12 @@ async def test_never_connected_is_connection_lost(paybot, store, app) -> None:  
         await store.token("quickbooks", app, REALM)
     async with paybot.runtime.db.read() as session:
         assert list(await session.scalars(select(models.OAuthToken))) == []
+
+
+async def test_callers_at_start_up_all_wait_for_the_env_seed(paybot, store, intuit, app) -> None:  # type: ignore[no-untyped-def]
+    """Two thin notifications resolved at once, first thing: neither may find the store still empty (the event
+    would be recorded as from a company paybot is not connected to)."""
+    from bot.services.oauth import Access
+
+    access = Access(store, "quickbooks", app, (REALM, intuit.grant()))
+    assert await asyncio.gather(access.tenants(), access.tenants(), access.tenants()) == [[REALM]] * 3
