@@ -63,7 +63,7 @@ def json_value(text: str) -> Any:
 
 
 def _holds_float(value: Any) -> bool:
-    """Whether `value` is or contains a float (type checks only: a tenth of orjson's parse on a typical detail)."""
+    """Whether `value` is or contains a float (type checks only, no copies)."""
     kind = type(value)
     if kind is dict:
         value = value.values()
