@@ -71,6 +71,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from bot.runtime import start
 
     runtime = await start(settings)
+    await runtime.warm_up()
     if not runtime.sources:
         print("No payment source is configured (see .env.example); here is what paybot does — `paybot demo`:\n")
         await run_demo(out=sys.stdout)
@@ -117,6 +118,7 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # before start-up: a stop asked for meanwhile is a clean one
         loop.add_signal_handler(sig, stop.set)
     runtime = await start(settings)
+    await runtime.warm_up()
     long_lived_from_here()
     try:
         await runtime.run_worker(stop)

@@ -36,7 +36,7 @@ from bot.services.sweeper import Sweeper
 from bot.services.verifier import Verifier
 from bot.services.workqueue import BatchQueue, first_of
 from bot.settings import Settings, setting_errors
-from bot.storage import audit, outbox, wakeup
+from bot.storage import audit, outbox, repo, wakeup
 from bot.storage.connect import open_database, problem, unavailable
 from bot.storage.database import Clock, Database, utcnow
 
@@ -67,6 +67,8 @@ PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
 #: once recording has queued the room the last count left, or DELIVERY_RECOUNT seconds later: the count was most
 #: of a small batch's time on a busy event loop.
 DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE, DELIVERY_RECOUNT = 1000, 0.05, 0.5, 1.0
+#: Customers' locales a message is written in at start-up (`Runtime.warm_up`), at most.
+WARM_LOCALES = 20
 
 
 @dataclass
@@ -172,6 +174,18 @@ class Runtime:
             self._swept_to = recorded.last_seen or 0
             if recorded.last_seen is None:  # the end of the backlog: the next round starts from the beginning
                 return
+
+    async def warm_up(self) -> None:
+        """Before the first payment: each channel writes a made-up message for the business's readers and its
+        customers' most common locales (`Notifier.warm`). What cannot be written is said now, not at that payment."""
+        try:
+            async with self.db.read() as session:
+                locales = await repo.common_locales(session, WARM_LOCALES)
+        except (SQLAlchemyError, OSError) as exc:  # a warm-up only: the payments will find the database
+            log.warning("warming up without the customers' locales: %s", problem(exc))
+            locales = []
+        for problem_ in self.notifier.warm([self.settings.business_locale, *locales], self.db.clock()):
+            log.warning("a message cannot be written: %s", problem_)
 
     async def confirm_pending(self) -> None:
         await self.verifier.drain()

@@ -10,13 +10,14 @@ the payment it is about stands.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bot.domain import reach
 from bot.domain.audit import AuditRecord
+from bot.domain.money import Money
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 from bot.integrations.channels import CHANNELS
@@ -29,6 +30,7 @@ from bot.storage.database import UnitOfWork, audit_record
 from bot.storage.models import Notification
 
 log = logging.getLogger(__name__)
+WARM_UP_PHONE = "+12025550100"  # a number reserved for fiction (555-01xx): every phone channel can use it
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,30 @@ class Notifier:
             else:
                 routes.append(Route(channel, recipient))
         return routes, skipped
+
+    def warm(self, locales: Iterable[str], now: datetime) -> list[str]:
+        """Write a made-up acknowledgement on every channel for readers of each locale, and throw it away, so that
+        the first real payment does not wait while babel loads the locale's data and Jinja compiles the templates
+        (its message cost 60 ms more than the next; a first in de-DE, 110 ms more). Returns what could not be
+        written, one line each (a broken operator template, an unknown locale): that payment's message will fail
+        the same way, and be recorded as failed."""
+        problems = []
+        serves = tuple(dict.fromkeys(channel.serves for channel in self.channels.values()))
+        for locale in dict.fromkeys(locales):
+            customer = Customer(id="warm-up", name="Warm-up", email="warm-up@example.com", phone=WARM_UP_PHONE,
+                                locale=locale, channels=serves)
+            receipt = receipts.made_up(customer, Money("USD", 100), invoice="WARM-UP", source="warm-up",
+                                       reason="paybot start-up", now=now)
+            messages = [(route, Message(Purpose.RECEIPT, route.recipient, receipt, customer))
+                        for route in self.customer_routes(customer)]
+            messages += [(route, Message(Purpose.FINANCE_CARD, route.recipient, receipt, customer))
+                         for route in self.finance_routes()]
+            for route, message in messages:
+                try:
+                    route.channel.render(self.stamp(message))
+                except Exception as exc:  # whatever a template or locale raises, as when a payment's message fails
+                    problems.append(f"{route.channel.name} ({message.locale}): {type(exc).__name__}: {exc}")
+        return problems
 
     def finance_route(self) -> Route | None:
         slack = self.channels.get("slack")

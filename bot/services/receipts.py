@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -31,6 +32,15 @@ def receipt_of(payment: models.Payment, invoice: Invoice | None, customer: Custo
         timezone=customer.timezone if customer else None, date_only=payment.date_only,
         payment_ref=payment.payment_ref, details=dict(payment.details), payer_name=payment.payer_name,
     )
+
+
+def made_up(customer: Customer, amount: Money, *, invoice: str, source: str, reason: str, now: datetime) -> Receipt:
+    """A payment of `amount` settling invoice `invoice` in full, as `customer` would read of it; no such payment
+    exists (`paybot send-test`, the warm-up at start)."""
+    return Receipt(payment_id=0, kind=PaymentKind.PAYMENT, source=source, amount=amount, paid_at=now,
+                   customer_id=customer.id, customer_name=customer.name, locale=customer.locale,
+                   timezone=customer.timezone, invoice_number=invoice, invoice_total=amount,
+                   balance=Money.zero(amount.currency), settlement=Settlement.FULL, match_reason=reason)
 
 
 async def load(session: AsyncSession, payment_id: int) -> tuple[Receipt, Customer | None] | None:

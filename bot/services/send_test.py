@@ -15,13 +15,12 @@ from uuid import uuid4
 
 from sqlalchemy import select
 
-from bot.domain.matching import Settlement
 from bot.domain.money import Money
 from bot.domain.parties import Customer
-from bot.domain.payments import PaymentKind
 from bot.domain.receipt import Receipt
 from bot.messages import Audience, Message, Purpose
 from bot.services.delivery import DeliveryWorker
+from bot.services import receipts
 from bot.services.notify import Notifier, redact
 from bot.storage import models, outbox, repo
 from bot.storage.database import Database
@@ -90,8 +89,5 @@ async def _test_receipt(db: Database, customer: Customer) -> Receipt:
     async with db.read() as session:
         currency = await session.scalar(select(models.Invoice.currency)
                                         .where(models.Invoice.customer_id == customer.id).limit(1))
-    amount = Money.rounded(TEST_AMOUNT, currency or "USD")
-    return Receipt(payment_id=0, kind=PaymentKind.PAYMENT, source="test", amount=amount, paid_at=db.clock(),
-                   customer_id=customer.id, customer_name=customer.name, locale=customer.locale,
-                   invoice_number=TEST_INVOICE, invoice_total=amount, balance=Money.zero(amount.currency),
-                   settlement=Settlement.FULL, match_reason="paybot send-test")
+    return receipts.made_up(customer, Money.rounded(TEST_AMOUNT, currency or "USD"), invoice=TEST_INVOICE,
+                            source="test", reason="paybot send-test", now=db.clock())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import matching, parties
@@ -51,6 +51,12 @@ async def customers_by_id(session: AsyncSession, ids: Iterable[str]) -> list[par
     rows = list(await session.scalars(select(Customer).where(Customer.id.in_(set(ids)))))
     refs = await external_ids(session, "customer", (r.id for r in rows))
     return [to_customer(r, refs[r.id]) for r in rows]
+
+
+async def common_locales(session: AsyncSession, limit: int) -> list[str]:
+    """The locales customers read in, the most common first."""
+    return list(await session.scalars(select(Customer.locale).group_by(Customer.locale)
+                                      .order_by(func.count().desc(), Customer.locale).limit(limit)))
 
 
 async def invoices(session: AsyncSession, rows: Sequence[Invoice]) -> list[parties.Invoice]:
