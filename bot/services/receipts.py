@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,7 @@ from bot.domain.money import Money
 from bot.domain.parties import Customer, Invoice
 from bot.domain.payments import PaymentKind
 from bot.domain.receipt import Receipt
-from bot.storage import models, repo
+from bot.storage import models, repo, sql
 
 
 def receipt_of(payment: models.Payment, invoice: Invoice | None, customer: Customer | None) -> Receipt:
@@ -78,4 +78,4 @@ SUBJECTS = select(  # built once: every batch of sends is audited with it
     models.Payment.id, models.Payment.customer_id, models.Payment.currency, models.Payment.amount_minor,
     models.Invoice.number,
 ).outerjoin(models.Invoice, models.Invoice.id == models.Payment.invoice_id).where(
-    models.Payment.id.in_(bindparam("ids", expanding=True)))
+    sql.one_of(models.Payment.id, "ids"))

@@ -166,15 +166,15 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
 # The hot path's statements are built once (per shape) with their lists as expanding parameters: building one
 # and deriving its cache key cost twice as much as executing it.
 _events = table(models.WebhookEvent)
-_unrecorded = (_events.c.id.in_(bindparam("ids", expanding=True)), _events.c.status.in_(UNRECORDED))
+_unrecorded = (sql.one_of(_events.c.id, "ids"), _events.c.status.in_(UNRECORDED))
 STILL_WAITING = select(_events.c.id).where(*_unrecorded).with_for_update(skip_locked=True)
 TAKEN = update(_events).where(*_unrecorded).values(status="processed").returning(_events.c.id)
 EARLIER_REPORTS = select(models.Payment.fingerprint).where(
-    models.Payment.fingerprint.in_(bindparam("keys", expanding=True)),
+    sql.one_of(models.Payment.fingerprint, "keys"),
     models.Payment.kind == PaymentKind.PAYMENT.value, models.Payment.duplicate_of.is_(None))
 EXTERNAL_IDS = select(models.ExternalRef.entity, models.ExternalRef.entity_id, models.ExternalRef.source,
                       models.ExternalRef.external_id).where(
-    models.ExternalRef.entity_id.in_(bindparam("ids", expanding=True)))
+    sql.one_of(models.ExternalRef.entity_id, "ids"))
 _payments, _invoices, _notifications = table(models.Payment), table(models.Invoice), table(models.Notification)
 # RETURNING each row's id beside a key of our own: asked to return them in the rows' order instead, SQLAlchemy
 # sends SQLite one INSERT per row; this way a batch is one multi-row INSERT on both engines.
@@ -202,7 +202,7 @@ def invoices_named(by_number: bool, ref_sources: tuple[str, ...]) -> Select[Any]
     in id order."""
     conditions = []
     if by_number:
-        conditions.append(sql.invoice_key(models.Invoice.number).in_(bindparam("numbers", expanding=True)))
+        conditions.append(sql.one_of(sql.invoice_key(models.Invoice.number), "numbers"))
     if ref_sources:
         conditions.append(models.Invoice.number.in_(entities_known_as("invoice", ref_sources)))
     return select(models.Invoice).where(sql.any_of(models.Invoice.id, conditions)) \
@@ -213,13 +213,13 @@ def invoices_named(by_number: bool, ref_sources: tuple[str, ...]) -> Select[Any]
 def customers_named(ref_sources: tuple[str, ...], by_email: bool, by_phone: bool) -> Select[Any]:
     """The customers with these `ids`, or known to a platform by `customer_refs_N`, or with these `emails` or
     `phones`."""
-    conditions = [models.Customer.id.in_(bindparam("ids", expanding=True))]
+    conditions = [sql.one_of(models.Customer.id, "ids")]
     if ref_sources:
         conditions.append(models.Customer.id.in_(entities_known_as("customer", ref_sources)))
     if by_email:
-        conditions.append(models.Customer.email.in_(bindparam("emails", expanding=True)))
+        conditions.append(sql.one_of(models.Customer.email, "emails"))
     if by_phone:
-        conditions.append(models.Customer.phone.in_(bindparam("phones", expanding=True)))
+        conditions.append(sql.one_of(models.Customer.phone, "phones"))
     return select(models.Customer).where(sql.any_of(models.Customer.id, conditions))
 
 
@@ -228,7 +228,7 @@ def entities_known_as(entity: str, sources: tuple[str, ...]) -> Select[Any]:
     source on the unique index."""
     return select(models.ExternalRef.entity_id).where(models.ExternalRef.entity == entity, or_(*(
         and_(models.ExternalRef.source == source,
-             models.ExternalRef.external_id.in_(bindparam(f"{entity}_refs_{n}", expanding=True)))
+             sql.one_of(models.ExternalRef.external_id, f"{entity}_refs_{n}"))
         for n, source in enumerate(sources))))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.storage.models import Consent
-from bot.storage.sql import insert_or_ignore
+from bot.storage.sql import insert_or_ignore, one_of
 
 
 async def opted_out(session: AsyncSession, channel: str, address: str) -> bool:
@@ -40,4 +40,4 @@ def opted_out_of(connection: Connection, wanted: set[tuple[str, str]]) -> set[tu
 
 
 OPTED_OUT = select(Consent.channel, Consent.address).where(  # built once: it is on the hot path
-    Consent.opted_out.is_(True), Consent.address.in_(bindparam("addresses", expanding=True)))
+    Consent.opted_out.is_(True), one_of(Consent.address, "addresses"))

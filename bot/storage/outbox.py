@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from bot.storage.models import Notification, RateSlot
-from bot.storage.sql import insert_or_ignore
+from bot.storage.sql import insert_or_ignore, one_of
 
 PENDING, SENDING, SENT, DEAD = "pending", "sending", "sent", "dead"
 CANCELLED = "cancelled"  # a fallback not sent: the message before it was delivered after all
@@ -128,13 +128,13 @@ def mark_sent(connection: Connection, sent: Sequence[tuple[int, str | None, str 
 # A delivery's common path, its statements built once (building one cost more than running it).
 _table = NOTIFICATIONS
 RENEWED = update(_table).where(
-    _table.c.id.in_(bindparam("ids", expanding=True)), _table.c.claimed_by == bindparam("worker"),
+    one_of(_table.c.id, "ids"), _table.c.claimed_by == bindparam("worker"),
     _table.c.status == SENDING, _table.c.lease_until > bindparam("now", type_=_table.c.lease_until.type),
 ).values(lease_until=bindparam("until", type_=_table.c.lease_until.type), attempts=_table.c.attempts + 1,
          attempt_started_at=func.coalesce(_table.c.attempt_started_at,
                                           bindparam("now", type_=_table.c.attempt_started_at.type))
          ).returning(_table.c.id)
-LOCKED_MINE = select(_table.c.id).where(_table.c.id.in_(bindparam("ids", expanding=True)),
+LOCKED_MINE = select(_table.c.id).where(one_of(_table.c.id, "ids"),
                                         _table.c.claimed_by == bindparam("worker"),
                                         _table.c.status == SENDING).with_for_update()
 MARKED_SENT = update(_table).where(_table.c.id == bindparam("sent_id")).values(
