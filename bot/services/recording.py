@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.domain import matching, parties
@@ -200,7 +200,7 @@ def refs_params(entity: str, refs: dict[str, list[str]]) -> dict[str, list[str]]
 def invoices_named(by_number: bool, ref_sources: tuple[str, ...]) -> Select[Any]:
     """The invoices named by number (`numbers`) or by a platform's ids (`invoice_refs_N`, one per source), locked
     in id order."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if by_number:
         conditions.append(sql.one_of(sql.invoice_key(models.Invoice.number), "numbers"))
     if ref_sources:
@@ -213,7 +213,7 @@ def invoices_named(by_number: bool, ref_sources: tuple[str, ...]) -> Select[Any]
 def customers_named(ref_sources: tuple[str, ...], by_email: bool, by_phone: bool) -> Select[Any]:
     """The customers with these `ids`, or known to a platform by `customer_refs_N`, or with these `emails` or
     `phones`."""
-    conditions = [sql.one_of(models.Customer.id, "ids")]
+    conditions: list[ColumnElement[bool]] = [sql.one_of(models.Customer.id, "ids")]
     if ref_sources:
         conditions.append(models.Customer.id.in_(entities_known_as("customer", ref_sources)))
     if by_email:
