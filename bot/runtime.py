@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -67,8 +68,9 @@ PROCESSING_AHEAD = PROCESSING_CONCURRENCY * PROCESSING_BATCH
 #: once recording has queued the room the last count left, or DELIVERY_RECOUNT seconds later: the count was most
 #: of a small batch's time on a busy event loop.
 DELIVERY_AHEAD, DELIVERY_LOOK, DELIVERY_PATIENCE, DELIVERY_RECOUNT = 1000, 0.05, 0.5, 1.0
-#: Customers' locales a message is written in at start-up (`Runtime.warm_up`), at most.
-WARM_LOCALES = 20
+#: Customers' locales a message is written in at start-up (`Runtime.warm_up`), at most; and PostgreSQL connections
+#: opened then: recording's consumers, the inbox's writer and the delivery worker's.
+WARM_LOCALES, WARM_CONNECTIONS = 20, PROCESSING_CONCURRENCY + 2
 
 
 @dataclass
@@ -177,7 +179,8 @@ class Runtime:
 
     async def warm_up(self) -> None:
         """Before the first payment: each channel writes a made-up message for the business's readers and its
-        customers' most common locales (`Notifier.warm`). What cannot be written is said now, not at that payment."""
+        customers' most common locales (`Notifier.warm`), and on PostgreSQL the connections a burst holds are
+        opened (each 15 ms: connecting, and asyncpg learning the types). What cannot be written is said now."""
         try:
             async with self.db.read() as session:
                 locales = await repo.common_locales(session, WARM_LOCALES)
@@ -186,6 +189,10 @@ class Runtime:
             locales = []
         for problem_ in self.notifier.warm([self.settings.business_locale, *locales], self.db.clock()):
             log.warning("a message cannot be written: %s", problem_)
+        if self.db.dialect == "postgresql":  # what a burst holds at once, connected now rather than during it
+            async with AsyncExitStack() as held:
+                await asyncio.gather(*(held.enter_async_context(self.db.engine.connect())
+                                       for _ in range(WARM_CONNECTIONS)), return_exceptions=True)
 
     async def confirm_pending(self) -> None:
         await self.verifier.drain()

@@ -70,7 +70,8 @@ class one_of(ColumnElement[bool]):
     `column = ANY(:name)`, one array: the statement's text, and so asyncpg's prepared statement, is the same
     whatever the list's length. An expanding IN is a new text for every length, which asyncpg prepares anew (a
     round trip, and PostgreSQL parsing and planning it) once its cache of 100 overflows: 382 texts in 2,984
-    statements of ten seconds' load. (`column`'s type must be one PostgreSQL keeps arrays of.)"""
+    statements of ten seconds' load. (An array type outside `engine.ARRAYS` works too, but asyncpg asks the server
+    what it is the first time each connection binds it.)"""
 
     type = Boolean()
     inherit_cache = True

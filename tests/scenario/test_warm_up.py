@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
+
 from bot.app import create_app
 from bot.keys import RUNTIME
 from tests.harness import Paybot
@@ -50,3 +52,17 @@ async def test_without_channels_there_is_nothing_to_write(aiohttp_client, settin
     await paybot.add_customer("C1", locale="xx-Nowhere")
 
     assert paybot.runtime.notifier.warm(["en-US", "xx-Nowhere"], clock()) == []
+
+
+async def test_on_postgresql_the_connections_a_burst_holds_are_opened_before_it(
+        aiohttp_client, settings_for, configs, clock) -> None:  # type: ignore[no-untyped-def]
+    from bot.runtime import WARM_CONNECTIONS
+
+    paybot = await started(aiohttp_client, settings_for, configs, clock)
+    if paybot.runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite has one connection, opened with the database")
+    opened = paybot.runtime.db.engine.pool.checkedin()
+
+    await paybot.runtime.warm_up()
+
+    assert opened < WARM_CONNECTIONS <= paybot.runtime.db.engine.pool.checkedin()
