@@ -163,7 +163,7 @@ def look_up(connection: Connection, events: Sequence[PaymentEvent]) -> Found:
                    for c in customer_rows])
 
 
-# The hot path's statements are built once (per shape) with their lists as expanding parameters: building one
+# The hot path's statements are built once (per shape) with their lists as parameters (`sql.one_of`): building one
 # and deriving its cache key cost twice as much as executing it.
 _events = table(models.WebhookEvent)
 _unrecorded = (sql.one_of(_events.c.id, "ids"), _events.c.status.in_(UNRECORDED))

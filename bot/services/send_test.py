@@ -19,8 +19,8 @@ from bot.domain.money import Money
 from bot.domain.parties import Customer
 from bot.domain.receipt import Receipt
 from bot.messages import Audience, Message, Purpose
-from bot.services.delivery import DeliveryWorker
 from bot.services import receipts
+from bot.services.delivery import DeliveryWorker
 from bot.services.notify import Notifier, redact
 from bot.storage import models, outbox, repo
 from bot.storage.database import Database
