@@ -1,7 +1,8 @@
 """PayPal in, through HTTP, the database, the confirmation sweep and the worker, to fake SendGrid and Slack.
 
 IPN is answered with an empty 200 before anything else and confirmed afterwards by the postback to the fake
-PayPal; REST events are verified through its verify-webhook-signature API before the answer.
+PayPal; REST events, with no REST app credentials set, are checked with PayPal's certificate before the answer
+(with them, through PayPal's verify-webhook-signature API: test_paypal_api.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""PayPal: IPN (form posts, confirmed afterwards by posting them back) and REST webhooks (signed by PayPal, checked
-here with PayPal's certificate), both on `/webhooks/paypal`.
+"""PayPal: IPN (form posts, confirmed afterwards by posting them back) and REST webhooks (signed by PayPal, verified
+before they are answered), both on `/webhooks/paypal`.
 
 IPN carries no signature. PayPal wants an empty 200 at once, so the message is stored unconfirmed
 (`Received.confirm_later`) and `confirm` later posts the raw bytes back, prefixed with `cmd=_notify-validate&`,
@@ -10,23 +10,46 @@ nowhere), the fields that status needs, and a `receiver_email` of ours. Acted on
 the customer does not). One IPN is one transaction: the event id is `txn_id` plus `payment_status`, so a resend
 is a duplicate while a later refund of the same transaction is not.
 
-REST events, told apart by their `PAYPAL-TRANSMISSION-*` headers, are verified before the answer, locally, as
-PayPal documents: SHA256withRSA over `transmission_id|transmission_time|webhook_id|crc32(body)` with the
-certificate at `PAYPAL-CERT-URL`, fetched only from PayPal's own addresses (`PAYPAL_CERT_ORIGINS`) and kept per
-URL. A forged event therefore costs no call to PayPal; a bad signature is a 401. Acted on:
-`PAYMENT.CAPTURE.COMPLETED` (one capture) and `INVOICING.INVOICE.PAID` (the invoice's state: what is paid so far
-and what is due; it also fires for partial payments).
-"""
+REST events are told apart by their `PAYPAL-TRANSMISSION-*` headers. Acted on: `PAYMENT.CAPTURE.COMPLETED` (one
+capture) and `INVOICING.INVOICE.PAID` (the invoice's state: what is paid so far and what is due; it also fires for
+partial payments). First, without any call: the five headers present and printable, `PAYPAL-AUTH-ALGO`
+SHA256withRSA, `PAYPAL-CERT-URL` on PayPal's own addresses (`PAYPAL_CERT_ORIGINS`). Then one of two checks:
 
+- With `PAYPAL_CLIENT_ID` and `PAYPAL_CLIENT_SECRET`, PayPal's verify-webhook-signature API (`PAYPAL_BASE_URL`;
+  a client-credentials token from `/v1/oauth2/token`, cached by `TokenCache`). The event goes in byte for byte as
+  received (spliced into the request, never re-serialised: PayPal's signature covers the CRC32 of those bytes).
+  `SUCCESS` accepts; `FAILURE`, or PayPal refusing the transmission's fields (400/422), is a 401. 429, 5xx and
+  timeouts are a 503, and so are our credentials refused (401/403; named in the log and by `paybot check`):
+  PayPal keeps the event and sends it again. A capture's payer (email, name, payer id) is then read from its
+  order, `GET /v2/checkout/orders/{order_id}`: an order PayPal will not show us (404, 403) leaves the payment
+  without them, PayPal unavailable is a 503 (retried); a payment is never lost for want of a name.
+- Without them, locally, as PayPal documents self-verification: SHA256withRSA over
+  `transmission_id|transmission_time|webhook_id|crc32(body)` with the certificate at `PAYPAL-CERT-URL`, fetched
+  only from PayPal's addresses and kept per URL (a new URL at most once a minute). No payer lookup.
+
+Why the API call is made before answering, not stored now and verified later as IPN is: IPN must be answered
+before it is verified; REST delivery waits for the answer and retries any non-2xx up to 25 times over three days,
+so nothing forces an answer first. Verifying first keeps the contract: a forgery is a 401 and leaves no row at
+all (store-now would keep one per forged request, however capped); an event PayPal cannot vouch for right now is
+a 503 and stays PayPal's to resend, rather than ours to retry until `VERIFY_MAX_ATTEMPTS` and then give up on
+after PayPal was told 200. It costs PayPal's round trip inside the request (one call with a cached token; two
+for a capture). An unauthenticated flood stays bounded: the cheap checks above first, nothing stored before
+`SUCCESS`, and at most `VERIFY_RATE` verification calls a second per process after a burst of `VERIFY_BURST`;
+past that a 503 without a call (PayPal resends a genuine event later; a forgery costs PayPal nothing).
+"""
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
+import json
+import logging
 import re
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -38,15 +61,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from bot.domain.money import CurrencyError, Money
 from bot.domain.payments import PaymentEvent, PaymentKind
-from bot.errors import PayloadInvalid, ProviderUnavailable, SignatureInvalid
-from bot.integrations.base import IntegrationSettings, settings_config
-from bot.integrations.checks import Finding, ok
+from bot.domain.ratelimit import TokenBucket
+from bot.errors import PayloadInvalid, ProviderRejected, ProviderUnavailable, SignatureInvalid
+from bot.integrations.base import IntegrationSettings, given, secret, settings_config
+from bot.integrations.checks import Finding, ok, problem
+from bot.integrations.client_credentials import ClientCredentials, TokenCache, read_with_token
 from bot.integrations.sources.base import InboundRequest, Received, Reply, WebhookSource
-from bot.integrations.sources.common import field, json_object
+from bot.integrations.sources.common import field, json_object, path_segment
 from bot.settings import Settings as CoreSettings
+
+log = logging.getLogger(__name__)
 
 POSTBACK_PREFIX = b"cmd=_notify-validate&"
 IPN_MAX_BYTES = 20_480  # IPN messages are a few KB; nothing larger is kept or posted back
@@ -78,6 +106,18 @@ CERTS_KEPT = 16  # PayPal signs with one certificate at a time; a few more cover
 NEW_CERT_INTERVAL = timedelta(seconds=60)
 PAYPAL_CERT_ORIGINS = ("https://api.paypal.com", "https://api-m.paypal.com", "https://api.sandbox.paypal.com",
                        "https://api-m.sandbox.paypal.com")
+CREDENTIALS = "PAYPAL_CLIENT_ID/PAYPAL_CLIENT_SECRET"
+TOKEN_PATH = "/v1/oauth2/token"
+VERIFY_PATH = "/v1/notifications/verify-webhook-signature"
+ORDER_PATH = "/v2/checkout/orders/"
+#: verify-webhook-signature's fields, from the transmission's headers (and `webhook_id`, ours).
+VERIFY_FIELDS = {"auth_algo": "PAYPAL-AUTH-ALGO", "cert_url": "PAYPAL-CERT-URL",
+                 "transmission_id": "PAYPAL-TRANSMISSION-ID", "transmission_sig": "PAYPAL-TRANSMISSION-SIG",
+                 "transmission_time": "PAYPAL-TRANSMISSION-TIME"}
+API_TIMEOUT = 10  # seconds per PayPal API call, inside the webhook's request
+#: Verification calls a second per process, after a burst: a shop gets a few REST events a minute; a flood of
+#: well-formed forgeries past this is answered 503 without a call (PayPal resends a genuine event later).
+VERIFY_RATE, VERIFY_BURST = 5.0, 20.0
 
 
 class PayPalSettings(IntegrationSettings):
@@ -88,6 +128,18 @@ class PayPalSettings(IntegrationSettings):
     receiver_email: str | None = None  # the account's address IPN names; several comma-separated
     webhook_id: str | None = None      # the REST webhook subscription's id, from the developer dashboard
     cert_origins: str = ",".join(PAYPAL_CERT_ORIGINS)  # where signing certificates may be fetched from
+    client_id: str | None = None       # the REST app's (Apps & Credentials): REST events verified through the API
+    client_secret: SecretStr | None = Field(default=None, validate_default=True)
+    base_url: str = "https://api-m.paypal.com"  # the REST API (sandbox: https://api-m.sandbox.paypal.com)
+
+    @field_validator("client_secret")
+    @classmethod
+    def _with_client_id(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Half a credential pair is a mistake, not a choice: falling back to the certificate would hide it."""
+        if given(info.data.get("client_id")) != given(value):
+            raise ValueError("PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET go together: both (REST events verified "
+                             "through PayPal's API) or neither (checked with PayPal's certificate)")
+        return value
 
     def missing(self) -> list[str]:
         """Enabled by IPN's receiver address, or by the REST webhook's id."""
@@ -100,6 +152,12 @@ class PayPalSettings(IntegrationSettings):
 
     def origins(self) -> set[str]:
         return {o.strip().rstrip("/").lower() for o in self.cert_origins.split(",") if o.strip()}
+
+    def uses_api(self) -> bool:
+        return given(self.client_id) and given(self.client_secret)
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
 
 
 def is_rest(headers: Mapping[str, str]) -> bool:
@@ -263,6 +321,47 @@ def signed_message(transmission_id: str, transmission_time: str, webhook_id: str
     return f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body)}".encode()
 
 
+def utf8_event(body: bytes) -> dict[str, Any]:
+    """The event as a JSON object, from UTF-8 only: its bytes go into PayPal's verification request unchanged."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadInvalid("body is not UTF-8 JSON") from None
+    return json_object(body)
+
+
+def verification_request(headers: Mapping[str, str], webhook_id: str, event: bytes) -> bytes:
+    """verify-webhook-signature's JSON body, the event spliced in as received: PayPal checks the CRC32 of the
+    event's bytes, so a re-serialised event (other spacing, key order or number forms) would be a false FAILURE."""
+    fields = {name: headers[header] for name, header in VERIFY_FIELDS.items()} | {"webhook_id": webhook_id}
+    return json.dumps(fields).encode()[:-1] + b', "webhook_event": ' + event + b"}"
+
+
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def with_payer(payment: PaymentEvent, order: dict[str, Any]) -> PaymentEvent:
+    """The payer of a v2 order: `payer` (email_address, name.given_name/surname, payer_id), or where an order has
+    none, `payment_source.paypal` (the same, with account_id)."""
+    payer, wallet = _object(order.get("payer")), _object(_object(order.get("payment_source")).get("paypal"))
+    name = _object(payer.get("name")) or _object(wallet.get("name"))
+    full = " ".join(p for p in (_text(name.get("given_name")), _text(name.get("surname"))) if p)
+    return replace(payment, payer_email=_text(payer.get("email_address")) or _text(wallet.get("email_address")),
+                   payer_name=full or None,
+                   customer_external_id=_text(payer.get("payer_id")) or _text(wallet.get("account_id")))
+
+
+def credentials_refused(exc: ProviderRejected) -> ProviderRejected:
+    """Our REST app's credentials refused (by the token endpoint, or by the API with a fresh token): the settings
+    are wrong, not the event. The webhook is answered 503, so PayPal keeps the event until they are fixed."""
+    return ProviderRejected(PayPalSource.name, f"{CREDENTIALS} were refused", status=exc.status, body=exc.body)
+
+
 class SigningCertificates:
     """PayPal's webhook signing certificates, fetched only from `origins` under CERT_PATH (over HTTPS in
     production: TLS to PayPal's own host is what vouches for the certificate) and kept per URL. A URL anywhere
@@ -329,14 +428,21 @@ class PayPalSource(WebhookSource[PayPalSettings]):
     def __init__(self, settings: PayPalSettings, http: aiohttp.ClientSession) -> None:
         super().__init__(settings, http)
         self.certificates = SigningCertificates(http, settings.origins())
+        self.clock: Callable[[], datetime] = functools.partial(datetime.now, UTC)  # tests replace it (token expiry)
+        self.tokens: TokenCache | None = None  # None: REST events are checked with PayPal's certificate
+        if settings.uses_api():
+            self.tokens = TokenCache(self.name, ClientCredentials(
+                token_url=settings.url(TOKEN_PATH), client_id=settings.client_id or "",
+                client_secret=secret(settings.client_secret), client_auth="basic"), http, lambda: self.clock())
+        self.verifications = TokenBucket.full(VERIFY_RATE, VERIFY_BURST, datetime.min.replace(tzinfo=UTC))
 
     def body_limit(self, headers: Mapping[str, str]) -> int:
         return REST_MAX_BYTES if is_rest(headers) else IPN_MAX_BYTES
 
     def verify(self, request: InboundRequest) -> None:
-        """REST: the transmission headers must be there and well-formed (the signature is checked in `parse`, once
-        the certificate is at hand). IPN has nothing to check before the postback, which `confirm` makes once
-        PayPal has had its empty 200."""
+        """REST: the transmission headers must be there and well-formed, the certificate on PayPal's addresses (the
+        signature is checked in `parse`, by PayPal or with the certificate). IPN has nothing to check before the
+        postback, which `confirm` makes once PayPal has had its empty 200."""
         if is_rest(request.headers):
             missing = [h for h in TRANSMISSION_HEADERS if not request.headers.get(h)]
             if missing:
@@ -347,6 +453,8 @@ class PayPalSource(WebhookSource[PayPalSettings]):
                 raise SignatureInvalid("malformed PAYPAL-TRANSMISSION headers")
             if request.headers["PAYPAL-AUTH-ALGO"] != SIGNING_ALGORITHM:
                 raise SignatureInvalid(f"PAYPAL-AUTH-ALGO is not {SIGNING_ALGORITHM}")
+            if not self.certificates.allowed(request.headers["PAYPAL-CERT-URL"]):
+                raise SignatureInvalid("PAYPAL-CERT-URL is not one of PayPal's certificate addresses")
         elif not self.settings.receiver_email:
             raise SignatureInvalid("IPN is not configured: PAYPAL_RECEIVER_EMAIL is unset")
 
@@ -386,8 +494,12 @@ class PayPalSource(WebhookSource[PayPalSettings]):
         raise ProviderUnavailable(self.name, "unexpected IPN postback answer", status=status, body=answer)
 
     async def _rest(self, request: InboundRequest) -> Received:
-        await self._verify_signature(request)
-        event = json_object(request.body)
+        if self.tokens is None:
+            await self._verify_signature(request)
+            event = json_object(request.body)
+        else:
+            event = utf8_event(request.body)  # a 400 before any call: it must be JSON to be spliced in
+            await self._verify_with_paypal(request, self.tokens)
         event_id, event_type = str(field(event, "id")), str(field(event, "event_type"))
         resource = field(event, "resource")
         if not isinstance(resource, dict):
@@ -396,16 +508,52 @@ class PayPalSource(WebhookSource[PayPalSettings]):
         payment = None
         if event_type == "PAYMENT.CAPTURE.COMPLETED" and resource.get("status", "COMPLETED") == "COMPLETED":
             payment = capture_payment(event_id, resource, occurred)
+            if self.tokens is not None and payment.details.get("order_id"):
+                payment = await self._with_payer(payment, payment.details["order_id"], self.tokens)
         elif event_type == "INVOICING.INVOICE.PAID":
             payment = invoice_payment(event_id, resource, occurred)
         kept = {h: request.headers[h] for h in ("PAYPAL-TRANSMISSION-ID", "PAYPAL-TRANSMISSION-TIME")}
         return Received(event_id=event_id, event_type=event_type, payments=(payment,) if payment else (),
                         headers_kept=kept)
 
+    async def _verify_with_paypal(self, request: InboundRequest, tokens: TokenCache) -> None:
+        """PayPal's own verdict on this transmission of this event, for our webhook."""
+        if not self.verifications.take(request.received_at):
+            raise ProviderUnavailable(self.name, "too many events to verify right now; PayPal will send it again")
+        try:
+            await tokens.token()  # first, alone: a refusal here is our credentials', never the sender's
+        except ProviderRejected as exc:
+            raise credentials_refused(exc) from exc
+        body = verification_request(request.headers, self.settings.webhook_id or "", request.body)
+        try:
+            answer = await read_with_token(tokens, "POST", self.settings.url(VERIFY_PATH), data=body,
+                                           headers={"Content-Type": "application/json"},
+                                           what="verify-webhook-signature", timeout=API_TIMEOUT)
+        except ProviderRejected as exc:
+            if exc.status in (401, 403):  # refused with a fresh token too
+                raise credentials_refused(exc) from exc
+            raise SignatureInvalid(f"PayPal refused to verify the transmission (HTTP {exc.status})") from exc
+        verdict = answer.get("verification_status")
+        if verdict == "FAILURE":
+            raise SignatureInvalid("PayPal's verify-webhook-signature answered FAILURE")
+        if verdict != "SUCCESS":
+            raise ProviderUnavailable(self.name, "verify-webhook-signature answered without a verdict")
+
+    async def _with_payer(self, payment: PaymentEvent, order_id: str, tokens: TokenCache) -> PaymentEvent:
+        """The capture's payer, from its order. PayPal unavailable: ProviderUnavailable (503, the event is sent
+        again). An order PayPal will not show us (404, 403…): the payment is recorded without a payer."""
+        url = self.settings.url(ORDER_PATH + path_segment(order_id))
+        try:
+            order = await read_with_token(tokens, "GET", url, what=f"order {order_id}", timeout=API_TIMEOUT)
+        except ProviderRejected as exc:
+            log.warning("paypal capture %s: order %s could not be read (HTTP %s); recorded without the payer",
+                        payment.payment_ref, order_id, exc.status)
+            return replace(payment, details=payment.details | {"payer_lookup": f"order unreadable (HTTP {exc.status})"})
+        return with_payer(payment, order)
+
     async def _verify_signature(self, request: InboundRequest) -> None:
         """PayPal's self-verification: its certificate's key must have signed this transmission of this body for
-        our webhook. (PayPal's verify-webhook-signature API would do the same at the cost of a call per event,
-        forged or not; it is not used.)"""
+        our webhook (used when no REST app credentials are set)."""
         h = request.headers
         try:
             signature = base64.b64decode(h["PAYPAL-TRANSMISSION-SIG"], validate=True)
@@ -428,6 +576,14 @@ class PayPalSource(WebhookSource[PayPalSettings]):
             raise SignatureInvalid("PayPal's signature does not match this event and webhook") from None
 
     async def check(self, settings: CoreSettings) -> list[Finding]:
-        """Nothing to call: IPN messages are verified by their postback, REST events with PayPal's certificate."""
-        return [ok("nothing to call (IPN is verified by posting each message back; REST events by PayPal's "
-                   "certificate)")]
+        """With REST app credentials, a token proves them; without, there is nothing to call (IPN is verified by
+        its postback, REST events with PayPal's certificate)."""
+        if self.tokens is None:
+            return [ok("nothing to call (IPN is verified by posting each message back; REST events by PayPal's "
+                       "certificate)")]
+        try:
+            await self.tokens.token()
+        except ProviderRejected as exc:
+            return [problem(f"{CREDENTIALS} were refused (HTTP {exc.status}): use the REST app's live credentials, "
+                            f"or sandbox ones with PAYPAL_BASE_URL=https://api-m.sandbox.paypal.com")]
+        return [ok(f"{CREDENTIALS} accepted; REST events are verified through PayPal's verify-webhook-signature API")]
